@@ -1,0 +1,33 @@
+//go:build mage
+
+// Stagecoach's own targets: the deploy targets (imported, so this repository
+// deploys its example app with them) and the developer targets below.
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+)
+
+// Test runs every test of the project, including the example application's.
+func Test(ctx context.Context) error {
+	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Bench runs the Go benchmarks once each, with memory statistics.
+func Bench(ctx context.Context) error {
+	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-benchmem", "./...")
+}
+
+// goCmd runs the go tool in dir with output passed through. It uses
+// exec.CommandContext so Ctrl-C and `mage -t` stop it.
+func goCmd(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}

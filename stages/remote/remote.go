@@ -1,0 +1,124 @@
+// Package remote runs operations on a deploy target. Operations are values
+// (Command) built by pure functions elsewhere; a Runner executes them, over
+// SSH or on this machine, so the same value can be unit-tested without a
+// server and run against either transport.
+package remote
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Runner executes operations on one target. Implementations must be safe for
+// concurrent use: sessions are multiplexed on one connection.
+type Runner interface {
+	// Target names the host for logs and errors, e.g. "deploy@web1:22" or "local".
+	Target() string
+	// Run executes cmd with /bin/sh on the target and waits for it. A non-zero
+	// exit status is returned as *ExitError carrying the code and stderr.
+	Run(ctx context.Context, cmd Command) (Result, error)
+	// Upload streams r into path on the target. The data is written to a
+	// temporary name beside path and renamed only when complete, so an
+	// interrupted upload never leaves a file where a finished one would be.
+	// progress, when non-nil, is called with the number of bytes just sent.
+	Upload(ctx context.Context, r io.Reader, path string, progress func(n int)) error
+	// ReadFile returns the content of a file on the target.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// Stats reports how many connections and sessions this runner has opened.
+	Stats() Stats
+	// Close releases the connection.
+	Close() error
+}
+
+// Stats counts transport usage so tests and reports can show it.
+type Stats struct {
+	Connections int64 // TCP connections dialled (0 for the local transport)
+	Sessions    int64 // commands, uploads and reads run
+}
+
+// Command is one remote operation as data: a POSIX shell script plus its
+// standard streams. Build it with Cmd (argv, quoted) or Script (source).
+type Command struct {
+	// Desc says what the command does, for logs and error messages.
+	Desc string
+	// Script is the shell source run by `/bin/sh -c` on the target.
+	Script string
+	// Stdin feeds the command; nil means empty input.
+	Stdin io.Reader
+	// Stdout and Stderr, when set, receive output as it arrives in addition
+	// to the captured copy in Result.
+	Stdout, Stderr io.Writer
+}
+
+// Cmd builds a Command running argv with every argument shell-quoted.
+func Cmd(desc string, argv ...string) Command {
+	return Command{Desc: desc, Script: Join(argv...)}
+}
+
+// Script builds a Command from shell source.
+func Script(desc, source string) Command {
+	return Command{Desc: desc, Script: source}
+}
+
+// Result is what a finished command produced.
+type Result struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int
+	Duration time.Duration
+}
+
+// ExitError is a command that ran and exited non-zero.
+type ExitError struct {
+	Target string
+	Desc   string
+	Code   int
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("%s on %s: exit status %d", e.Desc, e.Target, e.Code)
+	if tail := Tail(e.Stderr, 10); tail != "" {
+		msg += ": " + tail
+	}
+	return msg
+}
+
+// Quote returns s quoted for POSIX sh so that it is passed as one word.
+func Quote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Join quotes every argument and joins them into one shell command line.
+func Join(argv ...string) string {
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = Quote(a)
+	}
+	return strings.Join(quoted, " ")
+}
+
+// Tail returns the last n non-empty lines of s, joined by newlines.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}

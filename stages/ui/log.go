@@ -1,0 +1,164 @@
+// Package ui is what a person sees: timestamped log lines, a verbose mode,
+// progress bars for long transfers and summary tables. Every line passes
+// through a redactor so secret values never reach a terminal or a log file.
+package ui
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Logger writes timestamped lines. The zero value is not usable; call New.
+type Logger struct {
+	*sink
+	verbose bool
+	now     func() time.Time
+	prefix  string
+}
+
+// sink is shared by a Logger and every Logger derived from it with With, so
+// their lines never interleave and a secret added to one is masked by all.
+type sink struct {
+	mu      sync.Mutex
+	out     io.Writer
+	secrets []string
+}
+
+// New returns a Logger writing to out. verbose enables Debugf lines.
+func New(out io.Writer, verbose bool) *Logger {
+	return &Logger{sink: &sink{out: out}, verbose: verbose, now: time.Now}
+}
+
+// Default logs to stderr, verbose when mage runs with -v (MAGEFILE_VERBOSE).
+func Default() *Logger {
+	v := os.Getenv("MAGEFILE_VERBOSE")
+	return New(os.Stderr, v == "1" || v == "true")
+}
+
+// Discard is a Logger that prints nothing, for tests and quiet modes.
+func Discard() *Logger { return New(io.Discard, false) }
+
+// Verbose reports whether debug lines are printed.
+func (l *Logger) Verbose() bool { return l.verbose }
+
+// With returns a Logger sharing this one's output and secrets whose lines
+// start with prefix, e.g. the host name.
+func (l *Logger) With(prefix string) *Logger {
+	return &Logger{sink: l.sink, verbose: l.verbose, now: l.now, prefix: l.prefix + prefix + ": "}
+}
+
+// AddSecret registers a value that must never be printed; it is replaced by
+// "***" in every line. Values shorter than 4 bytes are ignored, since masking
+// them would garble ordinary text.
+func (l *Logger) AddSecret(value string) {
+	if len(value) < 4 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.secrets = append(l.secrets, value)
+}
+
+// Redact replaces every registered secret in s.
+func (l *Logger) Redact(s string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return redact(s, l.secrets)
+}
+
+func redact(s string, secrets []string) string {
+	for _, secret := range secrets {
+		s = strings.ReplaceAll(s, secret, "***")
+	}
+	return s
+}
+
+// Infof prints one line.
+func (l *Logger) Infof(format string, args ...any) { l.line("", format, args...) }
+
+// Warnf prints one line marked as a warning.
+func (l *Logger) Warnf(format string, args ...any) { l.line("WARN ", format, args...) }
+
+// Errorf prints one line marked as an error.
+func (l *Logger) Errorf(format string, args ...any) { l.line("ERROR ", format, args...) }
+
+// Debugf prints one line in verbose mode only.
+func (l *Logger) Debugf(format string, args ...any) {
+	if l.verbose {
+		l.line("", format, args...)
+	}
+}
+
+// Step logs the start of an operation at debug level and returns a function
+// that logs its duration, so every operation's cost shows with -v.
+func (l *Logger) Step(name string) (done func()) {
+	start := l.now()
+	l.Debugf("%s ...", name)
+	return func() { l.Debugf("%s done in %s", name, Round(time.Since(start))) }
+}
+
+func (l *Logger) line(level, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	stamp := l.now().Format("15:04:05")
+	var b strings.Builder
+	for _, text := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
+		fmt.Fprintf(&b, "[%s] %s%s%s\n", stamp, level, l.prefix, text)
+	}
+	io.WriteString(l.out, redact(b.String(), l.secrets))
+}
+
+// Writer returns an io.Writer that logs each complete line it receives,
+// prefixed by prefix, for streaming command output into the log.
+func (l *Logger) Writer(prefix string, debugOnly bool) io.WriteCloser {
+	return &lineWriter{log: l, prefix: prefix, debugOnly: debugOnly}
+}
+
+type lineWriter struct {
+	log       *Logger
+	prefix    string
+	debugOnly bool
+	buf       []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := strings.IndexByte(string(w.buf), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.emit(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// Close flushes a final line without a newline.
+func (w *lineWriter) Close() error {
+	if len(w.buf) > 0 {
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+	return nil
+}
+
+func (w *lineWriter) emit(text string) {
+	if w.debugOnly {
+		w.log.Debugf("%s%s", w.prefix, text)
+	} else {
+		w.log.Infof("%s%s", w.prefix, text)
+	}
+}
+
+// Round shortens a duration for display: milliseconds below 10s, else 0.1s.
+func Round(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
+}
