@@ -1,0 +1,141 @@
+// Package config reads stagecoach.yml. Decoding is strict (unknown keys are
+// errors) and every error names the file, the line and what is expected.
+package config
+
+import (
+	"time"
+)
+
+// Config is a whole stagecoach.yml.
+type Config struct {
+	// File is the path the config was read from; Dir is the project root
+	// (the file's directory), against which relative paths resolve.
+	File string `yaml:"-"`
+	Dir  string `yaml:"-"`
+
+	App          string `yaml:"app"`
+	KeepReleases int    `yaml:"keep_releases"` // default for environments; 5 when unset
+	AllowDirty   bool   `yaml:"allow_dirty"`   // deploy a work tree with uncommitted changes
+
+	// Components are built and packaged independently, in file order.
+	Components   []Component   `yaml:"-"`
+	Migrations   *Migrations   `yaml:"migrations"`
+	Environments []Environment `yaml:"-"` // in file order
+	Plugins      []Plugin      `yaml:"plugins"`
+}
+
+// Component is one independently built part of the app.
+type Component struct {
+	Name     string   `yaml:"-"`
+	Watch    []string `yaml:"watch"`    // doublestar patterns; "!" excludes
+	Lockfile string   `yaml:"lockfile"` // e.g. frontend/package-lock.json
+	Install  string   `yaml:"install"`  // runs in the lockfile's directory when the lockfile changed
+	Build    string   `yaml:"build"`    // shell command, run in Dir (or Workdir)
+	Workdir  string   `yaml:"workdir"`  // where install/build run, relative to the project root
+	Output   string   `yaml:"output"`   // directory the build produces, relative to the project root
+	Dest     string   `yaml:"dest"`     // where Output goes inside a release; defaults to Name
+	Line     int      `yaml:"-"`        // line of the component's key, for errors
+}
+
+// Migrations describes the database schema changes shipped with a release.
+type Migrations struct {
+	Watch  []string `yaml:"watch"`  // patterns whose change means pending migrations
+	Detect string   `yaml:"detect"` // optional local command: exit 0 = pending, 1 = none
+	Run    string   `yaml:"run"`    // run on the server in the new release directory
+	Backup []string `yaml:"backup"` // files under <root> (e.g. shared/data/app.sqlite3) backed up first
+}
+
+// Environment is a named set of hosts and how to deploy to them.
+type Environment struct {
+	Name string `yaml:"-"`
+	Line int    `yaml:"-"`
+
+	// Hosts are "user@host[:port]" SSH targets, or "local" for a directory
+	// on the deploying machine.
+	Hosts        []string      `yaml:"hosts"`
+	Root         string        `yaml:"root"` // absolute on the server; relative to the project for "local"
+	KeepReleases int           `yaml:"keep_releases"`
+	Parallel     int           `yaml:"parallel"` // hosts deployed at once; default 4
+	SSH          SSH           `yaml:"ssh"`
+	Shared       []string      `yaml:"shared"` // release paths replaced by links into <root>/shared
+	Assets       Assets        `yaml:"assets"`
+	Env          EnvVars       `yaml:"env"`
+	Services     Services      `yaml:"services"`
+	Health       []HealthCheck `yaml:"health"`
+	HealthWait   Wait          `yaml:"health_wait"`
+	Cleanup      Cleanup       `yaml:"cleanup"`
+	Check        Check         `yaml:"check"`
+}
+
+// SSH settings for an environment's hosts.
+type SSH struct {
+	KnownHosts  string        `yaml:"known_hosts"` // default ~/.ssh/known_hosts
+	Identities  []string      `yaml:"identities"`  // key files; default the usual ~/.ssh/id_*
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+}
+
+// Assets keeps content-hashed assets of earlier releases reachable, so a
+// page loaded before a swap can still fetch its old files after it.
+type Assets struct {
+	Dir      string `yaml:"dir"`      // release-relative, e.g. frontend/assets
+	Versions int    `yaml:"versions"` // how many releases' assets to carry (default 2)
+}
+
+// EnvVars is what the server's shared/.env receives. Secrets name variables
+// read from the deploying machine's environment or its env file; their
+// values are masked in every log line and report.
+type EnvVars struct {
+	File    string            `yaml:"file"`    // local dotenv file, default .env when present
+	Vars    map[string]string `yaml:"vars"`    // plain values
+	Secrets []string          `yaml:"secrets"` // names of secret variables
+}
+
+// Services says how to restart the app after a swap.
+type Services struct {
+	Manager string   `yaml:"manager"` // compose | systemd | command | none
+	Restart []string `yaml:"restart"` // compose services or systemd units; shell commands for "command"
+	Stop    []string `yaml:"stop"`    // "command" manager: run before switching (optional)
+	File    string   `yaml:"file"`    // compose file, release-relative
+}
+
+// HealthCheck is one check; exactly one of HTTP or Command is set.
+type HealthCheck struct {
+	HTTP    string        `yaml:"http"`
+	Expect  int           `yaml:"expect"` // status; default 200
+	Body    string        `yaml:"body"`   // substring the body must contain
+	Command string        `yaml:"command"`
+	Timeout time.Duration `yaml:"timeout"` // per attempt; default 5s
+	Line    int           `yaml:"-"`
+}
+
+// Wait is how long and how often health checks are retried.
+type Wait struct {
+	Deadline time.Duration `yaml:"deadline"` // default 30s
+	Interval time.Duration `yaml:"interval"` // default 500ms
+}
+
+// Cleanup is what the cleanup script removes.
+type Cleanup struct {
+	IncomingMaxAge time.Duration `yaml:"incoming_max_age"` // default 24h
+	DockerLogs     bool          `yaml:"docker_logs"`      // truncate containers' json logs
+	DockerPrune    bool          `yaml:"docker_prune"`
+}
+
+// Check configures the cron health check.
+type Check struct {
+	MinFreeDisk string        `yaml:"min_free_disk"` // e.g. "10%" or "2GB"
+	LockMaxAge  time.Duration `yaml:"lock_max_age"`  // default 30m
+	SelfHeal    bool          `yaml:"self_heal"`
+	Prometheus  string        `yaml:"prometheus"` // textfile path to write
+}
+
+// Plugin is a custom stage run as a go-plugin subprocess.
+type Plugin struct {
+	Name    string         `yaml:"name"`
+	Path    string         `yaml:"path"`    // executable, or a Go package directory built by `mage plugins`
+	At      string         `yaml:"at"`      // before-<stage> or after-<stage>
+	SHA256  string         `yaml:"sha256"`  // optional pin
+	Timeout time.Duration  `yaml:"timeout"` // default 60s
+	Config  map[string]any `yaml:"config"`
+	Line    int            `yaml:"-"`
+}
