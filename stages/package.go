@@ -1,0 +1,192 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/archive"
+	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// Packaged is what Package produced: the archive of the files to send and
+// the manifest of the whole release.
+type Packaged struct {
+	Dir          string // <project>/.stagecoach/packages/<release>
+	ArchivePath  string // Dir/release.tar.gz
+	ManifestPath string // Dir/manifest.json
+	Manifest     *archive.Manifest
+	Send         []archive.File  // in the archive
+	Reuse        []archive.Reuse // hard-linked on the server from Manifest.Base
+	Bytes        int64           // uncompressed bytes of Send; the archive's size is Manifest.Archive.Size
+}
+
+// PackagesDir is where packages are written, relative to the project root.
+const PackagesDir = ".stagecoach/packages"
+
+// Package hashes the build output of every changed component, takes the
+// files of unchanged ones from the previous release's manifest prev (nil on
+// a first deploy), and writes the archive of what the previous release does
+// not already hold, plus the release's manifest, under PackagesDir.
+func Package(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.Manifest, log *ui.Logger) (*Packaged, error) {
+	defer log.Step("package " + plan.Release)()
+	if err := checkComponentDests(cfg.Components); err != nil {
+		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+	}
+	m := &archive.Manifest{
+		Release:  plan.Release,
+		Revision: plan.Revision,
+		Created:  time.Now().UTC().Format(time.RFC3339),
+	}
+	p := &Packaged{Manifest: m}
+	var sources []archive.Source
+	for _, c := range cfg.Components {
+		dest := componentDest(c)
+		var files []archive.File
+		src := archive.Source{Prefix: dest}
+		if plan.Changed(c.Name) {
+			out := filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
+			if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("package %s: component %s: output directory %s does not exist (did its build run and write to output: %s?)", plan.Release, c.Name, out, c.Output)
+			}
+			var err error
+			if files, err = archive.Scan(ctx, out, dest); err != nil {
+				return nil, fmt.Errorf("package %s: component %s: %w", plan.Release, c.Name, err)
+			}
+			src.Dir = out
+		} else {
+			if prev == nil {
+				return nil, fmt.Errorf("package %s: component %s is unchanged but there is no previous release to reuse it from", plan.Release, c.Name)
+			}
+			files = prev.Under(dest)
+			if len(files) == 0 {
+				return nil, fmt.Errorf("package %s: component %s is unchanged but previous release %s has nothing under %s/ to reuse; deploy it as changed", plan.Release, c.Name, prev.Release, dest)
+			}
+			if m.Reused == nil {
+				m.Reused = map[string]string{}
+			}
+			m.Reused[dest] = prev.Release
+			// Symlinks and empty files are always sent and need no local
+			// copy: src.Dir stays empty so that nothing is read from disk.
+		}
+		send, reuse := archive.Diff(files, prev)
+		src.Files = send
+		sources = append(sources, src)
+		m.Files = append(m.Files, files...)
+		p.Send = append(p.Send, send...)
+		p.Reuse = append(p.Reuse, reuse...)
+		log.Debugf("package %s: %d files, %d to send, %d reused", c.Name, len(files), len(send), len(reuse))
+	}
+	archive.SortFiles(m.Files)
+	archive.SortFiles(p.Send)
+	for _, f := range p.Send {
+		p.Bytes += f.Size
+	}
+	if len(p.Reuse) > 0 {
+		m.Base = prev.Release
+		m.Reuse = p.Reuse
+	}
+
+	p.Dir = filepath.Join(cfg.Dir, filepath.FromSlash(PackagesDir), plan.Release)
+	p.ArchivePath = filepath.Join(p.Dir, "release.tar.gz")
+	p.ManifestPath = filepath.Join(p.Dir, "manifest.json")
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+	}
+	err := writePackageFile(p.ArchivePath, func(f *os.File) error {
+		info, err := archive.Write(ctx, f, sources)
+		m.Archive = info
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+	}
+	if err := writePackageFile(p.ManifestPath, func(f *os.File) error { return m.Encode(f) }); err != nil {
+		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+	}
+	log.Infof("package %s: %d files, %d sent (%s), %d reused from %s; archive %s sha256 %s",
+		plan.Release, len(m.Files), len(p.Send), packageSize(p.Bytes), len(p.Reuse), packageBase(m.Base),
+		packageSize(m.Archive.Size), m.Archive.SHA256[:12])
+	return p, nil
+}
+
+// componentDest is the component's place in the release, "" for the root.
+func componentDest(c config.Component) string {
+	d := c.Dest
+	if d == "" {
+		d = c.Name
+	}
+	d = path.Clean(d)
+	if d == "." {
+		return ""
+	}
+	return d
+}
+
+// checkComponentDests refuses dests that leave the release or nest inside one
+// another: a component's files must be told apart by their path alone.
+func checkComponentDests(cs []config.Component) error {
+	for i, a := range cs {
+		da := componentDest(a)
+		if path.IsAbs(da) || da == ".." || strings.HasPrefix(da, "../") {
+			return fmt.Errorf("component %s: dest %q must stay inside the release", a.Name, a.Dest)
+		}
+		for _, b := range cs[i+1:] {
+			db := componentDest(b)
+			if da == db || da == "" || db == "" || strings.HasPrefix(da, db+"/") || strings.HasPrefix(db, da+"/") {
+				return fmt.Errorf("components %s and %s: dests %q and %q overlap", a.Name, b.Name, da, db)
+			}
+		}
+	}
+	return nil
+}
+
+// writePackageFile writes name through a temporary file renamed into place, so
+// an interrupted package never leaves a truncated archive behind.
+func writePackageFile(name string, write func(*os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+func packageSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func packageBase(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
