@@ -226,7 +226,9 @@ func evil(t *testing.T, hdrs ...tar.Header) []byte {
 func TestCheckEntries(t *testing.T) {
 	reg := func(n string) tar.Header { return tar.Header{Name: n, Typeflag: tar.TypeReg} }
 	dir := func(n string) tar.Header { return tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755} }
-	sym := func(n, to string) tar.Header { return tar.Header{Name: n, Typeflag: tar.TypeSymlink, Linkname: to, Mode: 0o777} }
+	sym := func(n, to string) tar.Header {
+		return tar.Header{Name: n, Typeflag: tar.TypeSymlink, Linkname: to, Mode: 0o777}
+	}
 	hard := func(n, to string) tar.Header { return tar.Header{Name: n, Typeflag: tar.TypeLink, Linkname: to} }
 	tests := []struct {
 		name string

@@ -1,0 +1,234 @@
+package archive
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kgzip "github.com/klauspost/compress/gzip"
+)
+
+// Run: go test -run xxx -bench . -benchmem ./stages/archive
+//
+// Trees are generated once per process from a seeded PRNG and removed at
+// exit. MB/s is of uncompressed file content; peak-MB is the most heap in
+// use above the level before the run; ratio-% is compressed/uncompressed.
+
+var (
+	benchRoot  string
+	benchMu    sync.Mutex
+	benchTrees = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchRoot != "" {
+		os.RemoveAll(benchRoot)
+	}
+	os.Exit(code)
+}
+
+// benchTree returns a generated tree of about total bytes in n files: a
+// realistic mix of compressible text (JS, CSS, HTML, SQL) and
+// incompressible images, sizes log-spread from a few hundred bytes to a
+// few megabytes.
+func benchTree(b *testing.B, total int64, n int) string {
+	b.Helper()
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	key := fmt.Sprintf("%d-%d", total, n)
+	if dir, ok := benchTrees[key]; ok {
+		return dir
+	}
+	if benchRoot == "" {
+		var err error
+		if benchRoot, err = os.MkdirTemp("", "archive-bench-"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dir := filepath.Join(benchRoot, key)
+	r := rand.New(rand.NewSource(42))
+	weights := make([]float64, n)
+	var sum float64
+	for i := range weights {
+		weights[i] = math.Exp(r.Float64() * math.Log(5000)) // 1..5000, log-uniform
+		sum += weights[i]
+	}
+	exts := []string{".js", ".css", ".html", ".json", ".sql", ".png", ".jpg", ".woff2"}
+	for i, w := range weights {
+		size := int64(w / sum * float64(total))
+		ext := exts[r.Intn(len(exts))]
+		name := filepath.Join(dir, fmt.Sprintf("d%02d/s%d/f%05d%s", i%37, i%5, i, ext))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		var data []byte
+		switch ext {
+		case ".png", ".jpg", ".woff2":
+			data = make([]byte, size)
+			r.Read(data)
+		default:
+			data = fakeText(r, size)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchTrees[key] = dir
+	return dir
+}
+
+// fakeText looks like minified-ish source: repeated keywords with varying
+// identifiers and numbers, compressing to roughly a quarter like real JS.
+func fakeText(r *rand.Rand, size int64) []byte {
+	words := []string{"function", "return", "const", "let", "if", "else", "for", "this", "props", "state",
+		"document", "querySelector", "addEventListener", "null", "undefined", "true", "false", "await", "async"}
+	var sb strings.Builder
+	sb.Grow(int(size) + 64)
+	for int64(sb.Len()) < size {
+		switch r.Intn(4) {
+		case 0:
+			fmt.Fprintf(&sb, "%s v%d=%d;", words[r.Intn(len(words))], r.Intn(500), r.Intn(100000))
+		case 1:
+			fmt.Fprintf(&sb, "%s(e%d){%s e%d.%s}\n", words[r.Intn(len(words))], r.Intn(50), words[r.Intn(len(words))], r.Intn(50), words[r.Intn(len(words))])
+		default:
+			sb.WriteString(words[r.Intn(len(words))])
+			sb.WriteByte(' ')
+		}
+	}
+	return []byte(sb.String()[:size])
+}
+
+// peakHeap samples heap object bytes until stop is called, returning the
+// peak above the level at the start.
+func peakHeap() (stop func() float64) {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
+	peak := base
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		s := []metrics.Sample{{Name: sample[0].Name}}
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		wg.Wait()
+		return float64(peak-base) / (1 << 20)
+	}
+}
+
+func benchWrite(b *testing.B, dir string) {
+	files, err := Scan(context.Background(), dir, "web")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	src := []Source{{Dir: dir, Prefix: "web", Files: files}}
+	b.SetBytes(total)
+	b.ResetTimer()
+	stop := peakHeap()
+	var info ArchiveInfo
+	for i := 0; i < b.N; i++ {
+		if info, err = Write(context.Background(), io.Discard, src); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(stop(), "peak-MB")
+	b.ReportMetric(float64(info.Size)/float64(total)*100, "ratio-%")
+	b.ReportMetric(float64(len(files)), "files")
+}
+
+// BenchmarkWrite packs trees of growing size: MB/s should hold and peak-MB
+// should not grow with the tree.
+func BenchmarkWrite(b *testing.B) {
+	b.Run("frontend-dist", func(b *testing.B) {
+		dir := filepath.Join("..", "..", "examples", "restaurant", "frontend", "dist")
+		if _, err := os.Stat(dir); err != nil {
+			b.Skip("no example frontend build; run its npm run build first")
+		}
+		benchWrite(b, dir)
+	})
+	for _, s := range []struct {
+		name  string
+		total int64
+		n     int
+	}{
+		{"10MB-400files", 10 << 20, 400},
+		{"50MB-2000files", 50 << 20, 2000},
+		{"200MB-8000files", 200 << 20, 8000},
+	} {
+		b.Run(s.name, func(b *testing.B) { benchWrite(b, benchTree(b, s.total, s.n)) })
+	}
+}
+
+// BenchmarkCompressor compares gzip implementations on the 50 MB tree; the
+// choice of compressor in write.go rests on it.
+func BenchmarkCompressor(b *testing.B) {
+	dir := benchTree(b, 50<<20, 2000)
+	saved := compressor
+	defer func() { compressor = saved }()
+	for _, c := range []struct {
+		name string
+		new  func(io.Writer) (io.WriteCloser, error)
+	}{
+		{"stdlib-default", func(w io.Writer) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, gzip.DefaultCompression) }},
+		{"stdlib-speed", func(w io.Writer) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, gzip.BestSpeed) }},
+		{"klauspost-default", func(w io.Writer) (io.WriteCloser, error) { return kgzip.NewWriterLevel(w, kgzip.DefaultCompression) }},
+		{"klauspost-speed", func(w io.Writer) (io.WriteCloser, error) { return kgzip.NewWriterLevel(w, kgzip.BestSpeed) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			compressor = c.new
+			benchWrite(b, dir)
+		})
+	}
+}
+
+// BenchmarkScan measures parallel hashing of the 50 MB tree (page cache warm).
+func BenchmarkScan(b *testing.B) {
+	dir := benchTree(b, 50<<20, 2000)
+	files, err := Scan(context.Background(), dir, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	b.SetBytes(total)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Scan(context.Background(), dir, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
