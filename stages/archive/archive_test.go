@@ -463,3 +463,35 @@ func TestManifest(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteLongAndUnicodeNames(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("GNU tar is needed: apt-get install tar")
+		}
+		t.Skip("GNU tar not found; install tar")
+	}
+	long := strings.Repeat("deep/", 30) + "file-with-a-long-name.js"
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{long: "x", "menü/crème brûlée.txt": "y"})
+	data, _ := pack(t, dir, "web")
+	// gzip header: no name flag, zero mtime.
+	if data[3]&0x08 != 0 || data[4]|data[5]|data[6]|data[7] != 0 {
+		t.Errorf("gzip header has a name or a time: % x", data[:10])
+	}
+	again, _ := pack(t, dir, "web")
+	if !bytes.Equal(data, again) {
+		t.Error("long names gave different bytes")
+	}
+	file := filepath.Join(t.TempDir(), "r.tar.gz")
+	os.WriteFile(file, data, 0o644)
+	out, err := exec.Command("tar", "--quoting-style=literal", "-tzf", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar -tzf: %v\n%s", err, out)
+	}
+	for _, want := range []string{"web/" + long, "web/menü/crème brûlée.txt"} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("tar -tzf does not list %s:\n%s", want, out)
+		}
+	}
+}
