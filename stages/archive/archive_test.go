@@ -343,7 +343,9 @@ func TestWriteGNUTar(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("tar", "--numeric-owner", "-tzvf", file).CombinedOutput()
+	cmd := exec.Command("tar", "--numeric-owner", "--quoting-style=literal", "-tzvf", file)
+	cmd.Env = append(os.Environ(), "TZ=UTC") // dates are listed in local time
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tar -tzvf: %v\n%s", err, out)
 	}
