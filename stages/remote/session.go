@@ -1,0 +1,384 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// closeGrace is how long a cancelled session may take to report its end
+// before it is abandoned.
+const closeGrace = 2 * time.Second
+
+// session opens a session on the shared connection, waiting for a free slot.
+// release must be called when done.
+func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), err error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	type opened struct {
+		sess *ssh.Session
+		err  error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		sess, err := s.client.NewSession()
+		ch <- opened{sess, err}
+	}()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			<-s.sem
+			return nil, nil, s.lostErr(fmt.Errorf("open session: %w", o.err))
+		}
+		s.sessions.Add(1)
+		return o.sess, func() { o.sess.Close(); <-s.sem }, nil
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.sess != nil {
+				o.sess.Close()
+			}
+			<-s.sem
+		}()
+		return nil, nil, ctx.Err()
+	}
+}
+
+// wait waits for a started session to end. On cancellation it stops the
+// remote process group, closes the channel and returns ctx.Err().
+func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture) error {
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		// OpenSSH honours signal requests only for sessions of non-root
+		// users, so also kill the group from a session of our own.
+		sess.Signal(ssh.SIGTERM)
+		if pgid := group.pgid.Load(); pgid > 0 {
+			s.killGroup(pgid)
+		}
+		sess.Close()
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+		}
+		return ctx.Err()
+	}
+}
+
+// killGroup sends TERM to a remote process group, and KILL shortly after
+// to whatever ignored it.
+func (s *SSH) killGroup(pgid int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+	defer cancel()
+	g := strconv.FormatInt(-pgid, 10)
+	// No "--": dash's kill does not take it, and a negative number after
+	// the signal already means a group.
+	s.Run(ctx, Script("stop cancelled command", fmt.Sprintf(
+		"kill -TERM %s 2>/dev/null || exit 0\n(sleep 2; kill -KILL %s) >/dev/null 2>&1 </dev/null &", g, g)))
+}
+
+// groupMarker starts the line on which the remote login shell reports its
+// process id, which is also the session's process group (sshd runs each
+// session command in a new session).
+const groupMarker = "stagecoach-pgid:"
+
+// shellLine is the command sent to the server: our script under /bin/sh
+// whatever the user's login shell is, after reporting the process group.
+func shellLine(script string) string {
+	return "printf '" + groupMarker + "%d\\n' $$ >&2; exec /bin/sh -c " + Quote(script)
+}
+
+// groupCapture takes the process-group line out of stderr and passes the
+// rest on. Lines before it (a chatty login shell) pass through too.
+type groupCapture struct {
+	w       io.Writer
+	pgid    atomic.Int64
+	line    []byte
+	done    bool
+	scanned int
+}
+
+func (g *groupCapture) Write(p []byte) (int, error) {
+	n := len(p)
+	for !g.done && len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			g.line = append(g.line, p...)
+			p = nil
+			break
+		}
+		g.line = append(g.line, p[:i+1]...)
+		p = p[i+1:]
+		g.scanned += len(g.line)
+		if rest, ok := bytes.CutPrefix(g.line, []byte(groupMarker)); ok {
+			id, _ := strconv.ParseInt(string(bytes.TrimSpace(rest)), 10, 64)
+			g.pgid.Store(id)
+			g.done = true
+		} else if _, err := g.w.Write(g.line); err != nil {
+			return 0, err
+		}
+		g.line = g.line[:0]
+		if g.scanned > 64<<10 {
+			g.done = true // not coming; stop looking
+		}
+	}
+	if len(p) > 0 {
+		if _, err := g.w.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// flush passes on a last unterminated line that was held back.
+func (g *groupCapture) flush() {
+	if !g.done && len(g.line) > 0 {
+		g.w.Write(g.line)
+		g.line = nil
+	}
+}
+
+// syncWriter serialises writes from the stdout and stderr copiers when the
+// caller passed the same writer for both.
+type syncWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func tee(buf *bytes.Buffer, user io.Writer, mu *sync.Mutex) io.Writer {
+	if user == nil {
+		return buf
+	}
+	return io.MultiWriter(buf, syncWriter{mu, user})
+}
+
+// Run executes cmd.Script with /bin/sh on the host.
+func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
+	start := time.Now()
+	desc := describe(cmd)
+	sess, release, err := s.session(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
+	}
+	defer release()
+
+	var stdout, stderr bytes.Buffer
+	var mu sync.Mutex
+	sess.Stdout = tee(&stdout, cmd.Stdout, &mu)
+	group := &groupCapture{w: tee(&stderr, cmd.Stderr, &mu)}
+	sess.Stderr = group
+	var stdin io.WriteCloser
+	if cmd.Stdin != nil {
+		// A pipe rather than sess.Stdin: Wait must not wait for a reader
+		// the command never drained.
+		if stdin, err = sess.StdinPipe(); err != nil {
+			return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
+		}
+	}
+	if err := sess.Start(shellLine(cmd.Script)); err != nil {
+		return Result{}, s.lostErr(fmt.Errorf("%s on %s: start: %w", desc, s.target, err))
+	}
+	if stdin != nil {
+		go func() {
+			io.Copy(stdin, cmd.Stdin)
+			stdin.Close()
+		}()
+	}
+	err = s.wait(ctx, sess, group)
+	if ctx.Err() != nil && err == ctx.Err() {
+		return Result{Duration: time.Since(start)}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
+	}
+	group.flush()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
+	return res, s.exitErr(desc, &res, err)
+}
+
+// exitErr turns a session's end into the package's errors.
+func (s *SSH) exitErr(desc string, res *Result, err error) error {
+	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitStatus()
+		stderr := string(res.Stderr)
+		if sig := exit.Signal(); sig != "" {
+			stderr = strings.TrimRight(stderr, "\n") + "\nkilled by signal " + sig
+		}
+		return &ExitError{Target: s.target, Desc: desc, Code: res.ExitCode, Stderr: stderr}
+	case errors.As(err, &missing) || errors.Is(err, io.EOF):
+		res.ExitCode = -1
+		return s.lostErr(fmt.Errorf("%s on %s: connection lost before the command finished: %w", desc, s.target, err))
+	default:
+		res.ExitCode = -1
+		return s.lostErr(fmt.Errorf("%s on %s: %w", desc, s.target, err))
+	}
+}
+
+func describe(cmd Command) string {
+	if cmd.Desc != "" {
+		return cmd.Desc
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(cmd.Script), "\n")
+	if len(line) > 60 {
+		line = line[:57] + "..."
+	}
+	return strconv.Quote(line)
+}
+
+// ReadFile returns the content of path on the host.
+func (s *SSH) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	res, err := s.Run(ctx, Cmd("read "+p, "cat", "--", p))
+	if err != nil {
+		return nil, err
+	}
+	return res.Stdout, nil
+}
+
+// partialName is the temporary name an upload to p is written under.
+func partialName(p string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return p + ".partial-" + hex.EncodeToString(b[:])
+}
+
+// uploadScript receives stdin into tmp and prints its size. It does not
+// rename: a dropped connection looks like end of input to cat, so the
+// client renames only once it knows every byte arrived. The trap removes
+// the partial file whenever the script does not finish.
+func uploadScript(p, tmp string) string {
+	return strings.Join([]string{
+		"dir=" + Quote(path.Dir(p)),
+		"tmp=" + Quote(tmp),
+		`[ -d "$dir" ] || { echo "directory $dir does not exist on the server (create it before uploading)" >&2; exit 3; }`,
+		`keep=`,
+		`trap '[ -n "$keep" ] || rm -f -- "$tmp"' EXIT`,
+		`trap 'exit 1' HUP INT TERM PIPE`,
+		`cat > "$tmp" || exit 1`,
+		`n=$(wc -c < "$tmp") || exit 1`,
+		`echo $n || exit 1`,
+		`keep=1`,
+	}, "\n")
+}
+
+// renameScript moves a complete upload into place, checking its size once
+// more so that only a whole file ever appears at p.
+func renameScript(p, tmp string, size int64) string {
+	return fmt.Sprintf(`tmp=%s
+n=$(wc -c < "$tmp") || exit 1
+[ "$n" -eq %d ] || { rm -f -- "$tmp"; echo "upload arrived with $n bytes, expected %d" >&2; exit 1; }
+mv -f -- "$tmp" %s`, Quote(tmp), size, size, Quote(p))
+}
+
+// countingReader reports the bytes read through it.
+type countingReader struct {
+	r        io.Reader
+	n        int64
+	progress func(int)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n += int64(n)
+		if c.progress != nil {
+			c.progress(n)
+		}
+	}
+	return n, err
+}
+
+// Upload streams r into p under a temporary name and renames it into place
+// once complete. An interrupted upload leaves nothing at p.
+func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n int)) error {
+	fail := func(err error) error { return fmt.Errorf("upload %s to %s: %w", p, s.target, err) }
+	tmp := partialName(p)
+	sess, release, err := s.session(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	var stdout, stderr bytes.Buffer
+	group := &groupCapture{w: &stderr}
+	sess.Stdout, sess.Stderr = &stdout, group
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.Start(shellLine(uploadScript(p, tmp))); err != nil {
+		return fail(s.lostErr(err))
+	}
+	src := &countingReader{r: r, progress: progress}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(stdin, src)
+		if err != nil {
+			// Stop the remote side; closing stdin would look like success.
+			sess.Signal(ssh.SIGTERM)
+			sess.Close()
+			copied <- err
+			return
+		}
+		copied <- stdin.Close()
+	}()
+	werr := s.wait(ctx, sess, group)
+	if werr != nil {
+		if ctx.Err() != nil {
+			return fail(ctx.Err())
+		}
+		select {
+		case cerr := <-copied:
+			if cerr != nil && !errors.Is(cerr, io.EOF) {
+				return fail(s.lostErr(fmt.Errorf("after %d bytes: %w", src.n, cerr)))
+			}
+		default:
+		}
+		group.flush()
+		res := Result{Stderr: stderr.Bytes()}
+		return fail(s.exitErr("receive upload", &res, werr))
+	}
+	// The remote shell ended cleanly, so it read our end of input: the copy is over.
+	if cerr := <-copied; cerr != nil {
+		return fail(cerr)
+	}
+	got, err := strconv.ParseInt(strings.TrimSpace(stdout.String()), 10, 64)
+	if err != nil || got != src.n {
+		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), src.n))
+	}
+	// Free the slot first: the rename needs one of its own.
+	release()
+	released = true
+	if _, err := s.Run(ctx, Script("move upload into place", renameScript(p, tmp, src.n))); err != nil {
+		return fail(err)
+	}
+	return nil
+}
