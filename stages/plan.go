@@ -18,13 +18,15 @@ type ComponentChange struct {
 	Changed bool
 	Reason  string   // "first deploy", "4 files changed", "unchanged", "forced"
 	Files   []string // the first few changed files that matched, for the plan table
+	Matched int      // how many changed files matched in all
 }
 
 // MigrationChange says whether database migrations are pending.
 type MigrationChange struct {
 	Pending bool
 	Reason  string
-	Files   []string
+	Files   []string // the first few changed files that matched
+	Matched int      // how many changed files matched in all
 }
 
 // Changed reports whether the named component is rebuilt and shipped.

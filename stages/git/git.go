@@ -1,0 +1,140 @@
+// Package git asks the git command line about a work tree: which commit a
+// revision names, whether the tree is dirty, which files changed between
+// two commits. It runs git rather than reading the repository itself, so
+// it sees exactly what the developer's git sees (config, worktrees,
+// shallow clones).
+package git
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Repo is a directory inside a git work tree.
+type Repo struct {
+	Dir string
+}
+
+// Error is a git command that failed, with what git printed.
+type Error struct {
+	Args   []string
+	Code   int
+	Stderr string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" {
+		msg = e.Err.Error()
+	}
+	return fmt.Sprintf("git %s: %s", strings.Join(e.Args, " "), msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Run runs git with args in the repo's directory and returns its stdout.
+func (r Repo) Run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = r.Dir
+	// Never prompt, never page, and keep messages parseable.
+	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "LC_ALL=C")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("git %s: %w", strings.Join(args, " "), ctx.Err())
+		}
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return nil, &Error{Args: args, Code: code, Stderr: stderr.String(), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// ResolveCommit returns the full SHA of the commit rev names.
+func (r Repo) ResolveCommit(ctx context.Context, rev string) (string, error) {
+	out, err := r.Run(ctx, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
+	if err != nil {
+		var ge *Error
+		if errors.As(err, &ge) && ge.Code == 1 {
+			return "", fmt.Errorf("%q is not a commit in this repository", rev)
+		}
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// HasCommit reports whether rev names a commit the repository has; false
+// after a force-push dropped it or in a shallow clone that lacks it.
+func (r Repo) HasCommit(ctx context.Context, rev string) (bool, error) {
+	_, err := r.Run(ctx, "cat-file", "-e", "--end-of-options", rev+"^{commit}")
+	if err == nil {
+		return true, nil
+	}
+	var ge *Error
+	if errors.As(err, &ge) && ge.Code > 0 {
+		return false, nil
+	}
+	return false, err
+}
+
+// Prefix is the directory's path relative to the top of the work tree,
+// with a trailing slash, or "" at the top.
+func (r Repo) Prefix(ctx context.Context) (string, error) {
+	out, err := r.Run(ctx, "rev-parse", "--show-prefix")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Dirty lists the paths under the directory with uncommitted changes,
+// untracked files included and ignored files excluded, relative to the top
+// of the work tree.
+func (r Repo) Dirty(ctx context.Context) ([]string, error) {
+	out, err := r.Run(ctx, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".")
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	entries := splitZ(out)
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		if len(e) < 4 {
+			continue
+		}
+		paths = append(paths, e[3:])
+		// A rename or copy is followed by its source path as its own entry.
+		if e[0] == 'R' || e[0] == 'C' {
+			i++
+		}
+	}
+	return paths, nil
+}
+
+// ChangedFiles lists every file that differs between from and to, relative
+// to the top of the work tree. Renames count as a deletion and an
+// addition, so both the old and the new path are listed.
+func (r Repo) ChangedFiles(ctx context.Context, from, to string) ([]string, error) {
+	out, err := r.Run(ctx, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--end-of-options", from, to, "--")
+	if err != nil {
+		return nil, err
+	}
+	return splitZ(out), nil
+}
+
+func splitZ(b []byte) []string {
+	s := strings.TrimSuffix(string(b), "\x00")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\x00")
+}
