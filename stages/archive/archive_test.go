@@ -458,7 +458,7 @@ func TestManifest(t *testing.T) {
 	for _, bad := range []string{
 		`{"release":"r","files":[{"path":"../x","size":0,"mode":420}]}`,
 		`{"release":"r","files":[{"path":"b","mode":420},{"path":"a","mode":420}]}`,
-		`{"release":"r","surprise":1}`,
+		`{"release":"r","reuse":[{"path":"a","mode":420,"from":"/etc/passwd"}]}`,
 	} {
 		if _, err := ReadManifest(strings.NewReader(bad)); err == nil {
 			t.Errorf("ReadManifest accepted %s", bad)

@@ -79,9 +79,9 @@ func (m *Manifest) Encode(w io.Writer) error {
 // paths are safe and sorted, so later steps can rely on both.
 func ReadManifest(r io.Reader) (*Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	// Unknown fields are ignored: the previous release's manifest may have
+	// been written by a newer version.
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 	for i, f := range m.Files {
@@ -90,6 +90,14 @@ func ReadManifest(r io.Reader) (*Manifest, error) {
 		}
 		if i > 0 && m.Files[i-1].Path >= f.Path {
 			return nil, fmt.Errorf("read manifest %s: files not sorted or duplicated at %q", m.Release, f.Path)
+		}
+	}
+	for _, r := range m.Reuse {
+		if err := checkName(r.Path); err != nil {
+			return nil, fmt.Errorf("read manifest %s: reuse: %w", m.Release, err)
+		}
+		if err := checkName(r.From); err != nil {
+			return nil, fmt.Errorf("read manifest %s: reuse %s: %w", m.Release, r.Path, err)
 		}
 	}
 	return &m, nil
