@@ -8,6 +8,9 @@ import (
 	"context"
 	"os"
 	"os/exec"
+
+	//mage:import
+	_ "github.com/stagecoach/stagecoach/stages/targets"
 )
 
 // Test runs every test of the project, including the example application's.
@@ -15,7 +18,7 @@ func Test(ctx context.Context) error {
 	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
 		return err
 	}
-	return nil
+	return goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./...")
 }
 
 // Bench runs the Go benchmarks once each, with memory statistics.

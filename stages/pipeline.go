@@ -1,0 +1,100 @@
+package stages
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"github.com/stagecoach/stagecoach/stages/archive"
+	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// Options are a run's settings. Mage targets take no flags, so the targets
+// package reads them from STAGECOACH_* environment variables.
+type Options struct {
+	ConfigPath  string // default stagecoach.yml
+	Environment string // default: the first environment in the config
+	AllowDirty  bool   // deploy uncommitted changes
+	Force       bool   // full deploy when the deployed revision is unknown to git
+	Previous    string // override the last deployed revision (normally read from the server)
+}
+
+// Run is one invocation of the pipeline: the config, what each stage
+// produced so far, and the log. Stages are methods so that Mage targets
+// can run any prefix of the chain and share the results.
+type Run struct {
+	Opts Options
+	Cfg  *config.Config
+	Env  *config.Environment
+	Log  *ui.Logger
+
+	Plan     *Plan
+	Built    BuildResult
+	Packaged *Packaged
+	// Previous is the manifest of the release live on the targets, nil when
+	// there is none (first deploy) or the hosts disagree.
+	Previous *archive.Manifest
+}
+
+// Open loads the config, selects the environment and registers its secrets
+// with the logger so they are masked from then on.
+func Open(opts Options, log *ui.Logger) (*Run, error) {
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = "stagecoach.yml"
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, exitcode.With(exitcode.BadConfig, err)
+	}
+	if opts.Environment == "" && len(cfg.Environments) > 0 {
+		opts.Environment = cfg.Environments[0].Name
+	}
+	env, err := cfg.Environment(opts.Environment)
+	if err != nil {
+		return nil, exitcode.With(exitcode.BadConfig, err)
+	}
+	_, secrets, err := env.LoadEnv(cfg.Dir, os.LookupEnv)
+	if err != nil {
+		return nil, exitcode.With(exitcode.BadConfig, err)
+	}
+	for _, s := range secrets {
+		log.AddSecret(s)
+	}
+	return &Run{Opts: opts, Cfg: cfg, Env: env, Log: log}, nil
+}
+
+// Detect decides what changed since the last successful deploy.
+func (r *Run) Detect(ctx context.Context) error {
+	plan, err := Detect(ctx, r.Cfg, DetectOptions{
+		Previous:   r.Opts.Previous,
+		AllowDirty: r.Opts.AllowDirty,
+		Force:      r.Opts.Force,
+	}, r.Log)
+	if err != nil {
+		return err
+	}
+	r.Plan = plan
+	var table strings.Builder
+	PrintPlan(&table, plan)
+	r.Log.Infof("%s", table.String())
+	return nil
+}
+
+// Build builds the changed components.
+func (r *Run) Build(ctx context.Context) error {
+	built, err := Build(ctx, r.Cfg, r.Plan, r.Log)
+	r.Built = built
+	return err
+}
+
+// Package archives the release and writes its manifest.
+func (r *Run) Package(ctx context.Context) error {
+	p, err := Package(ctx, r.Cfg, r.Plan, r.Previous, r.Log)
+	if err != nil {
+		return err
+	}
+	r.Packaged = p
+	return nil
+}
