@@ -1,0 +1,210 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// StateVersion is the format version written into state.json.
+const StateVersion = 1
+
+// MaxDeploys caps the deploy history kept in state.json; older entries are
+// dropped so the file stays small.
+const MaxDeploys = 100
+
+// Release statuses.
+const (
+	StatusLive     = "live"     // what current points at
+	StatusPrevious = "previous" // live before the current one: the rollback target
+	StatusRetired  = "retired"  // an older good release, kept until cleanup
+	StatusFailed   = "failed"   // staged but never healthy
+)
+
+// Deploy results.
+const (
+	ResultSuccess        = "success"
+	ResultNoChange       = "no-change"
+	ResultFailed         = "failed"
+	ResultRolledBack     = "rolled-back"
+	ResultRollbackFailed = "rollback-failed"
+)
+
+// State is <root>/.stagecoach/state.json: what is live and what happened.
+type State struct {
+	Version  int       `json:"version"`
+	App      string    `json:"app"`
+	Current  string    `json:"current"`  // live release id
+	Revision string    `json:"revision"` // commit of the last successful deploy; Detect diffs against it
+	Releases []Release `json:"releases"` // sorted by id (= time)
+	Deploys  []Deploy  `json:"deploys"`  // oldest first, at most MaxDeploys
+}
+
+// Release is one release directory known to the state.
+type Release struct {
+	ID            string    `json:"id"`
+	Revision      string    `json:"revision"`
+	ArchiveSHA256 string    `json:"archive_sha256"`
+	Created       time.Time `json:"created"`
+	Status        string    `json:"status"`
+}
+
+// Deploy is one attempt, successful or not.
+type Deploy struct {
+	ID        string        `json:"id"` // release id
+	Revision  string        `json:"revision"`
+	User      string        `json:"user"`
+	Host      string        `json:"host"` // the deploying machine
+	Started   time.Time     `json:"started"`
+	Duration  time.Duration `json:"duration_ns"`
+	Result    string        `json:"result"`
+	Error     string        `json:"error,omitempty"`
+	Stage     string        `json:"stage,omitempty"`      // where it failed
+	BrokeLock string        `json:"broke_lock,omitempty"` // holder of a stale lock this deploy broke
+	BytesSent int64         `json:"bytes_sent"`
+}
+
+// ParseState decodes state.json read from path (named in errors).
+func ParseState(path string, data []byte) (*State, error) {
+	var s State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt: %v; move it aside to start fresh", path, err)
+	}
+	if s.Version > StateVersion {
+		return nil, fmt.Errorf("state file %s has version %d, newer than this stagecoach understands (%d); upgrade stagecoach", path, s.Version, StateVersion)
+	}
+	return &s, nil
+}
+
+// Marshal encodes the state as indented JSON with a trailing newline. The
+// output is stable: the same state always gives the same bytes.
+func (s *State) Marshal() ([]byte, error) {
+	c := *s
+	c.Version = StateVersion
+	if c.Releases == nil {
+		c.Releases = []Release{}
+	}
+	if c.Deploys == nil {
+		c.Deploys = []Deploy{}
+	}
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Release returns the release with id.
+func (s *State) Release(id string) (Release, bool) {
+	if i := s.index(id); i >= 0 {
+		return s.Releases[i], true
+	}
+	return Release{}, false
+}
+
+func (s *State) index(id string) int {
+	for i, r := range s.Releases {
+		if r.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// AddRelease adds r, or replaces the release with the same id, keeping
+// Releases sorted by id.
+func (s *State) AddRelease(r Release) {
+	if i := s.index(r.ID); i >= 0 {
+		s.Releases[i] = r
+		return
+	}
+	s.Releases = append(s.Releases, r)
+	sort.Slice(s.Releases, func(i, j int) bool { return s.Releases[i].ID < s.Releases[j].ID })
+}
+
+// RemoveRelease forgets a release, e.g. after cleanup deleted it.
+func (s *State) RemoveRelease(id string) {
+	if i := s.index(id); i >= 0 {
+		s.Releases = append(s.Releases[:i], s.Releases[i+1:]...)
+	}
+}
+
+// Promote makes id the live release: the one live until now becomes the
+// previous release (the rollback target) and an older previous one is
+// retired. Failed releases keep their status.
+func (s *State) Promote(id string) error {
+	i := s.index(id)
+	if i < 0 {
+		return fmt.Errorf("promote %s: no such release in state", id)
+	}
+	for j := range s.Releases {
+		r := &s.Releases[j]
+		switch {
+		case j == i:
+		case r.Status == StatusLive:
+			r.Status = StatusPrevious
+		case r.Status == StatusPrevious:
+			r.Status = StatusRetired
+		}
+	}
+	s.Releases[i].Status = StatusLive
+	s.Current = id
+	return nil
+}
+
+// RecordDeploy appends d to the history (dropping the oldest beyond
+// MaxDeploys) and applies its outcome: a success promotes its release and
+// records its revision as the one to diff against next time; a failure marks
+// its release failed unless that release is live.
+func (s *State) RecordDeploy(d Deploy) error {
+	switch d.Result {
+	case ResultSuccess:
+		if err := s.Promote(d.ID); err != nil {
+			return fmt.Errorf("record deploy: %w", err)
+		}
+		s.Revision = d.Revision
+	case ResultNoChange:
+	case ResultFailed, ResultRolledBack, ResultRollbackFailed:
+		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
+			s.Releases[i].Status = StatusFailed
+		}
+	default:
+		return fmt.Errorf("record deploy: unknown result %q", d.Result)
+	}
+	s.Deploys = append(s.Deploys, d)
+	if n := len(s.Deploys) - MaxDeploys; n > 0 {
+		s.Deploys = append([]Deploy(nil), s.Deploys[n:]...)
+	}
+	return nil
+}
+
+// LastGood returns the live release: the last one deployed successfully
+// (or rolled back to).
+func (s *State) LastGood() (Release, bool) {
+	if s.Current == "" {
+		return Release{}, false
+	}
+	return s.Release(s.Current)
+}
+
+// Previous returns the release that was live before the current one: the
+// target of a rollback. It is the release marked previous or, when a
+// rollback or failure cleared that mark, the newest good release older
+// than the current one.
+func (s *State) Previous() (Release, bool) {
+	for _, r := range s.Releases {
+		if r.Status == StatusPrevious && r.ID != s.Current {
+			return r, true
+		}
+	}
+	for i := len(s.Releases) - 1; i >= 0; i-- {
+		r := s.Releases[i]
+		if r.ID != s.Current && r.Status != StatusFailed && (s.Current == "" || r.ID < s.Current) {
+			return r, true
+		}
+	}
+	return Release{}, false
+}
