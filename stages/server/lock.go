@@ -1,0 +1,184 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// Exit codes of the lock scripts.
+const (
+	ExitLockHeld    = 75 // Lock: another holder has the lock; its info is on stdout
+	ExitLockLost    = 76 // Heartbeat, Unlock: the lock is gone or belongs to someone else
+	ExitLockRefused = 77 // BreakLock: the lock is fresh again or holds another token
+)
+
+// LockInfo says who holds the deploy lock. It is stored as
+// <root>/.stagecoach/lock/info.json; the file's mtime is the heartbeat.
+type LockInfo struct {
+	Holder  string    `json:"holder"` // user@machine
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	Token   string    `json:"token"` // random, identifies this holder
+	Command string    `json:"command"`
+}
+
+// LockHeld is what Lock reports when someone else holds the lock. Ages come
+// from the server's own clock, so skew between machines does not matter.
+type LockHeld struct {
+	Info LockInfo // zero when the holder had not yet written its info
+	// Age is how long ago the last heartbeat was, by the server's clock.
+	Age time.Duration
+}
+
+// Stale reports whether the holder missed its heartbeats for longer than ttl.
+func (h *LockHeld) Stale(ttl time.Duration) bool { return h.Age > ttl }
+
+// Describe says who holds the lock, for an error message:
+// "deploy locked by alice@laptop (pid 123) since 12:03:04, heartbeat 5s ago".
+func (h *LockHeld) Describe(ttl time.Duration) string {
+	who := h.Info.Holder
+	if who == "" {
+		who = "an unknown holder"
+	}
+	s := "deploy locked by " + who
+	if h.Info.PID > 0 {
+		s += fmt.Sprintf(" (pid %d)", h.Info.PID)
+	}
+	if !h.Info.Started.IsZero() {
+		s += " since " + h.Info.Started.Local().Format("15:04:05")
+	}
+	s += fmt.Sprintf(", heartbeat %s ago", h.Age.Round(time.Second))
+	if h.Stale(ttl) {
+		s = "stale lock: " + s + fmt.Sprintf(" (lease %s expired; break it explicitly if that deploy is dead)", ttl)
+	}
+	return s
+}
+
+// lockCheck prints a header line with the server's clock and the lock's
+// heartbeat, then the info file; the caller exits with a code.
+func lockReport(l Layout) string {
+	d := remote.Quote(l.LockDir())
+	return `now=$(date +%s)
+hb=$(stat -c %Y ` + d + `/info.json 2>/dev/null || stat -c %Y ` + d + ` 2>/dev/null || echo "$now")
+echo "stagecoach-lock now=$now heartbeat=$hb"
+cat ` + d + `/info.json 2>/dev/null || true
+`
+}
+
+// Lock takes the deploy lock: mkdir is atomic, so of two deploys exactly
+// one creates the directory. The winner writes its token and info.json
+// (through a rename, so readers never see half a file). A loser prints the
+// holder's info and exits ExitLockHeld; parse that with ParseLockHeld.
+func Lock(l Layout, info LockInfo) (remote.Command, error) {
+	if info.Token == "" {
+		return remote.Command{}, errors.New("lock: empty token")
+	}
+	js, err := json.Marshal(info)
+	if err != nil {
+		return remote.Command{}, fmt.Errorf("lock: %w", err)
+	}
+	d := remote.Quote(l.LockDir())
+	script := `set -e
+mkdir -p ` + remote.Quote(l.MetaDir()) + `
+if ! mkdir ` + d + ` 2>/dev/null; then
+  if [ -d ` + d + ` ]; then
+` + lockReport(l) + `    exit ` + strconv.Itoa(ExitLockHeld) + `
+  fi
+  mkdir ` + d + `
+fi
+printf '%s\n' ` + remote.Quote(info.Token) + ` > ` + d + `/token
+printf '%s\n' ` + remote.Quote(string(js)) + ` > ` + d + `/info.json.tmp
+mv -f ` + d + `/info.json.tmp ` + d + `/info.json
+`
+	return remote.Script("take deploy lock", script), nil
+}
+
+// ParseLockHeld reads what Lock printed when it exited ExitLockHeld (or
+// what BreakLock printed when it refused).
+func ParseLockHeld(stdout []byte) (*LockHeld, error) {
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	if !sc.Scan() {
+		return nil, errors.New("lock holder report is empty")
+	}
+	var now, hb int64
+	if _, err := fmt.Sscanf(sc.Text(), "stagecoach-lock now=%d heartbeat=%d", &now, &hb); err != nil {
+		return nil, fmt.Errorf("unexpected lock holder report %q: %v", sc.Text(), err)
+	}
+	held := &LockHeld{Age: time.Duration(now-hb) * time.Second}
+	if held.Age < 0 {
+		held.Age = 0
+	}
+	rest := strings.TrimSpace(string(stdout[len(sc.Bytes()):]))
+	if rest != "" {
+		if err := json.Unmarshal([]byte(rest), &held.Info); err != nil {
+			return nil, fmt.Errorf("lock info is unreadable: %v", err)
+		}
+	}
+	return held, nil
+}
+
+// tokenIs is a test that the lock directory holds token.
+func tokenIs(l Layout, token string) string {
+	return `[ "$(cat ` + remote.Quote(l.LockDir()) + `/token 2>/dev/null)" = ` + remote.Quote(token) + ` ]`
+}
+
+// Heartbeat renews the lease: it touches info.json only while the lock
+// still holds token, and exits ExitLockLost otherwise.
+func Heartbeat(l Layout, token string) remote.Command {
+	return remote.Script("renew deploy lock", `if `+tokenIs(l, token)+`; then
+  touch `+remote.Quote(l.LockDir())+`/info.json
+else
+  echo "deploy lock lost: it was broken or taken by another deploy" >&2
+  exit `+strconv.Itoa(ExitLockLost)+`
+fi
+`)
+}
+
+// Unlock releases the lock if it is ours; it exits ExitLockLost, touching
+// nothing, when the lock is gone or held by someone else.
+func Unlock(l Layout, token string) remote.Command {
+	d := remote.Quote(l.LockDir())
+	return remote.Script("release deploy lock", `if `+tokenIs(l, token)+`; then
+  rm -rf `+d+`
+else
+  echo "deploy lock not held by this deploy; left alone" >&2
+  exit `+strconv.Itoa(ExitLockLost)+`
+fi
+`)
+}
+
+// BreakLock removes a stale lock, but only if it still holds staleToken and
+// its heartbeat, by the server's clock, is older than ttl. The lock is first
+// renamed aside (one atomic step) and checked there, so a lock another
+// deploy took in the meantime is put back rather than deleted. On refusal it
+// prints the current holder like Lock does and exits ExitLockRefused.
+func BreakLock(l Layout, staleToken string, ttl time.Duration) remote.Command {
+	d := remote.Quote(l.LockDir())
+	aside := remote.Quote(l.LockDir() + ".breaking-" + strconv.FormatInt(time.Now().UnixNano(), 36))
+	secs := strconv.FormatInt(int64(ttl/time.Second), 10)
+	return remote.Script("break stale deploy lock", `refuse() {
+`+lockReport(l)+`  exit `+strconv.Itoa(ExitLockRefused)+`
+}
+[ -d `+d+` ] || { echo "no deploy lock to break" >&2; exit 0; }
+`+tokenIs(l, staleToken)+` || refuse
+now=$(date +%s)
+hb=$(stat -c %Y `+d+`/info.json 2>/dev/null || stat -c %Y `+d+`)
+[ $((now - hb)) -gt `+secs+` ] || refuse
+mv -T `+d+` `+aside+` || refuse
+if [ "$(cat `+aside+`/token 2>/dev/null)" = `+remote.Quote(staleToken)+` ]; then
+  rm -rf `+aside+`
+else
+  mv -T `+aside+` `+d+` 2>/dev/null || rm -rf `+aside+`
+  refuse
+fi
+`)
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLockHeld(t *testing.T) {
+	out := "stagecoach-lock now=1000 heartbeat=995\n" +
+		`{"holder":"alice@laptop","pid":123,"started":"2026-01-01T12:03:04Z","token":"t1","command":"deploy"}` + "\n"
+	h, err := ParseLockHeld([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Info.Holder != "alice@laptop" || h.Info.PID != 123 || h.Age != 5*time.Second {
+		t.Fatalf("%+v", h)
+	}
+	msg := h.Describe(time.Minute)
+	if !strings.HasPrefix(msg, "deploy locked by alice@laptop (pid 123) since ") || !strings.HasSuffix(msg, "heartbeat 5s ago") {
+		t.Errorf("describe: %q", msg)
+	}
+	if msg := h.Describe(2 * time.Second); !strings.HasPrefix(msg, "stale lock: ") {
+		t.Errorf("stale describe: %q", msg)
+	}
+	// A lock taken an instant ago may have no info yet.
+	h, err = ParseLockHeld([]byte("stagecoach-lock now=10 heartbeat=10\n"))
+	if err != nil || h.Info.Holder != "" || !strings.Contains(h.Describe(time.Minute), "unknown holder") {
+		t.Errorf("%+v %v", h, err)
+	}
+	for _, bad := range []string{"", "garbage\n", "stagecoach-lock now=1 heartbeat=1\n{"} {
+		if _, err := ParseLockHeld([]byte(bad)); err == nil {
+			t.Errorf("ParseLockHeld(%q) accepted", bad)
+		}
+	}
+}
+
+func TestLockScripts(t *testing.T) {
+	l := newRoot(t)
+	alice := LockInfo{Holder: "alice@laptop", PID: 123, Started: time.Now(), Token: "tok-alice", Command: "deploy production"}
+	bob := LockInfo{Holder: "bob@ci", PID: 9, Started: time.Now(), Token: "tok-bob'; rm -rf /", Command: "deploy"}
+
+	cmd, err := Lock(l, alice)
+	mustRun(t, cmd, err)
+
+	// A second deploy is refused and told who holds the lock.
+	cmd, _ = Lock(l, bob)
+	res, err := run(t, cmd)
+	if ExitCode(err) != ExitLockHeld {
+		t.Fatalf("second lock: %v", err)
+	}
+	held, err := ParseLockHeld(res.Stdout)
+	if err != nil || held.Info.Holder != "alice@laptop" || held.Info.Token != "tok-alice" || held.Age > 5*time.Second {
+		t.Fatalf("held %+v %v", held, err)
+	}
+
+	// Heartbeat works for the holder only.
+	mustRun(t, Heartbeat(l, "tok-alice"), nil)
+	if _, err := run(t, Heartbeat(l, bob.Token)); ExitCode(err) != ExitLockLost {
+		t.Errorf("heartbeat with the wrong token: %v", err)
+	}
+
+	// A fresh lock is not broken, even with the right token.
+	if _, err := run(t, BreakLock(l, "tok-alice", time.Minute)); ExitCode(err) != ExitLockRefused {
+		t.Errorf("break fresh lock: %v", err)
+	}
+	// Make it stale: heartbeat an hour ago by the server's clock.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(l.LockDir(), "info.json"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	res, err = run(t, BreakLock(l, "some-other-token", time.Minute))
+	if ExitCode(err) != ExitLockRefused {
+		t.Errorf("break with a token the lock does not hold: %v", err)
+	}
+	if h, err := ParseLockHeld(res.Stdout); err != nil || !h.Stale(time.Minute) {
+		t.Errorf("refusal report %+v %v", h, err)
+	}
+	// Someone else's unlock leaves it alone.
+	if _, err := run(t, Unlock(l, bob.Token)); ExitCode(err) != ExitLockLost {
+		t.Errorf("unlock someone else's lock: %v", err)
+	}
+	mustRun(t, BreakLock(l, "tok-alice", time.Minute), nil)
+	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+		t.Fatalf("lock still there after break: %v", err)
+	}
+	if _, err := run(t, Heartbeat(l, "tok-alice")); ExitCode(err) != ExitLockLost {
+		t.Errorf("heartbeat after break: %v", err)
+	}
+
+	// Bob takes it now, and unlocks his own.
+	cmd, _ = Lock(l, bob)
+	mustRun(t, cmd, nil)
+	mustRun(t, Unlock(l, bob.Token), nil)
+	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+		t.Fatalf("lock still there after unlock: %v", err)
+	}
+	entries, _ := os.ReadDir(l.MetaDir())
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "lock") {
+			t.Errorf("leftover %s", e.Name())
+		}
+	}
+}
+
+func TestLockRace(t *testing.T) {
+	l := newRoot(t)
+	const n = 8
+	codes := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			cmd, _ := Lock(l, LockInfo{Holder: "h", Token: "t" + string(rune('a'+i))})
+			_, err := run(t, cmd)
+			if err == nil {
+				codes <- 0
+			} else {
+				codes <- ExitCode(err)
+			}
+		}(i)
+	}
+	won := 0
+	for i := 0; i < n; i++ {
+		switch c := <-codes; c {
+		case 0:
+			won++
+		case ExitLockHeld:
+		default:
+			t.Errorf("lock exited %d", c)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d deploys took the lock at once", won)
+	}
+}
+
+func TestLockNeedsToken(t *testing.T) {
+	if _, err := Lock(Layout{Root: "/r"}, LockInfo{}); err == nil {
+		t.Error("empty token accepted")
+	}
+}

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// Exit codes of the ship scripts.
+const (
+	ExitToolsMissing    = 79 // CheckTools, Prepare: stderr names the missing tools
+	ExitArchiveMismatch = 78 // VerifyArchive: stdout has "expected <sha>" and "actual <sha>"
+)
+
+// Tools are the commands the server scripts use. GNU tar and GNU coreutils
+// are required for their options (tar --delay-directory-restore, mv -T,
+// cp -l --parents, stat -c, find -printf).
+var Tools = []string{"tar", "gzip", "sha256sum", "find", "df", "du", "xargs", "awk", "sort", "comm",
+	"stat", "date", "readlink", "ln", "mv", "cp", "mkdir", "rm", "touch", "mktemp"}
+
+// CheckTools fails with ExitToolsMissing, naming every missing tool, when
+// the server lacks one of Tools or has non-GNU tar or coreutils.
+func CheckTools(l Layout) remote.Command {
+	return remote.Script("check server tools", checkToolsScript())
+}
+
+func checkToolsScript() string {
+	return `missing=
+for t in ` + strings.Join(Tools, " ") + `; do
+  command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+done
+case "$missing" in *" tar"*) ;; *) tar --version 2>/dev/null | grep -q 'GNU tar' || missing="$missing GNU-tar";; esac
+case "$missing" in *" mv"*) ;; *) mv --version 2>/dev/null | grep -q 'GNU coreutils' || missing="$missing GNU-coreutils";; esac
+if [ -n "$missing" ]; then
+  echo "missing tools on the server:$missing (stagecoach needs GNU tar, GNU coreutils, gzip, findutils and awk)" >&2
+  exit ` + strconv.Itoa(ExitToolsMissing) + `
+fi
+`
+}
+
+// PrepareDirs creates the layout's directories (idempotent).
+func PrepareDirs(l Layout) remote.Command {
+	return remote.Script("create deploy directories", prepareDirsScript(l))
+}
+
+func prepareDirsScript(l Layout) string {
+	return "mkdir -p " + remote.Join(l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir()) + "\n"
+}
+
+// Prepare checks the tools and creates the directories in one round trip.
+func Prepare(l Layout) remote.Command {
+	return remote.Script("prepare server", checkToolsScript()+"set -e\n"+prepareDirsScript(l))
+}
+
+// DiskUsage is one `df -Pk` line.
+type DiskUsage struct {
+	Filesystem string
+	TotalKB    int64
+	UsedKB     int64
+	AvailKB    int64
+	Mount      string
+}
+
+// DiskFree reports the free space of the filesystem holding the root (or
+// its nearest existing parent, before the first deploy). Parse the output
+// with ParseDiskFree.
+func DiskFree(l Layout) remote.Command {
+	return remote.Script("measure free disk", `d=`+remote.Quote(l.Root)+`
+while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+df -Pk "$d"
+`)
+}
+
+// ParseDiskFree reads `df -Pk` output with one filesystem.
+func ParseDiskFree(stdout []byte) (DiskUsage, error) {
+	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
+	if len(lines) < 2 {
+		return DiskUsage{}, fmt.Errorf("unexpected df output %q", string(stdout))
+	}
+	return parseDfLine(lines[len(lines)-1])
+}
+
+func parseDfLine(line string) (DiskUsage, error) {
+	f := strings.Fields(line)
+	if len(f) < 6 {
+		return DiskUsage{}, fmt.Errorf("unexpected df line %q", line)
+	}
+	var u DiskUsage
+	var err error
+	n := len(f)
+	// The filesystem name may contain spaces; the five last fields may not.
+	u.Filesystem = strings.Join(f[:n-5], " ")
+	u.Mount = f[n-1]
+	for i, p := range []*int64{&u.TotalKB, &u.UsedKB, &u.AvailKB} {
+		if *p, err = strconv.ParseInt(f[n-5+i], 10, 64); err != nil {
+			return DiskUsage{}, fmt.Errorf("unexpected df line %q: %v", line, err)
+		}
+	}
+	return u, nil
+}
+
+// VerifyArchive checks an uploaded archive's SHA-256 on the server. On a
+// mismatch it prints "expected <sha>" and "actual <sha>" and exits
+// ExitArchiveMismatch; ArchiveMismatch turns that into an error.
+func VerifyArchive(path, sha256 string) remote.Command {
+	return remote.Script("verify archive checksum", `set -e
+sum=$(sha256sum < `+remote.Quote(path)+`)
+sum=${sum%% *}
+if [ "$sum" != `+remote.Quote(strings.ToLower(sha256))+` ]; then
+  echo `+remote.Quote("expected "+strings.ToLower(sha256))+`
+  echo "actual $sum"
+  exit `+strconv.Itoa(ExitArchiveMismatch)+`
+fi
+`)
+}
+
+// ArchiveMismatch turns VerifyArchive's output into the error to report.
+func ArchiveMismatch(path string, stdout []byte) error {
+	var expected, actual string
+	for _, line := range strings.Split(string(stdout), "\n") {
+		if v, ok := strings.CutPrefix(line, "expected "); ok {
+			expected = v
+		}
+		if v, ok := strings.CutPrefix(line, "actual "); ok {
+			actual = v
+		}
+	}
+	return fmt.Errorf("archive %s is corrupt or was tampered with in transit: sha256 %s, expected %s", path, actual, expected)
+}
+
+// ExitCode returns the exit code of a command error (a *remote.ExitError),
+// or -1 when err is not one.
+func ExitCode(err error) int {
+	var ee *remote.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return -1
+}
+
+// IsDiskFull reports whether err comes from a command that ran out of
+// disk space (ENOSPC), so the caller can say so plainly.
+func IsDiskFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && strings.Contains(ee.Stderr, "No space left on device") {
+		return true
+	}
+	return strings.Contains(err.Error(), "No space left on device")
+}

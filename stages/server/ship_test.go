@@ -1,0 +1,78 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+func TestParseDiskFree(t *testing.T) {
+	out := "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/sda1         40000000  30000000   8000000      79% /\n"
+	u, err := ParseDiskFree([]byte(out))
+	if err != nil || u.AvailKB != 8000000 || u.TotalKB != 40000000 || u.UsedKB != 30000000 || u.Mount != "/" || u.Filesystem != "/dev/sda1" {
+		t.Errorf("%+v %v", u, err)
+	}
+	for _, bad := range []string{"", "Filesystem\n", "h\n/dev/x a b c 1% /\n"} {
+		if _, err := ParseDiskFree([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestDiskFreeRuns(t *testing.T) {
+	l := Layout{Root: filepath.Join(t.TempDir(), "not", "yet")}
+	res := mustRun(t, DiskFree(l), nil)
+	if u, err := ParseDiskFree(res.Stdout); err != nil || u.AvailKB <= 0 {
+		t.Errorf("%+v %v", u, err)
+	}
+}
+
+func TestCheckTools(t *testing.T) {
+	mustRun(t, CheckTools(Layout{}), nil)
+	// With an empty PATH nothing is found, and the error names the tools.
+	cmd := CheckTools(Layout{})
+	cmd.Script = "PATH=/nonexistent\n" + cmd.Script
+	_, err := run(t, cmd)
+	if ExitCode(err) != ExitToolsMissing || !strings.Contains(err.Error(), "missing tools on the server: tar gzip sha256sum") {
+		t.Errorf("%v", err)
+	}
+}
+
+func TestVerifyArchive(t *testing.T) {
+	l := newRoot(t)
+	id := "20260101T000000Z-aaaaaaa"
+	p := l.IncomingPath(id)
+	writeFile(t, p, "archive bytes")
+	sum := sha256.Sum256([]byte("archive bytes"))
+	good := hex.EncodeToString(sum[:])
+	mustRun(t, VerifyArchive(p, good), nil)
+
+	bad := strings.Repeat("0", 64)
+	res, err := run(t, VerifyArchive(p, bad))
+	if ExitCode(err) != ExitArchiveMismatch {
+		t.Fatalf("mismatch: %v", err)
+	}
+	msg := ArchiveMismatch(p, res.Stdout).Error()
+	want := "archive " + p + " is corrupt or was tampered with in transit: sha256 " + good + ", expected " + bad
+	if msg != want {
+		t.Errorf("got  %s\nwant %s", msg, want)
+	}
+}
+
+func TestIsDiskFull(t *testing.T) {
+	full := &remote.ExitError{Code: 2, Stderr: "tar: ./a: Cannot write: No space left on device\n"}
+	if !IsDiskFull(full) || !IsDiskFull(errors.Join(errors.New("stage"), full)) {
+		t.Error("ENOSPC not recognised")
+	}
+	if IsDiskFull(&remote.ExitError{Code: 1, Stderr: "permission denied"}) || IsDiskFull(nil) {
+		t.Error("false positive")
+	}
+	if ExitCode(errors.New("x")) != -1 || ExitCode(full) != 2 {
+		t.Error("ExitCode")
+	}
+}
