@@ -44,3 +44,27 @@ func TestTableAligns(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+func TestProgressLogsQuartersWhenNotATerminal(t *testing.T) {
+	var out bytes.Buffer
+	log := New(&out, false)
+	p := log.NewProgress("ship web1", 1000)
+	for i := 0; i < 10; i++ {
+		p.Add(100)
+	}
+	p.Finish()
+	got := out.String()
+	for _, want := range []string{"ship web1: 25% of 1000 B", "ship web1: 50%", "ship web1: 75%", "ship web1: 1000 B in"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("progress output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{12: "12 B", 2048: "2 kB", 5 << 20: "5.0 MB", 3 << 30: "3.0 GB"} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
