@@ -260,6 +260,9 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
+		if r.URL.Path == "/healthz" && sw.status == http.StatusOK {
+			return // probes every few seconds would drown the log; failures still show
+		}
 		s.Log.Printf("%s %s %d %s", r.Method, r.URL.Path, sw.status, time.Since(start).Round(time.Microsecond))
 	})
 }
