@@ -19,11 +19,15 @@ const PassphraseEnv = "STAGECOACH_SSH_PASSPHRASE"
 type AuthError struct {
 	Target string
 	Tried  []string // each source of keys and what came of it
+	Keys   int      // keys offered to the server; 0 when none was usable
 	Err    error    // the underlying error, if any
 }
 
 func (e *AuthError) Error() string {
-	msg := fmt.Sprintf("authenticate to %s: no key was accepted", e.Target)
+	msg := fmt.Sprintf("authenticate to %s: the server accepted none of %d keys", e.Target, e.Keys)
+	if e.Keys == 0 {
+		msg = fmt.Sprintf("authenticate to %s: no usable key to offer", e.Target)
+	}
 	if len(e.Tried) == 0 {
 		msg += "; no credentials were available (no ssh-agent, no identity file)"
 	} else {

@@ -183,7 +183,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 			return nil, fmt.Errorf("connect to %s: no SSH handshake within %s (is it an SSH server?): %w",
 				name, cfg.DialTimeout, context.DeadlineExceeded)
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			return nil, &AuthError{Target: name, Tried: creds.tried, Err: err}
+			return nil, &AuthError{Target: name, Tried: creds.tried, Keys: len(creds.signers), Err: err}
 		default:
 			return nil, fmt.Errorf("connect to %s: %w", name, err)
 		}
