@@ -1,0 +1,159 @@
+package server
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// CleanupSpec says what Cleanup removes.
+type CleanupSpec struct {
+	Keep           int           // newest releases kept; below 1 counts as 1
+	Protect        []string      // never removed: the live and previous releases
+	IncomingMaxAge time.Duration // uploads and leftovers older than this go; default 24h
+	DockerLogs     bool          // truncate containers' json logs
+	DockerPrune    bool          // docker system prune -f
+}
+
+// PlanCleanup returns the releases Cleanup removes from ids: all but the
+// newest keep (ids sort in time order) and the protected ones, newest
+// first. Strings that are not release ids are never touched.
+func PlanCleanup(ids []string, keep int, protect []string) []string {
+	if keep < 1 {
+		keep = 1
+	}
+	prot := map[string]bool{}
+	for _, p := range protect {
+		prot[p] = true
+	}
+	var valid []string
+	for _, id := range ids {
+		if ValidID(id) == nil {
+			valid = append(valid, id)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(valid)))
+	var remove []string
+	for i, id := range valid {
+		if i >= keep && !prot[id] {
+			remove = append(remove, id)
+		}
+	}
+	return remove
+}
+
+// Cleanup builds the one cleanup script. It applies PlanCleanup's rule on
+// the server's own listing (also protecting whatever current points at),
+// removes the dropped releases with their manifests, backups whose release
+// is gone, staging leftovers and old uploads, optionally truncates docker
+// json logs and prunes docker, and prints disk usage before and after in
+// the lines ParseCleanup reads:
+//
+//	before free_kb=N releases_kb=N
+//	removed <id>
+//	removed-backup <id>
+//	removed-incoming N
+//	after free_kb=N releases_kb=N
+func Cleanup(l Layout, s CleanupSpec) (remote.Command, error) {
+	keep := s.Keep
+	if keep < 1 {
+		keep = 1
+	}
+	for _, p := range s.Protect {
+		if err := ValidID(p); err != nil {
+			return remote.Command{}, fmt.Errorf("cleanup: protected release: %w", err)
+		}
+	}
+	age := s.IncomingMaxAge
+	if age <= 0 {
+		age = 24 * time.Hour
+	}
+	minutes := int64((age + time.Minute - 1) / time.Minute)
+	var docker strings.Builder
+	if s.DockerLogs {
+		docker.WriteString(asRoot + `$sudo sh -c 'truncate -c -s 0 /var/lib/docker/containers/*/*-json.log' || echo "warning: could not truncate docker logs" >&2
+`)
+	}
+	if s.DockerPrune {
+		docker.WriteString(`docker system prune -f >/dev/null || echo "warning: docker system prune failed" >&2
+`)
+	}
+	script := fill(`set -eu
+cd {{root}}
+mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
+usage() { echo "$1 free_kb=$(df -Pk . | awk 'END { print $(NF-2) }') releases_kb=$(du -sk releases | cut -f1)"; }
+usage before
+idre='^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}$'
+cur=$(readlink current 2>/dev/null || true); cur=${cur#releases/}
+ls -1 releases | grep -E "$idre" | LC_ALL=C sort -r |
+  awk -v keep={{keep}} -v protect={{protect}}" $cur" 'BEGIN { n = split(protect, p, " "); for (i = 1; i <= n; i++) prot[p[i]] = 1 }
+    NR > keep && !($0 in prot)' |
+  while read -r id; do
+    rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
+    echo "removed $id"
+  done
+ls -1 .stagecoach/backups | grep -E "$idre" | while read -r id; do
+  if [ ! -d "releases/$id" ]; then rm -rf ".stagecoach/backups/$id"; echo "removed-backup $id"; fi
+done
+rm -rf releases/.staging-*
+find . -maxdepth 1 -name '.current-*.tmp' -type l -exec rm -f {} +
+find .stagecoach -maxdepth 1 \( -name 'stage.*' -o -name 'lock.breaking-*' \) -mmin +{{min}} -exec rm -rf {} +
+find .stagecoach/manifests -maxdepth 1 -type f -mmin +{{min}} -name '*T*Z-*.*' | while read -r f; do
+  id=${f##*/}; id=${id%.*}; [ -d "releases/$id" ] || rm -f "$f"
+done
+echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 -mmin +{{min}} -print -exec rm -rf {} + | wc -l)"
+{{docker}}usage after
+`, "root", q(l.Root), "keep", strconv.Itoa(keep), "protect", q(strings.Join(s.Protect, " ")),
+		"min", strconv.FormatInt(minutes, 10), "docker", docker.String())
+	return remote.Script("clean up old releases", script), nil
+}
+
+// CleanupReport is what Cleanup did.
+type CleanupReport struct {
+	Removed          []string // release ids
+	RemovedBackups   []string // release ids whose backups went
+	RemovedIncoming  int      // stale uploads
+	FreeBeforeKB     int64
+	FreeAfterKB      int64
+	FreedKB          int64 // FreeAfterKB - FreeBeforeKB, never below 0
+	ReleasesBeforeKB int64
+	ReleasesAfterKB  int64
+}
+
+// ParseCleanup reads Cleanup's output.
+func ParseCleanup(stdout []byte) (CleanupReport, error) {
+	var r CleanupReport
+	var sawBefore, sawAfter bool
+	for _, line := range strings.Split(string(stdout), "\n") {
+		kind, rest, _ := strings.Cut(line, " ")
+		var err error
+		switch kind {
+		case "before":
+			sawBefore = true
+			_, err = fmt.Sscanf(rest, "free_kb=%d releases_kb=%d", &r.FreeBeforeKB, &r.ReleasesBeforeKB)
+		case "after":
+			sawAfter = true
+			_, err = fmt.Sscanf(rest, "free_kb=%d releases_kb=%d", &r.FreeAfterKB, &r.ReleasesAfterKB)
+		case "removed":
+			r.Removed = append(r.Removed, rest)
+		case "removed-backup":
+			r.RemovedBackups = append(r.RemovedBackups, rest)
+		case "removed-incoming":
+			r.RemovedIncoming, err = strconv.Atoi(strings.TrimSpace(rest))
+		}
+		if err != nil {
+			return r, fmt.Errorf("unexpected cleanup output line %q: %v", line, err)
+		}
+	}
+	if !sawBefore || !sawAfter {
+		return r, fmt.Errorf("cleanup output is incomplete: %q", remote.Tail(string(stdout), 5))
+	}
+	if r.FreedKB = r.FreeAfterKB - r.FreeBeforeKB; r.FreedKB < 0 {
+		r.FreedKB = 0
+	}
+	return r, nil
+}

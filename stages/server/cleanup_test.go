@@ -1,0 +1,104 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPlanCleanup(t *testing.T) {
+	ids := []string{id2, id4, id1, id3, "not-a-release", ".staging-x"}
+	for _, tc := range []struct {
+		name    string
+		keep    int
+		protect []string
+		want    []string
+	}{
+		{"keep 2", 2, nil, []string{id2, id1}},
+		{"keep all", 10, nil, nil},
+		{"protect old previous", 2, []string{id4, id1}, []string{id2}},
+		{"keep 0 is 1", 0, []string{id4}, []string{id3, id2, id1}},
+		{"protect current when rolled back", 1, []string{id2, id1}, []string{id3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := PlanCleanup(ids, tc.keep, tc.protect); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseCleanup(t *testing.T) {
+	out := "before free_kb=1000 releases_kb=500\nremoved " + id1 + "\nremoved-backup " + id1 + "\nremoved-incoming 2\nafter free_kb=1300 releases_kb=200\n"
+	r, err := ParseCleanup([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CleanupReport{Removed: []string{id1}, RemovedBackups: []string{id1}, RemovedIncoming: 2,
+		FreeBeforeKB: 1000, FreeAfterKB: 1300, FreedKB: 300, ReleasesBeforeKB: 500, ReleasesAfterKB: 200}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("got %+v", r)
+	}
+	for _, bad := range []string{"", "before free_kb=1 releases_kb=1\n", "before free_kb=x\nafter free_kb=1 releases_kb=1\n"} {
+		if _, err := ParseCleanup([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestCleanupScript(t *testing.T) {
+	l := newRoot(t)
+	for _, id := range []string{id1, id2, id3, id4} {
+		writeFile(t, filepath.Join(l.ReleaseDir(id), "big"), strings.Repeat("x", 64<<10))
+		writeFile(t, l.SumsPath(id), "")
+		writeFile(t, filepath.Join(l.BackupDir(id), "shared/db"), "db")
+	}
+	// current is id2 (a rollback happened), previous id1; keep 2 newest.
+	mustRun(t, mustCmd(Switch(l, id2)), nil)
+	writeFile(t, filepath.Join(l.StagingDir("20260105T000000Z-eeeeeee"), "half"), "x")
+	writeFile(t, filepath.Join(l.BackupDir("20250101T000000Z-0000000"), "db"), "orphan")
+	writeFile(t, filepath.Join(l.IncomingDir(), "old.tar.gz"), "old")
+	writeFile(t, filepath.Join(l.IncomingDir(), "fresh.tar.gz"), "fresh")
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Join(l.IncomingDir(), "old.tar.gz"), old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	// Protect only id1: the script protects current by itself.
+	cmd, err := Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id1}})
+	res := mustRun(t, cmd, err)
+	r, err := ParseCleanup(res.Stdout)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Stdout)
+	}
+	if want := PlanCleanup([]string{id1, id2, id3, id4}, 1, []string{id1, id2}); !reflect.DeepEqual(r.Removed, want) {
+		t.Errorf("removed %v, plan says %v", r.Removed, want)
+	}
+	for _, id := range []string{id1, id2, id4} {
+		if _, err := os.Stat(l.ReleaseDir(id)); err != nil {
+			t.Errorf("kept release %s: %v", id, err)
+		}
+	}
+	for _, gone := range []string{l.ReleaseDir(id3), l.SumsPath(id3), l.BackupDir(id3), l.StagingDir("20260105T000000Z-eeeeeee"),
+		l.BackupDir("20250101T000000Z-0000000"), filepath.Join(l.IncomingDir(), "old.tar.gz")} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s not removed", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(l.IncomingDir(), "fresh.tar.gz")); err != nil {
+		t.Error("fresh upload removed")
+	}
+	if r.RemovedIncoming != 1 || len(r.RemovedBackups) != 2 || r.ReleasesAfterKB >= r.ReleasesBeforeKB {
+		t.Errorf("report %+v", r)
+	}
+	if _, err := Cleanup(l, CleanupSpec{Protect: []string{"../x"}}); err == nil {
+		t.Error("bad protected id accepted")
+	}
+	cmd, _ = Cleanup(l, CleanupSpec{DockerLogs: true, DockerPrune: true})
+	if !strings.Contains(cmd.Script, "truncate -c -s 0 /var/lib/docker/containers/*/*-json.log") || !strings.Contains(cmd.Script, "docker system prune -f") {
+		t.Errorf("docker steps missing:\n%s", cmd.Script)
+	}
+}

@@ -1,0 +1,189 @@
+package server
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// Service managers.
+const (
+	ManagerCompose = "compose"
+	ManagerSystemd = "systemd"
+	ManagerCommand = "command"
+	ManagerNone    = "none"
+)
+
+// composeDetect sets "$@" to the compose command the server has: the v2
+// plugin (docker compose) when it answers, else the v1 docker-compose.
+const composeDetect = `if docker compose version >/dev/null 2>&1; then set -- docker compose
+elif command -v docker-compose >/dev/null 2>&1; then set -- docker-compose
+else echo "neither docker compose nor docker-compose found on the server" >&2; exit 127
+fi
+`
+
+// asRoot runs a command directly as root, else through sudo -n, which
+// fails instead of prompting for a password.
+const asRoot = `if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo="sudo -n"; fi
+`
+
+var composeProjectBad = regexp.MustCompile(`[^a-z0-9_-]+`)
+
+// ComposeProject turns an app name into a valid compose project name.
+func ComposeProject(app string) string {
+	p := strings.Trim(composeProjectBad.ReplaceAllString(strings.ToLower(app), "-"), "-_")
+	if p == "" {
+		p = "app"
+	}
+	return p
+}
+
+func composeArgs(m config.Services, app string) string {
+	args := `"$@"`
+	if m.File != "" {
+		args += " -f " + q(m.File)
+	}
+	return args + " -p " + q(ComposeProject(app))
+}
+
+// Restart returns the commands that restart app's services for release id
+// after the switch:
+//
+//	compose: <compose> -f <file> -p <app> up -d --remove-orphans <services>, in the release dir
+//	systemd: systemctl restart <units> (sudo -n when not root)
+//	command: each configured command, run in the release dir (RunIn)
+//	none:    nothing
+func Restart(m config.Services, l Layout, id, app string) ([]remote.Command, error) {
+	if err := ValidID(id); err != nil {
+		return nil, err
+	}
+	switch m.Manager {
+	case ManagerCompose:
+		c, err := RunIn(l, id, "restart compose services of "+id,
+			composeDetect+composeArgs(m, app)+" up -d --remove-orphans"+joinArgs(m.Restart))
+		return []remote.Command{c}, err
+	case ManagerSystemd:
+		if len(m.Restart) == 0 {
+			return nil, fmt.Errorf("systemd manager: no units to restart")
+		}
+		return []remote.Command{remote.Script("restart "+strings.Join(m.Restart, " "),
+			asRoot+`$sudo systemctl restart --`+joinArgs(m.Restart)+"\n")}, nil
+	case ManagerCommand:
+		return runAll(l, id, "restart", m.Restart)
+	case ManagerNone, "":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown service manager %q: want compose, systemd, command or none", m.Manager)
+}
+
+// Stop returns the "command" manager's stop commands, run in release id
+// (the one being replaced) before the switch; other managers stop nothing.
+func Stop(m config.Services, l Layout, id string) ([]remote.Command, error) {
+	if m.Manager != ManagerCommand {
+		return nil, nil
+	}
+	return runAll(l, id, "stop", m.Stop)
+}
+
+func runAll(l Layout, id, what string, cmds []string) ([]remote.Command, error) {
+	var out []remote.Command
+	for _, c := range cmds {
+		rc, err := RunIn(l, id, what+": "+c, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
+func joinArgs(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return " " + remote.Join(args...)
+}
+
+// ServiceStatus is one service's state as the manager reports it.
+type ServiceStatus struct {
+	Name   string
+	State  string // compose: running, exited, ...; systemd: ActiveState (active, failed, ...)
+	Health string // compose healthcheck (healthy, unhealthy, starting, ""); systemd: SubState
+}
+
+// Healthy reports whether the service is up (and, for a compose service
+// with a healthcheck, passing it).
+func (s ServiceStatus) Healthy() bool {
+	switch s.State {
+	case "running":
+		return s.Health == "" || s.Health == "healthy"
+	case "active":
+		return true
+	}
+	return false
+}
+
+// Status returns a command printing the state of app's services for
+// release id, to be read by ParseStatus with the same manager. Compose
+// prints "service<TAB>state<TAB>health" per container (through docker
+// inspect, which v1 and v2 share); systemd prints `systemctl show` blocks.
+// Managers without status return ok=false.
+func Status(m config.Services, l Layout, id, app string) (cmd remote.Command, ok bool, err error) {
+	switch m.Manager {
+	case ManagerCompose:
+		c, err := RunIn(l, id, "read compose service status", composeDetect+`ids=$(`+composeArgs(m, app)+` ps -a -q)
+[ -z "$ids" ] && exit 0
+docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}	{{.State.Status}}	{{if .State.Health}}{{.State.Health.Status}}{{end}}' $ids
+`)
+		return c, err == nil, err
+	case ManagerSystemd:
+		if len(m.Restart) == 0 {
+			return remote.Command{}, false, nil
+		}
+		return remote.Script("read systemd unit status",
+			"systemctl show -p Id -p ActiveState -p SubState --"+joinArgs(m.Restart)+"\n"), true, nil
+	}
+	return remote.Command{}, false, nil
+}
+
+// ParseStatus reads what Status printed for manager.
+func ParseStatus(manager string, stdout []byte) ([]ServiceStatus, error) {
+	var out []ServiceStatus
+	switch manager {
+	case ManagerCompose:
+		for _, line := range strings.Split(strings.TrimSpace(string(stdout)), "\n") {
+			if line == "" {
+				continue
+			}
+			f := strings.Split(line, "\t")
+			if len(f) != 3 {
+				return nil, fmt.Errorf("unexpected compose status line %q", line)
+			}
+			out = append(out, ServiceStatus{Name: f[0], State: f[1], Health: f[2]})
+		}
+	case ManagerSystemd:
+		for _, block := range strings.Split(strings.TrimSpace(string(stdout)), "\n\n") {
+			var s ServiceStatus
+			for _, line := range strings.Split(block, "\n") {
+				k, v, _ := strings.Cut(line, "=")
+				switch k {
+				case "Id":
+					s.Name = v
+				case "ActiveState":
+					s.State = v
+				case "SubState":
+					s.Health = v
+				}
+			}
+			if s.Name != "" {
+				out = append(out, s)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("service manager %q has no status", manager)
+	}
+	return out, nil
+}
