@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
@@ -19,6 +20,10 @@ type Options struct {
 	AllowDirty  bool   // deploy uncommitted changes
 	Force       bool   // full deploy when the deployed revision is unknown to git
 	Previous    string // override the last deployed revision (normally read from the server)
+	BreakLock   bool   // break a stale deploy lock (one whose holder stopped its heartbeat)
+	Release     string // rollback: the release to go back to (default: the previous one)
+	RestoreDB   bool   // rollback: also restore the database backup taken before the release being left
+	ReportPath  string // where the JSON report goes (default .stagecoach/reports/<release>.json)
 }
 
 // Run is one invocation of the pipeline: the config, what each stage
@@ -36,6 +41,16 @@ type Run struct {
 	// Previous is the manifest of the release live on the targets, nil when
 	// there is none (first deploy) or the hosts disagree.
 	Previous *archive.Manifest
+
+	// Hosts are the environment's targets, connected by the first stage
+	// that needs them.
+	Hosts []*Host
+	// Command names what this run does, for the lock holder's record.
+	Command string
+
+	holds   int
+	started time.Time
+	report  *Report
 }
 
 // Open loads the config, selects the environment and registers its secrets
@@ -62,13 +77,50 @@ func Open(opts Options, log *ui.Logger) (*Run, error) {
 	for _, s := range secrets {
 		log.AddSecret(s)
 	}
-	return &Run{Opts: opts, Cfg: cfg, Env: env, Log: log}, nil
+	r := &Run{Opts: opts, Cfg: cfg, Env: env, Log: log, Command: "deploy", started: time.Now()}
+	r.report = &Report{App: cfg.App, Environment: env.Name, Started: r.started}
+	return r, nil
+}
+
+// peek connects and reads the hosts' state without taking their locks, for
+// stages that only look (Detect, Plan) when no deploy holds the run.
+func (r *Run) peek(ctx context.Context) error {
+	if r.Hosts != nil {
+		return nil
+	}
+	if err := r.connect(ctx); err != nil {
+		return err
+	}
+	return r.eachHost(ctx, r.Hosts, "read state of", r.loadState)
+}
+
+// previousRevision is what Detect diffs against: the revision every host
+// recorded for its live release. When the hosts disagree, or the live
+// release's manifest is missing, nothing can be reused: deploy everything.
+func (r *Run) previousRevision() string {
+	if r.Opts.Previous != "" || len(r.Hosts) == 0 {
+		return r.Opts.Previous
+	}
+	first := r.Hosts[0]
+	for _, h := range r.Hosts {
+		if h.State.Revision != first.State.Revision || h.Live != first.Live || h.LiveManifest == nil {
+			if h.Live != "" {
+				r.Log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
+			}
+			return ""
+		}
+	}
+	r.Previous = first.LiveManifest
+	return first.State.Revision
 }
 
 // Detect decides what changed since the last successful deploy.
 func (r *Run) Detect(ctx context.Context) error {
+	if err := r.peek(ctx); err != nil {
+		return err
+	}
 	plan, err := Detect(ctx, r.Cfg, DetectOptions{
-		Previous:   r.Opts.Previous,
+		Previous:   r.previousRevision(),
 		AllowDirty: r.Opts.AllowDirty,
 		Force:      r.Opts.Force,
 	}, r.Log)

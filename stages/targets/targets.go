@@ -16,12 +16,18 @@
 //	STAGECOACH_ALLOW_DIRTY  1 to deploy uncommitted changes
 //	STAGECOACH_FORCE        1 for a full deploy when the deployed revision is unknown to git
 //	STAGECOACH_PREVIOUS     treat this revision as the last deployed one
+//	STAGECOACH_BREAK_LOCK   1 to break a stale deploy lock (its holder stopped its heartbeat)
+//	STAGECOACH_RELEASE      rollback: the release id to go back to (default: the previous one)
+//	STAGECOACH_RESTORE_DB   rollback: 1 to also restore the database backup taken before the release being left
+//	STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
 package targets
 
 import (
 	"context"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/magefile/mage/mg"
 
@@ -51,6 +57,10 @@ func optionsFromEnv() stages.Options {
 		AllowDirty:  flag("STAGECOACH_ALLOW_DIRTY"),
 		Force:       flag("STAGECOACH_FORCE"),
 		Previous:    os.Getenv("STAGECOACH_PREVIOUS"),
+		BreakLock:   flag("STAGECOACH_BREAK_LOCK"),
+		Release:     os.Getenv("STAGECOACH_RELEASE"),
+		RestoreDB:   flag("STAGECOACH_RESTORE_DB"),
+		ReportPath:  os.Getenv("STAGECOACH_REPORT"),
 	}
 }
 
@@ -89,4 +99,88 @@ func Package(ctx context.Context) error {
 		return err
 	}
 	return r.Package(ctx)
+}
+
+// Ship uploads the release to every host and verifies its SHA-256 there.
+func Ship(ctx context.Context) error {
+	return holding(ctx, "ship", func(ctx context.Context, r *stages.Run) error {
+		mg.CtxDeps(ctx, Package)
+		return r.Ship(ctx)
+	})
+}
+
+// Swap unpacks and verifies the release, migrates, and switches current to it.
+func Swap(ctx context.Context) error {
+	return holding(ctx, "swap", func(ctx context.Context, r *stages.Run) error {
+		mg.CtxDeps(ctx, Ship)
+		return r.Swap(ctx)
+	})
+}
+
+// Health runs the environment's health checks against every host.
+func Health(ctx context.Context) error {
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	release, err := r.Hold(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return r.Health(ctx)
+}
+
+// Cleanup removes old releases, backups and stale uploads, and reports disk use.
+func Cleanup(ctx context.Context) error {
+	return holding(ctx, "cleanup", func(ctx context.Context, r *stages.Run) error {
+		if err := r.Cleanup(ctx); err != nil {
+			return err
+		}
+		r.SaveStates(ctx)
+		return nil
+	})
+}
+
+// Rollback switches back to the previous release (or STAGECOACH_RELEASE) and restarts.
+func Rollback(ctx context.Context) error {
+	return holding(ctx, "rollback", func(ctx context.Context, r *stages.Run) error {
+		return r.Rollback(ctx)
+	})
+}
+
+// Deploy runs Detect, Build, Package, Ship, Swap, Health and Cleanup, rolling back on failure.
+func Deploy(ctx context.Context) error {
+	ctx, stop := interruptible(ctx)
+	defer stop()
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	r.Command = "deploy"
+	return r.Deploy(ctx)
+}
+
+// holding runs fn under the hosts' deploy locks, taken before fn's own
+// dependencies run so a chain of targets holds them throughout.
+func holding(ctx context.Context, command string, fn func(context.Context, *stages.Run) error) error {
+	ctx, stop := interruptible(ctx)
+	defer stop()
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	r.Command = command
+	release, err := r.Hold(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(ctx, r)
+}
+
+// interruptible cancels ctx on SIGTERM as Mage does on SIGINT, so a killed
+// deploy still rolls back what it started and releases its locks.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 }

@@ -80,4 +80,3 @@ func Bytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-

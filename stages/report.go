@@ -1,0 +1,131 @@
+package stages
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// ReportsDir is where deploy reports are written, relative to the project.
+const ReportsDir = ".stagecoach/reports"
+
+// Report is what a deploy did, for people (the summary table) and for
+// machines (the JSON file).
+type Report struct {
+	App         string         `json:"app"`
+	Environment string         `json:"environment"`
+	Release     string         `json:"release,omitempty"`
+	Revision    string         `json:"revision,omitempty"`
+	Previous    string         `json:"previous_revision,omitempty"`
+	Result      string         `json:"result"` // success | no-change | failed | rolled-back | rollback-failed
+	Error       string         `json:"error,omitempty"`
+	ExitCode    int            `json:"exit_code"`
+	Started     time.Time      `json:"started"`
+	Duration    time.Duration  `json:"duration_ns"`
+	Plan        *Plan          `json:"plan,omitempty"`
+	Stages      []StageReport  `json:"stages"`
+	Hosts       []*HostReport  `json:"hosts"`
+	Health      []HealthResult `json:"health,omitempty"`
+
+	mu sync.Mutex
+}
+
+// StageReport is one stage's outcome.
+type StageReport struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	Result   string        `json:"result"` // ok | failed | skipped
+	Error    string        `json:"error,omitempty"`
+}
+
+// HostReport is one host's share of the deploy.
+type HostReport struct {
+	Name        string                `json:"name"`
+	Before      string                `json:"release_before,omitempty"`
+	After       string                `json:"release_after,omitempty"`
+	BytesSent   int64                 `json:"bytes_sent"`
+	FilesSent   int                   `json:"files_sent"`
+	FilesReused int                   `json:"files_reused"`
+	Connections int64                 `json:"connections"`
+	Sessions    int64                 `json:"sessions"`
+	Cleanup     *server.CleanupReport `json:"cleanup,omitempty"`
+}
+
+// host returns the report entry of h, creating it on first use.
+func (rep *Report) host(h *Host) *HostReport {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	for _, hr := range rep.Hosts {
+		if hr.Name == h.Name {
+			return hr
+		}
+	}
+	hr := &HostReport{Name: h.Name, Before: h.Live}
+	rep.Hosts = append(rep.Hosts, hr)
+	return hr
+}
+
+func (rep *Report) addHealth(results []HealthResult) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.Health = append(rep.Health, results...)
+}
+
+func (rep *Report) addStage(s StageReport) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.Stages = append(rep.Stages, s)
+}
+
+// WriteJSON writes the report to path through a temporary file.
+func (rep *Report) WriteJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// PrintSummary writes the end-of-deploy tables: one row per stage, one
+// per host.
+func (rep *Report) PrintSummary(w io.Writer) {
+	var rows [][]string
+	for _, s := range rep.Stages {
+		rows = append(rows, []string{s.Name, ui.Round(s.Duration).String(), s.Result})
+	}
+	ui.Table(w, []string{"STAGE", "DURATION", "RESULT"}, rows)
+	fmt.Fprintln(w)
+	rows = rows[:0]
+	for _, h := range rep.Hosts {
+		rows = append(rows, []string{h.Name, orDash(h.Before), orDash(h.After), ui.Bytes(h.BytesSent),
+			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d", h.Connections, h.Sessions)})
+	}
+	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESSIONS"}, rows)
+	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, orDash(rep.Release), ui.Round(rep.Duration))
+	if rep.Error != "" {
+		fmt.Fprintf(w, ": %s", rep.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
