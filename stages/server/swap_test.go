@@ -16,7 +16,7 @@ import (
 )
 
 // tree walks a local directory into manifest entries.
-func tree(t *testing.T, dir string) []TreeEntry {
+func tree(t testing.TB, dir string) []TreeEntry {
 	t.Helper()
 	var out []TreeEntry
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
