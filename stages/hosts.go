@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
@@ -43,7 +44,7 @@ func (r *Run) connect(ctx context.Context) error {
 	}
 	hosts := make([]*Host, len(r.Env.Hosts))
 	for i, name := range r.Env.Hosts {
-		hosts[i] = &Host{Name: name, Layout: server.Layout{Root: r.Env.Root}, Log: r.Log.With(name)}
+		hosts[i] = &Host{Name: name, Layout: server.Layout{Root: hostRoot(r.Env.Root, name)}, Log: r.Log.With(name)}
 	}
 	err := r.eachHost(ctx, hosts, "connect", func(ctx context.Context, h *Host) error {
 		runner, err := r.dial(ctx, h.Name)
@@ -59,6 +60,16 @@ func (r *Run) connect(ctx context.Context) error {
 	}
 	r.Hosts = hosts
 	return nil
+}
+
+// hostRoot expands "{host}" in the configured root to the host's address,
+// so several hosts sharing one machine (a test bed) get roots of their own.
+func hostRoot(root, name string) string {
+	host := name
+	if t, err := remote.ParseTarget(name); err == nil && !t.Local {
+		host = t.Host
+	}
+	return strings.ReplaceAll(root, "{host}", host)
 }
 
 // dial picks the transport: "local" runs on this machine, anything else
