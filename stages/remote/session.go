@@ -294,22 +294,36 @@ n=$(wc -c < "$tmp") || exit 1
 mv -f -- "$tmp" %s`, Quote(tmp), size, size, Quote(p))
 }
 
-// countingReader reports the bytes read through it.
+// countingReader reports the bytes read through it. After stop, progress
+// is no longer called, so a copy still draining in the background never
+// reports after Upload returned.
 type countingReader struct {
 	r        io.Reader
+	mu       sync.Mutex
 	n        int64
+	stopped  bool
 	progress func(int)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
+		c.mu.Lock()
 		c.n += int64(n)
-		if c.progress != nil {
+		if c.progress != nil && !c.stopped {
 			c.progress(n)
 		}
+		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// stop ends progress reports and returns the bytes read.
+func (c *countingReader) stop() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	return c.n
 }
 
 // Upload streams r into p under a temporary name and renames it into place
@@ -342,25 +356,31 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 	go func() {
 		_, err := io.Copy(stdin, src)
 		if err != nil {
-			// Stop the remote side; closing stdin would look like success.
+			// Report first, so the failed Wait below finds the cause; then
+			// stop the remote side (closing stdin would look like success).
+			copied <- err
 			sess.Signal(ssh.SIGTERM)
 			sess.Close()
-			copied <- err
 			return
 		}
 		copied <- stdin.Close()
 	}()
 	werr := s.wait(ctx, sess, group)
 	if werr != nil {
+		// The session is over, so the copy ends once the source's current
+		// Read returns; wait for it a little to report its cause.
+		sess.Close()
+		var cerr error
+		select {
+		case cerr = <-copied:
+		case <-time.After(closeGrace):
+		}
+		sent := src.stop()
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
-		select {
-		case cerr := <-copied:
-			if cerr != nil && !errors.Is(cerr, io.EOF) {
-				return fail(s.lostErr(fmt.Errorf("after %d bytes: %w", src.n, cerr)))
-			}
-		default:
+		if cerr != nil && !errors.Is(cerr, io.EOF) {
+			return fail(s.lostErr(fmt.Errorf("after %d bytes: %w", sent, cerr)))
 		}
 		group.flush()
 		res := Result{Stderr: stderr.Bytes()}
@@ -370,14 +390,15 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 	if cerr := <-copied; cerr != nil {
 		return fail(cerr)
 	}
+	sent := src.stop()
 	got, err := strconv.ParseInt(strings.TrimSpace(stdout.String()), 10, 64)
-	if err != nil || got != src.n {
-		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), src.n))
+	if err != nil || got != sent {
+		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), sent))
 	}
 	// Free the slot first: the rename needs one of its own.
 	release()
 	released = true
-	if _, err := s.Run(ctx, Script("move upload into place", renameScript(p, tmp, src.n))); err != nil {
+	if _, err := s.Run(ctx, Script("move upload into place", renameScript(p, tmp, sent))); err != nil {
 		return fail(err)
 	}
 	return nil

@@ -257,3 +257,30 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	s.n += len(p)
 	return len(p), nil
 }
+
+// failingReader fails after some data, as a broken local archive would.
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n >= 256<<10 {
+		return 0, errors.New("disk on fire")
+	}
+	if len(p) > 8<<10 {
+		p = p[:8<<10]
+	}
+	f.n += len(p)
+	return len(p), nil
+}
+
+func TestUploadSourceError(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, r remote.Runner) {
+		dest := filepath.Join(t.TempDir(), "file")
+		err := r.Upload(context.Background(), &failingReader{}, dest, nil)
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Fatalf("error %v, want the source's error", err)
+		}
+		if _, err := os.Stat(dest); !os.IsNotExist(err) {
+			t.Fatalf("final file exists after a failed upload (stat: %v)", err)
+		}
+	})
+}
