@@ -39,7 +39,7 @@ type Host struct {
 // connect opens one connection per host; every later operation of the run
 // is a session on it.
 func (r *Run) connect(ctx context.Context) error {
-	if r.Hosts != nil {
+	if r.connected {
 		return nil
 	}
 	hosts := make([]*Host, len(r.Env.Hosts))
@@ -58,7 +58,7 @@ func (r *Run) connect(ctx context.Context) error {
 		closeHosts(hosts)
 		return err
 	}
-	r.Hosts = hosts
+	r.Hosts, r.connected = hosts, true
 	return nil
 }
 
@@ -91,10 +91,11 @@ func (r *Run) dial(ctx context.Context, name string) (remote.Runner, error) {
 	return remote.DialSSH(ctx, cfg)
 }
 
-// Close ends every host connection of the run.
+// Close ends every host connection of the run. Hosts keep what the run
+// did, for reports; a later stage connects again.
 func (r *Run) Close() {
 	closeHosts(r.Hosts)
-	r.Hosts = nil
+	r.connected = false
 }
 
 func closeHosts(hosts []*Host) {

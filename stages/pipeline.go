@@ -48,9 +48,10 @@ type Run struct {
 	// Command names what this run does, for the lock holder's record.
 	Command string
 
-	holds   int
-	started time.Time
-	report  *Report
+	connected bool
+	holds     int
+	started   time.Time
+	report    *Report
 }
 
 // Open loads the config, selects the environment and registers its secrets
@@ -85,7 +86,7 @@ func Open(opts Options, log *ui.Logger) (*Run, error) {
 // peek connects and reads the hosts' state without taking their locks, for
 // stages that only look (Detect, Plan) when no deploy holds the run.
 func (r *Run) peek(ctx context.Context) error {
-	if r.Hosts != nil {
+	if r.connected {
 		return nil
 	}
 	if err := r.connect(ctx); err != nil {

@@ -398,7 +398,8 @@ func (v *validator) health(p string, h *HealthCheck) {
 	case h.HTTP != "" && h.Command != "":
 		v.fail(p, "a health check has either http or command, not both; write two checks")
 	case h.HTTP != "":
-		u, err := url.Parse(h.HTTP)
+		// {host} stands for each host's address; see Health.
+		u, err := url.Parse(strings.ReplaceAll(h.HTTP, "{host}", "host"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.fail(p+".http", "%q is not an http:// or https:// URL", h.HTTP)
 		}

@@ -1,0 +1,274 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ProjectOptions shape a throwaway project made by NewProject.
+type ProjectOptions struct {
+	// Hosts are the sshd targets to deploy to; none means the local target.
+	Hosts []*Host
+	// Root is the deploy root on the hosts; default a temporary directory.
+	// "{host}" in it becomes each host's address, so that several hosts on
+	// one machine get roots of their own.
+	Root string
+	// Environment is YAML appended to the test environment's block, e.g.
+	// "    keep_releases: 2\n".
+	Environment string
+	// TopLevel is YAML appended at the end of the config (e.g. plugins).
+	TopLevel string
+	// Migrate overrides the migrations' run command.
+	Migrate string
+}
+
+// Project is a copy of the example restaurant app in a git repository of
+// its own, with a stagecoach.yml whose "test" environment deploys it to the
+// given hosts and starts its backend on a free port, health-checked.
+type Project struct {
+	Dir    string // the project root (the git work tree)
+	Root   string // deploy root as configured (may contain {host})
+	Port   int    // the backend's port on every host
+	Config string // path of stagecoach.yml
+	t      testing.TB
+}
+
+// RepoRoot is the Stagecoach repository holding this package's source, found
+// from the working directory of the test.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(data), "module github.com/stagecoach/stagecoach\n") {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("stagecoach repository root not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// NewProject copies the example app's sources, writes the config and
+// commits everything. It needs git, node and npm; the backend builds with
+// the go command and its module cache.
+func NewProject(t testing.TB, opts ProjectOptions) *Project {
+	t.Helper()
+	RequireTool(t, "git", "apt-get install -y git")
+	RequireTool(t, "node", "install Node.js (apt-get install -y nodejs npm)")
+	RequireTool(t, "npm", "install npm (apt-get install -y npm)")
+	p := &Project{Dir: t.TempDir(), Root: opts.Root, t: t}
+	if p.Root == "" {
+		p.Root = filepath.Join(t.TempDir(), "srv")
+	}
+	p.Port = FreePort(t)
+	example := filepath.Join(RepoRoot(t), "examples", "restaurant")
+	for _, dir := range []string{"frontend/src", "backend/cmd", "backend/internal", "backend/migrations"} {
+		copyTree(t, filepath.Join(example, dir), filepath.Join(p.Dir, dir))
+	}
+	for _, f := range []string{"frontend/build.mjs", "frontend/package.json", "frontend/package-lock.json", "backend/go.mod", "backend/go.sum"} {
+		copyFile(t, filepath.Join(example, f), filepath.Join(p.Dir, f))
+	}
+	p.Write(".gitignore", "node_modules/\ndist/\n.stagecoach/\n")
+	p.Config = filepath.Join(p.Dir, "stagecoach.yml")
+	p.Write("stagecoach.yml", p.config(opts))
+	p.git("init", "-q", "-b", "main")
+	p.git("config", "user.email", "test@example.com")
+	p.git("config", "user.name", "Test")
+	p.Commit("initial")
+	t.Cleanup(p.stopBackends)
+	return p
+}
+
+func (p *Project) config(opts ProjectOptions) string {
+	hosts := []string{"local"}
+	ssh := ""
+	if len(opts.Hosts) > 0 {
+		hosts = hosts[:0]
+		for _, h := range opts.Hosts {
+			hosts = append(hosts, strconv.Quote(h.Target()))
+		}
+		// All test hosts trust the same client key; each has its own
+		// host key, so their known_hosts files are merged into one.
+		known := filepath.Join(p.t.TempDir(), "known_hosts")
+		var lines []byte
+		for _, h := range opts.Hosts {
+			data, err := os.ReadFile(h.KnownHostsFile)
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			lines = append(lines, data...)
+		}
+		if err := os.WriteFile(known, lines, 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+		var ids []string
+		for _, h := range opts.Hosts {
+			ids = append(ids, strconv.Quote(h.IdentityFile))
+		}
+		ssh = fmt.Sprintf("    ssh: { known_hosts: %q, identities: [%s], dial_timeout: 5s }\n", known, strings.Join(ids, ", "))
+	}
+	migrate := opts.Migrate
+	if migrate == "" {
+		migrate = "./backend/server migrate -db data/restaurant.sqlite3"
+	}
+	return fmt.Sprintf(`app: restaurant
+keep_releases: 3
+components:
+  frontend:
+    watch: ["frontend/**", "!frontend/**/*.md"]
+    lockfile: frontend/package-lock.json
+    install: npm ci --prefer-offline --no-audit --no-fund
+    build: npm run build
+    output: frontend/dist
+  backend:
+    watch: ["backend/**", "!backend/**/*_test.go"]
+    workdir: backend
+    build: CGO_ENABLED=0 go build -trimpath -o dist/server ./cmd/server
+    output: backend/dist
+migrations:
+  watch: ["backend/migrations/**"]
+  run: %s
+  backup: [shared/data/restaurant.sqlite3]
+environments:
+  test:
+    hosts: [%s]
+    root: %q
+%s    shared: [data]
+    assets: { dir: frontend/assets, versions: 2 }
+    services:
+      manager: command
+      restart:
+        - |
+          pidfile=../../shared/backend.pid
+          if [ -f "$pidfile" ]; then
+            kill "$(cat "$pidfile")" 2>/dev/null || true
+            for _ in $(seq 200); do [ -f "$pidfile" ] || break; sleep 0.02; done
+          fi
+          addr=127.0.0.1
+          if [ -n "${SSH_CONNECTION:-}" ]; then set -- $SSH_CONNECTION; addr=$3; fi
+          nohup ./backend/server serve -addr "$addr:%d" -db data/restaurant.sqlite3 -static frontend \
+            -version "$STAGECOACH_RELEASE" -pidfile "$pidfile" >>../../shared/backend.log 2>&1 </dev/null &
+    health:
+      - http: "http://{host}:%d/healthz"
+        body: '"status":"ok"'
+        timeout: 2s
+    health_wait: { deadline: 10s, interval: 100ms }
+%s%s`, migrate, strings.Join(hosts, ", "), p.Root, ssh, p.Port, p.Port, opts.Environment, opts.TopLevel)
+}
+
+// Write writes a file of the project (not committed).
+func (p *Project) Write(rel, content string) {
+	p.t.Helper()
+	path := filepath.Join(p.Dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Commit commits every change of the work tree and returns the commit.
+func (p *Project) Commit(msg string) string {
+	p.t.Helper()
+	p.git("add", "-A")
+	p.git("commit", "-q", "--allow-empty", "-m", msg)
+	return strings.TrimSpace(p.git("rev-parse", "HEAD"))
+}
+
+func (p *Project) git(args ...string) string {
+	p.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = p.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// HostRoot is the deploy root on the host at address addr.
+func (p *Project) HostRoot(addr string) string {
+	return strings.ReplaceAll(p.Root, "{host}", addr)
+}
+
+// stopBackends stops the backends the deploys started, found by their
+// pidfiles under every root this project deployed to.
+func (p *Project) stopBackends() {
+	matches, _ := filepath.Glob(filepath.Join(strings.ReplaceAll(p.Root, "{host}", "*"), "shared", "backend.pid"))
+	for _, pidfile := range matches {
+		data, err := os.ReadFile(pidfile)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 1 {
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 100; i++ {
+				if syscall.Kill(pid, 0) != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func copyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		copyFile(t, path, filepath.Join(dst, rel))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, info.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+}
