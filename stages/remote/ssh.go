@@ -65,6 +65,14 @@ func (c SSHConfig) withDefaults() SSHConfig {
 	if c.KnownHostsFile == "" {
 		c.KnownHostsFile = filepath.Join(home, ".ssh", "known_hosts")
 	}
+	c.KnownHostsFile = expandHome(c.KnownHostsFile, home)
+	if c.IdentityFiles != nil {
+		files := make([]string, len(c.IdentityFiles))
+		for i, f := range c.IdentityFiles {
+			files[i] = expandHome(f, home)
+		}
+		c.IdentityFiles = files
+	}
 	if c.IdentityFiles == nil {
 		c.IdentityFiles = []string{}
 		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
@@ -83,6 +91,14 @@ func (c SSHConfig) withDefaults() SSHConfig {
 		c.MaxSessions = DefaultMaxSessions
 	}
 	return c
+}
+
+// expandHome resolves a leading "~/" as a config file would write it.
+func expandHome(path, home string) string {
+	if rest, ok := strings.CutPrefix(path, "~/"); ok && home != "" {
+		return filepath.Join(home, rest)
+	}
+	return path
 }
 
 // SSH runs operations on one host over a single SSH connection held for the
