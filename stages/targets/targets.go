@@ -184,3 +184,23 @@ func holding(ctx context.Context, command string, fn func(context.Context, *stag
 func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 }
+
+// Plan prints per host what a deploy would do (changes, bytes, migrations, cleanup); changes nothing.
+func Plan(ctx context.Context) error {
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.ShowPlan(ctx, os.Stdout)
+}
+
+// Releases lists every host's releases and its latest deploys.
+func Releases(ctx context.Context) error {
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.ShowReleases(ctx, os.Stdout, 10)
+}
