@@ -140,6 +140,11 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 		"PrintMotd no",
 		"LogLevel INFO",
 		"Subsystem sftp internal-sftp",
+		// bash sources ~/.bashrc for every command sshd starts; a
+		// developer's interactive setup there (pyenv, nvm) would then be
+		// timed as part of every remote command. A server account has no
+		// such setup; SHLVL=1 makes bash skip it here too.
+		"SetEnv SHLVL=1",
 	}
 	lines = append(lines, extra...)
 	if err := os.WriteFile(config, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
