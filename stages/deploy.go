@@ -93,6 +93,11 @@ func (r *Run) Health(ctx context.Context) error {
 
 // failAfterSwap rolls back and records how that went.
 func (r *Run) failAfterSwap(ctx context.Context, stage string, cause error) error {
+	if !r.anySwitchedOrMigrated() {
+		// Every host failed before its switch: current never moved.
+		r.record(ctx, server.ResultFailed, stage, cause)
+		return r.finish(cause, server.ResultFailed)
+	}
 	r.Log.Errorf("%v", cause)
 	r.Log.Warnf("rolling back")
 	start := time.Now()
@@ -109,6 +114,15 @@ func (r *Run) failAfterSwap(ctx context.Context, stage string, cause error) erro
 	}
 	r.record(ctx, server.ResultRolledBack, stage, err)
 	return r.finish(err, server.ResultRolledBack)
+}
+
+func (r *Run) anySwitchedOrMigrated() bool {
+	for _, h := range r.Hosts {
+		if h.Switched || h.Migrated {
+			return true
+		}
+	}
+	return false
 }
 
 // timed runs one stage and adds its line to the report.
