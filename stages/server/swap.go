@@ -187,9 +187,10 @@ shift $n
 // verifies the whole tree against SumsPath and LinksPath (uploaded before)
 // — every file's SHA-256, no file missing, no file extra. Only then is the
 // directory renamed to releases/<id>. Any failure removes the staging
-// directory; current is never touched. Exit codes: ExitUnsafeArchive,
-// ExitTreeMismatch (stdout as ParseTreeReport reads it), 1 otherwise
-// (IsDiskFull tells a full disk).
+// directory; current is never touched. Extracted files get the time of
+// extraction as mtime, so web servers see changed files as new. Exit
+// codes: ExitUnsafeArchive, ExitTreeMismatch (stdout as ParseTreeReport
+// reads it), 1 otherwise (IsDiskFull tells a full disk).
 func StageRelease(l Layout, s StageSpec) (remote.Command, error) {
 	if err := ValidID(s.ID); err != nil {
 		return remote.Command{}, err
@@ -240,7 +241,10 @@ trap 'exit 130' INT TERM HUP
 tar -tzv --numeric-owner --quoting-style=escape -f "$archive" > "$tmp/listing"
 awk {{checkawk}} "$tmp/listing" >&2 || exit {{unsafe}}
 mkdir -p "$st"
-{{reuse}}tar -xz -f "$archive" -C "$st" --no-same-owner --same-permissions --delay-directory-restore
+# --touch: the archive's fixed mtimes would give a changed file of the same
+# size the same ETag (nginx derives it from mtime and size) and a stale 304.
+# Hard-linked reused files keep their mtime, as their content is unchanged.
+{{reuse}}tar -xz -f "$archive" -C "$st" --no-same-owner --same-permissions --delay-directory-restore --touch
 verify_tree "$st" && vrc=0 || vrc=$?
 if [ "$vrc" -eq 1 ]; then exit {{mismatch}}; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
