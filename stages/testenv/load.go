@@ -284,11 +284,10 @@ func (l *Load) record(version string, err error) {
 }
 
 // get makes one request within the bounds. It returns errStopped, making no
-// request, once the request bound is reached, and for a request the load's
-// end interrupted.
+// request, once the request bound is reached (requests in flight then
+// finish and are judged), and for a request the load's end interrupted.
 func (l *Load) get(ctx context.Context, path string) (int, []byte, error) {
 	if l.issued.Add(1) > int64(l.cfg.MaxRequests) {
-		l.cancel()
 		return 0, nil, errStopped
 	}
 	if ctx.Err() != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ import (
 // build lays out dist/, under <root>/releases/<id>/frontend.
 type fakeRelease struct {
 	id, version string
-	assets      []string // paths as the page names them, "assets/index-<hash>.js"
+	assets      []string // as the page names them, in its order: stylesheet, script
 }
 
 // writeRelease writes a release whose page names a content-hashed script
@@ -32,13 +33,13 @@ func writeRelease(t *testing.T, root, id, version string) fakeRelease {
 	css := fmt.Sprintf("/* %s */\nbody { color: #333; }\n", version) + strings.Repeat(".x { margin: 0; }\n", 500)
 	r := fakeRelease{id: id, version: version}
 	files := map[string]string{}
-	for _, f := range []struct{ name, ext, content string }{{"index", "js", js}, {"index", "css", css}} {
+	for _, f := range []struct{ name, ext, content string }{{"index", "css", css}, {"index", "js", js}} {
 		sum := sha256.Sum256([]byte(f.content))
 		p := fmt.Sprintf("assets/%s-%s.%s", f.name, hex.EncodeToString(sum[:4]), f.ext)
 		r.assets = append(r.assets, p)
 		files[p] = f.content
 	}
-	files["index.html"] = indexPage(version, r.assets[1], r.assets[0])
+	files["index.html"] = indexPage(version, r.assets[0], r.assets[1])
 	writeFiles(t, filepath.Join(root, "releases", id, "frontend"), files)
 	return r
 }
@@ -111,6 +112,16 @@ func waitProgress(l *Load, after int) int {
 	}
 	n, _ := l.Progress()
 	return n
+}
+
+// waitVersion waits until a visit of version has passed, for at most 5s.
+func waitVersion(c *FrontendChecker, version string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if slices.Contains(c.Versions(), version) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // waitFailure waits until the load has seen a failure, for at most 10s.
@@ -248,11 +259,13 @@ func TestNginxSwapUnderLoad(t *testing.T) {
 // whose page names an asset it does not have is reported.
 func TestNginxLoadCatchesMissingAsset(t *testing.T) {
 	root := t.TempDir()
-	writeRelease(t, root, "a", "v1")
+	a := writeRelease(t, root, "a", "v1")
 	broken := writeRelease(t, root, "broken", "v3")
-	if err := os.Remove(filepath.Join(root, "releases", "broken", "frontend", broken.assets[0])); err != nil {
+	if err := os.Remove(filepath.Join(root, "releases", "broken", "frontend", broken.assets[1])); err != nil {
 		t.Fatal(err)
 	}
+	// Visits of a that straddle the swap pass: only v3 can fail.
+	carryAssets(t, root, a, broken)
 	swapCurrent(t, root, "a")
 	n := StartNginx(t, filepath.Join(root, "current", "frontend"))
 
@@ -264,7 +277,7 @@ func TestNginxLoadCatchesMissingAsset(t *testing.T) {
 	if report.Failures == 0 {
 		t.Fatalf("no failures with a missing asset: %s", report)
 	}
-	if s := report.FailureSamples[0]; !strings.Contains(s, "version v3") || !strings.Contains(s, broken.assets[0]) || !strings.Contains(s, "status 404") {
+	if s := report.FailureSamples[0]; !strings.Contains(s, "version v3") || !strings.Contains(s, broken.assets[1]) || !strings.Contains(s, "status 404") {
 		t.Errorf("failure %q, want version v3, the asset and status 404", s)
 	}
 	if len(report.FailureSamples) > maxFailureSamples {
@@ -287,8 +300,9 @@ func TestNginxLoadCatchesDroppedOldAssets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	load := StartLoad(ctx, LoadConfig{BaseURL: n.URL, Visit: (&FrontendChecker{Remember: true}).Visit, MaxDuration: time.Minute})
-	waitProgress(load, 0)
+	checker := &FrontendChecker{Remember: true}
+	load := StartLoad(ctx, LoadConfig{BaseURL: n.URL, Visit: checker.Visit, MaxDuration: time.Minute})
+	waitVersion(checker, "v1")
 	swapCurrent(t, root, "b")
 	waitFailure(load)
 	report := load.Stop()
@@ -299,5 +313,38 @@ func TestNginxLoadCatchesDroppedOldAssets(t *testing.T) {
 	}
 	if err := FetchAll(ctx, n.URL, before); err == nil || !strings.Contains(err.Error(), a.assets[0]) {
 		t.Errorf("FetchAll of v1's assets after the swap: %v, want a 404 for %s", err, a.assets[0])
+	}
+}
+
+// TestNginxLoadCatchesNonAtomicSwap proves the load sees downtime: a
+// deploy that removes current and then links it again leaves a moment
+// with no release, here held until a request falls into it.
+func TestNginxLoadCatchesNonAtomicSwap(t *testing.T) {
+	root := t.TempDir()
+	a := writeRelease(t, root, "a", "v1")
+	b := writeRelease(t, root, "b", "v2")
+	carryAssets(t, root, a, b)
+	carryAssets(t, root, b, a)
+	swapCurrent(t, root, "a")
+	n := StartNginx(t, filepath.Join(root, "current", "frontend"))
+
+	load := StartLoad(context.Background(), LoadConfig{BaseURL: n.URL, Visit: (&FrontendChecker{}).Visit, MaxDuration: time.Minute})
+	waitProgress(load, 0)
+	current := filepath.Join(root, "current")
+	for i := range 10 {
+		if err := os.Remove(current); err != nil {
+			t.Fatal(err)
+		}
+		// A request is counted before it is sent: the next one counted
+		// reaches nginx while current is missing.
+		before, _ := load.Progress()
+		waitProgress(load, before)
+		if err := os.Symlink(filepath.Join("releases", []string{"b", "a"}[i%2]), current); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := load.Stop()
+	if report.Failures == 0 || !strings.Contains(strings.Join(report.FailureSamples, "\n"), "status 404") {
+		t.Fatalf("a missing current was not reported: %s", report)
 	}
 }
