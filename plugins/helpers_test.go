@@ -2,6 +2,8 @@ package plugins_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -134,4 +136,13 @@ func mustContain(t *testing.T, err error, wants ...string) {
 			t.Errorf("error %q\ndoes not contain %q", err, w)
 		}
 	}
+}
+
+func fileSum(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -2,8 +2,6 @@ package plugins_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,13 +54,10 @@ func TestRunPluginErrors(t *testing.T) {
 }
 
 func TestChecksum(t *testing.T) {
-	path := bin(t, "testplugin")
-	data, err := os.ReadFile(path)
+	actual, err := fileSum(bin(t, "testplugin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
-	actual := hex.EncodeToString(sum[:])
 	wrong := strings.Repeat("0", 64)
 
 	s := spec(t, "pinned", nil)
