@@ -209,3 +209,16 @@ func TestLogTimestampedAndDebug(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentAtStartKilledAtTimeout covers a program that never completes
+// the handshake: the timeout covers start-up too.
+func TestSilentAtStartKilledAtTimeout(t *testing.T) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "pid")
+	script := filepath.Join(dir, "silent")
+	os.WriteFile(script, []byte("#!/bin/sh\necho $$ > "+pidfile+"\nexec sleep 300\n"), 0o755)
+	s := config.Plugin{Name: "silent", Path: script, At: "before-swap", Timeout: time.Second}
+	_, err := plugins.Run(context.Background(), s, deployContext(t), remote.NewLocal(), ui.Discard())
+	mustContain(t, err, "plugin silent at before-swap: timed out after 1s; killed")
+	assertGone(t, pidfile)
+}
