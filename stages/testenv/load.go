@@ -39,7 +39,8 @@ var errStopped = errors.New("load stopped")
 
 // Fetch requests one path (such as "/index.html") from the server under
 // load and returns the status and the whole body. Every call counts as a
-// request of the load; an error means no whole response arrived.
+// request of the load; an error means no whole response arrived. One
+// visit's Fetch is for that visit's goroutine only.
 type Fetch func(path string) (status int, body []byte, err error)
 
 // LoadConfig says what a load requests, how it judges the responses and
@@ -197,8 +198,9 @@ func (l *Load) Stop() LoadReport {
 }
 
 // work runs rounds until the context ends or the request bound is reached.
+// Rounds are bounded too, in case a round makes no request at all.
 func (l *Load) work(ctx context.Context) {
-	for ctx.Err() == nil && l.issued.Load() < int64(l.cfg.MaxRequests) {
+	for round := 0; round < l.cfg.MaxRequests && ctx.Err() == nil && l.issued.Load() < int64(l.cfg.MaxRequests); round++ {
 		if l.cfg.Visit != nil {
 			l.visit(ctx)
 		} else {

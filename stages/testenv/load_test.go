@@ -315,3 +315,13 @@ func TestFrontendCheckerOnExampleBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A round that makes no request still ends: rounds are bounded as well.
+func TestLoadBoundsEmptyRounds(t *testing.T) {
+	r := waitDone(t, StartLoad(context.Background(), LoadConfig{
+		BaseURL: "http://127.0.0.1:1", Paths: func() []string { return nil }, Workers: 2, MaxRequests: 1000,
+	}))
+	if r.Requests != 0 || r.Rounds != 2000 {
+		t.Errorf("report %s, want 2000 empty rounds", r)
+	}
+}

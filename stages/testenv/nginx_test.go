@@ -136,7 +136,9 @@ func waitFailure(l *Load) {
 
 func get(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
-	resp, err := loopbackClient(1).Get(url)
+	client := loopbackClient(1)
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
