@@ -25,6 +25,9 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	}
 	defer release()
 
+	if err := r.BuildPlugins(ctx); err != nil {
+		return r.finish(err, server.ResultFailed)
+	}
 	if err := r.timed(ctx, "detect", r.Detect); err != nil {
 		return r.finish(err, server.ResultFailed)
 	}
@@ -125,10 +128,17 @@ func (r *Run) anySwitchedOrMigrated() bool {
 	return false
 }
 
-// timed runs one stage and adds its line to the report.
+// timed runs one stage between its before- and after- plugin hooks and
+// adds its line to the report.
 func (r *Run) timed(ctx context.Context, name string, fn func(context.Context) error) error {
 	start := time.Now()
-	err := fn(ctx)
+	err := r.hook(ctx, "before-"+name)
+	if err == nil {
+		err = fn(ctx)
+	}
+	if err == nil {
+		err = r.hook(ctx, "after-"+name)
+	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}

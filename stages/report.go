@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagecoach/stagecoach/plugins"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -34,6 +35,7 @@ type Report struct {
 	Stages      []StageReport  `json:"stages"`
 	Hosts       []*HostReport  `json:"hosts"`
 	Health      []HealthResult `json:"health,omitempty"`
+	Plugins     []PluginReport `json:"plugins,omitempty"`
 
 	mu sync.Mutex
 }
@@ -44,6 +46,16 @@ type StageReport struct {
 	Duration time.Duration `json:"duration_ns"`
 	Result   string        `json:"result"` // ok | failed | skipped
 	Error    string        `json:"error,omitempty"`
+}
+
+// PluginReport is one plugin run on one host.
+type PluginReport struct {
+	Host     string        `json:"host"`
+	Plugin   string        `json:"plugin"`
+	Hook     string        `json:"hook"`
+	Message  string        `json:"message,omitempty"`
+	Logs     []string      `json:"logs,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 // HostReport is one host's share of the deploy.
@@ -77,6 +89,13 @@ func (rep *Report) addHealth(results []HealthResult) {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
 	rep.Health = append(rep.Health, results...)
+}
+
+func (rep *Report) addPlugin(host string, res plugins.Result) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.Plugins = append(rep.Plugins, PluginReport{Host: host, Plugin: res.Plugin, Hook: res.Hook,
+		Message: res.Message, Logs: res.Logs, Duration: res.Duration})
 }
 
 func (rep *Report) addStage(s StageReport) {

@@ -204,3 +204,12 @@ func Releases(ctx context.Context) error {
 	defer r.Close()
 	return r.ShowReleases(ctx, os.Stdout, 10)
 }
+
+// Plugins builds the plugins configured as Go package directories into plugins/bin.
+func Plugins(ctx context.Context) error {
+	r, err := current()
+	if err != nil {
+		return err
+	}
+	return r.BuildPlugins(ctx)
+}
