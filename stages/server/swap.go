@@ -114,19 +114,38 @@ BEGIN { ns = split(ENVIRON["SC_SKIP"], skip, "\n") }
 }
 `
 
+// hashCheckSh defines hash_check: `sha256sum -c` of $tmp/sums into
+// $tmp/check (failures only, sorted), in $jobs processes (default: the
+// server's CPU count). The list is dealt round-robin into four parts per
+// process so that a few large files do not leave one process hashing alone.
+// Exits non-zero when any file failed or could not be read.
+const hashCheckSh = `hash_check() {
+  n=${jobs:-}; [ -n "$n" ] || n=$(nproc 2>/dev/null || echo 1)
+  [ "$(wc -l < "$tmp/sums")" -ge 64 ] || n=1
+  if [ "$n" -le 1 ]; then sha256sum -c --quiet --strict "$tmp/sums" > "$tmp/check" 2>/dev/null; return; fi
+  split -n r/$((n * 4)) "$tmp/sums" "$tmp/part."
+  hrc=0
+  for p in "$tmp"/part.*; do [ -s "$p" ] && printf '%s\n' "$p"; done |
+    xargs -r -d '\n' -P "$n" -n 1 sh -c 'sha256sum -c --quiet --strict "$1" > "$1.out" 2>/dev/null' sh || hrc=$?
+  cat "$tmp"/part.*.out 2>/dev/null | LC_ALL=C sort > "$tmp/check"
+  rm -f "$tmp"/part.*
+  return "$hrc"
+}
+`
+
 // verifyTreeSh defines verify_tree DIR: compare DIR with $sums and $links,
 // using scratch directory $tmp, and print one line per difference:
 // "modified P", "missing P", "extra P" or "badlink P". Paths in $SC_SKIP
 // (shared links) are left out; extra regular files are allowed below
 // $SC_EXTRA_OK (carried assets). Returns 1 when something differs, 2 when
-// the check could not run.
-const verifyTreeSh = `verify_tree() (
+// the check could not run. Hashing runs in parallel (hashCheckSh).
+const verifyTreeSh = hashCheckSh + `verify_tree() (
   cd "$1" || exit 2
   [ -f "$sums" ] || { echo "manifest list $sums is missing" >&2; exit 2; }
   awk -v kind=sums "$filter_awk" "$sums" > "$tmp/sums"
   if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links"; fi | LC_ALL=C sort > "$tmp/links"
   rc=0; : > "$tmp/check"
-  if [ -s "$tmp/sums" ]; then sha256sum -c --quiet --strict "$tmp/sums" > "$tmp/check" 2>/dev/null || rc=$?; fi
+  if [ -s "$tmp/sums" ]; then hash_check || rc=$?; fi
   awk '/: FAILED open or read$/ { sub(/: FAILED open or read$/, ""); print "missing " $0; next }
        /: FAILED$/ { sub(/: FAILED$/, ""); print "modified " $0 }' "$tmp/check" > "$tmp/report"
   if [ "$rc" -ne 0 ] && [ ! -s "$tmp/report" ]; then echo "sha256sum could not check the list $sums" >&2; exit 2; fi
@@ -265,6 +284,9 @@ type VerifySpec struct {
 	// AssetsDir may hold extra regular files: assets carried from earlier
 	// releases (CarryAssets), which were verified when those were staged.
 	AssetsDir string
+	// Jobs is how many sha256sum processes hash the files; 0 means one
+	// per CPU of the server.
+	Jobs int
 }
 
 // VerifyRelease checks releases/<id> against its manifest lists as
@@ -289,6 +311,7 @@ func VerifyRelease(l Layout, id string, v VerifySpec) (remote.Command, error) {
 sums={{sums}}; links={{links}}
 filter_awk={{filter}}
 SC_SKIP={{skip}}; SC_EXTRA_OK={{extra}}; export SC_SKIP
+jobs={{jobs}}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 `+verifyTreeSh+`: > "$tmp/shared"
@@ -298,8 +321,16 @@ cat "$tmp/shared"
 if [ "$rc" -eq 1 ] || [ -s "$tmp/shared" ]; then exit {{mismatch}}; fi
 `, "sums", q(l.SumsPath(id)), "links", q(l.LinksPath(id)), "filter", q(filterAWK),
 		"skip", q(strings.Join(v.Shared, "\n")), "extra", q(v.AssetsDir), "shared", sharedChecks.String(),
-		"dir", q(l.ReleaseDir(id)), "mismatch", strconv.Itoa(ExitTreeMismatch))
+		"dir", q(l.ReleaseDir(id)), "mismatch", strconv.Itoa(ExitTreeMismatch), "jobs", jobsArg(v.Jobs))
 	return remote.Command{Desc: "verify release " + id, Script: script}, nil
+}
+
+// jobsArg is the shell value of a process count: empty for "one per CPU".
+func jobsArg(n int) string {
+	if n <= 0 {
+		return "''"
+	}
+	return strconv.Itoa(n)
 }
 
 func nonEmpty(s string) []string {
