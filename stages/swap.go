@@ -139,8 +139,16 @@ func (r *Run) migrate(ctx context.Context, h *Host) error {
 	}
 	h.Migrated = true
 	if _, err := h.run(ctx, cmd); err != nil {
-		if rerr := r.restoreDatabase(context.WithoutCancel(ctx), h); rerr != nil {
+		ctx := context.WithoutCancel(ctx)
+		if rerr := r.restoreDatabase(ctx, h); rerr != nil {
 			return fmt.Errorf("migration failed: %w; restoring the database backup failed too: %v", err, rerr)
+		}
+		// The restore replaced the database file under the live release's
+		// services: restart them, or they keep writing to the old file.
+		if h.Live != "" {
+			if rerr := r.restart(ctx, h, h.Live); rerr != nil {
+				return fmt.Errorf("migration failed (database restored from the backup, but restarting %s failed: %v): %w", h.Live, rerr, err)
+			}
 		}
 		return fmt.Errorf("migration failed (database restored from the backup): %w", err)
 	}
