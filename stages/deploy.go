@@ -237,6 +237,9 @@ func (r *Run) finish(err error, result string) error {
 		r.Log.Debugf("report written to %s", path)
 	}
 	if err != nil && exitcode.Of(err) == exitcode.Failed {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("deploy %s interrupted: %w", rep.Environment, err)
+		}
 		return fmt.Errorf("deploy %s: %w", rep.Environment, err)
 	}
 	return err
