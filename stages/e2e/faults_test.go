@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/testenv"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// TestArchiveCorruptedInTransit changes the packaged archive after its
+// checksum was taken, so the bytes reaching the server differ from what
+// the manifest promises: the server's SHA-256 check must refuse them.
+func TestArchiveCorruptedInTransit(t *testing.T) {
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "Corrupt Archive Guest")
+
+	changeFrontend(t, p, "a change shipped corrupt")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := r.Hold(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func(context.Context) error{r.Detect, r.Build, r.Package} {
+		if err := step(ctx); err != nil {
+			release()
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+	}
+	corrupt(t, r.Packaged.ArchivePath)
+	err = r.Ship(ctx)
+	release()
+	if err == nil {
+		t.Fatalf("a corrupt archive was shipped\n%s", out.String())
+	}
+	if !strings.Contains(err.Error(), "corrupt or was tampered with") {
+		t.Errorf("error does not say the archive is corrupt: %v", err)
+	}
+	t.Logf("refused: %v", err)
+
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current moved to %s", got)
+	}
+	mustNotExist(t, server.Layout{Root: p.Root}.IncomingPath(r.Plan.Release))
+	mustNotExist(t, filepath.Join(p.Root, "releases", r.Plan.Release))
+	mustNotExist(t, lockDir(p.Root))
+	mustHaveReservations(t, p, p.Root, guest)
+
+	next := mustDeploy(t, p)
+	if got := verifyLive(t, p.Root); got != next.run.Plan.Release || got == id1 {
+		t.Errorf("the deploy after the corrupt one left current at %s", got)
+	}
+	mustHaveReservations(t, p, p.Root, guest)
+}
+
+// corrupt flips one byte in the middle of a file, keeping its size.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailingMigration deploys a migration with invalid SQL: the deploy
+// fails before the switch, the database is restored from the backup taken
+// before migrating, and the live release keeps serving the same data.
+func TestFailingMigration(t *testing.T) {
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "Migration Guest")
+	schema := sqlite(t, p.Root, "SELECT group_concat(version) FROM schema_migrations")
+
+	p.Write("backend/migrations/0003_broken.sql", "-- Broken on purpose.\nCREATE TABLE specials (id INTEGER PRIMARY KEY);\nALTER TABLE no_such_table ADD COLUMN x TEXT;\n")
+	p.Commit("a broken migration")
+	res := deployWith(t, p, stages.Options{})
+	mustFail(t, res, exitcode.Failed, "migration failed", "restored")
+	t.Logf("refused: %v", res.err)
+
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current moved to %s", got)
+	}
+	if got := sqlite(t, p.Root, "SELECT group_concat(version) FROM schema_migrations"); got != schema {
+		t.Errorf("schema versions %q after the failed migration, want %q", got, schema)
+	}
+	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
+		t.Error("the failed migration's table exists")
+	}
+	if d := lastDeploy(t, p.Root); d.Result != server.ResultFailed || d.Stage != "swap" {
+		t.Errorf("recorded %s at %s, want failed at swap", d.Result, d.Stage)
+	}
+	mustHaveReservations(t, p, p.Root, guest)
+	// The live backend must write to the database file on disk, not to one
+	// the restore replaced under it.
+	later := reserve(t, p.Port, "After Failed Migration Guest")
+	mustHaveReservations(t, p, p.Root, guest, later)
+	mustNotExist(t, lockDir(p.Root))
+
+	p.Write("backend/migrations/0003_broken.sql", "-- Fixed.\nCREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
+	p.Commit("fix the migration")
+	next := mustDeploy(t, p)
+	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
+		t.Errorf("current is %s after the fixed deploy", got)
+	}
+	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "1" {
+		t.Error("the fixed migration did not run")
+	}
+	mustHaveReservations(t, p, p.Root, guest, later)
+}
+
+// TestFailingHealthCheck deploys a backend whose /healthz no longer says
+// "ok": the deploy switches, fails its health checks and rolls back by
+// itself to the release that was live.
+func TestFailingHealthCheck(t *testing.T) {
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "Health Guest")
+
+	api := filepath.Join(p.Dir, "backend/internal/api/api.go")
+	src := readFile(t, api)
+	broken := strings.Replace(src, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "degraded", Version: s.Version}`, 1)
+	if broken == src {
+		t.Fatal("the health handler changed: update this test's patch")
+	}
+	p.Write("backend/internal/api/api.go", broken)
+	p.Commit("a backend that reports itself degraded")
+	res := deployWith(t, p, stages.Options{})
+	mustFail(t, res, exitcode.RolledBack, "health", "rolled back")
+
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current is %s after the rollback, want %s", got, id1)
+	}
+	if v := healthVersion(t, p.Port); v != id1 {
+		t.Errorf("the backend serves %s after the rollback, want %s", v, id1)
+	}
+	d := lastDeploy(t, p.Root)
+	if d.Result != server.ResultRolledBack || d.Stage != "health" || d.ID != res.run.Plan.Release {
+		t.Errorf("recorded %+v, want rolled-back at health", d)
+	}
+	s := state(t, p.Root)
+	if rel, ok := s.Release(res.run.Plan.Release); !ok || rel.Status != server.StatusFailed {
+		t.Errorf("the unhealthy release is %+v in state, want failed", rel)
+	}
+	if s.Current != id1 {
+		t.Errorf("state says %s is live", s.Current)
+	}
+	rep := report(t, p, res.run.Plan.Release)
+	if rep["result"] != server.ResultRolledBack || rep["exit_code"].(float64) != exitcode.RolledBack {
+		t.Errorf("report: result %v exit code %v", rep["result"], rep["exit_code"])
+	}
+	t.Logf("health failed after %s (deadline 10s); rollback took %s",
+		stageDuration(t, rep, "health").Round(time.Millisecond), stageDuration(t, rep, "rollback").Round(time.Millisecond))
+	mustHaveReservations(t, p, p.Root, guest)
+	mustNotExist(t, lockDir(p.Root))
+}
+
+// TestInterruptDuringSwap cancels the deploy's context (what Ctrl-C does
+// to `mage deploy`) while the swap runs a slow migration: current stays on
+// a complete release, the database is as it was, the lock is released and
+// the next deploy succeeds.
+func TestInterruptDuringSwap(t *testing.T) {
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
+		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "Interrupted Guest")
+
+	p.Write("backend/migrations/0003_specials.sql", "CREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
+	p.Commit("a migration")
+	if err := os.WriteFile(filepath.Join(p.Root, "shared", "slow-migration"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Interrupt once the migration has started: its backup exists then.
+	go func() {
+		for ctx.Err() == nil {
+			if m, _ := filepath.Glob(filepath.Join(p.Root, ".stagecoach", "backups", "*", "shared", "data", "restaurant.sqlite3")); len(m) > 0 {
+				time.Sleep(500 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	res := deploy(t, ctx, p, stages.Options{})
+	if res.err == nil {
+		t.Fatalf("the interrupted deploy succeeded\n%s", res.log)
+	}
+	t.Logf("interrupted deploy returned after %s: exit %d: %v", time.Since(start).Round(time.Millisecond), exitCode(res.err), res.err)
+	if !strings.Contains(res.err.Error(), "interrupted") {
+		t.Errorf("error does not say the deploy was interrupted: %v", res.err)
+	}
+
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current is %s after the interrupt, want %s", got, id1)
+	}
+	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
+		t.Error("the interrupted migration left its table")
+	}
+	mustNotExist(t, lockDir(p.Root))
+	mustHaveReservations(t, p, p.Root, guest)
+	if v := healthVersion(t, p.Port); v != id1 {
+		t.Errorf("the backend serves %s, want %s", v, id1)
+	}
+
+	os.Remove(filepath.Join(p.Root, "shared", "slow-migration"))
+	next := mustDeploy(t, p)
+	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
+		t.Errorf("current is %s after the next deploy", got)
+	}
+	mustHaveReservations(t, p, p.Root, guest)
+}
