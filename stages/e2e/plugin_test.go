@@ -15,17 +15,22 @@ import (
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
-// readmeBlocks returns the fenced code blocks of plugins/README.md of the
-// given language, in order.
+// readmeBlocks returns the fenced code blocks of the given language in the
+// README's "Write your own stage" section, in order.
 func readmeBlocks(t *testing.T, lang string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "plugins", "README.md"))
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, section, ok := strings.Cut(string(data), "\n## Write your own stage\n")
+	if !ok {
+		t.Fatal(`README.md has no "Write your own stage" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
 	re := regexp.MustCompile("(?s)```" + lang + "\n(.*?)```")
 	var blocks []string
-	for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+	for _, m := range re.FindAllStringSubmatch(section, -1) {
 		blocks = append(blocks, m[1])
 	}
 	return blocks
@@ -45,7 +50,7 @@ func pluginModule(t *testing.T, p *testenv.Project) {
 	p.Write(".gitignore", "node_modules/\ndist/\n.stagecoach/\nplugins/bin/\n")
 }
 
-// TestWriteYourOwnStage follows plugins/README.md ("Write your own stage")
+// TestWriteYourOwnStage follows the README's "Write your own stage" ("Write your own stage")
 // literally: its plugin code, its build command, its config block, then a
 // deploy over SSH, and the file the plugin writes on the server.
 func TestWriteYourOwnStage(t *testing.T) {
@@ -55,7 +60,7 @@ func TestWriteYourOwnStage(t *testing.T) {
 
 	goBlocks := readmeBlocks(t, "go")
 	if len(goBlocks) == 0 || !strings.Contains(goBlocks[0], "sdk.Serve") {
-		t.Fatal("plugins/README.md: the first go block is not the plugin")
+		t.Fatal("README: the first go block of the section is not the plugin")
 	}
 	p.Write("plugins/hello/main.go", goBlocks[0])
 
@@ -66,7 +71,7 @@ func TestWriteYourOwnStage(t *testing.T) {
 		}
 	}
 	if build == "" {
-		t.Fatal("plugins/README.md has no go build command")
+		t.Fatal("README: the section has no go build command")
 	}
 	cmd := exec.Command("/bin/sh", "-c", build)
 	cmd.Dir = p.Dir
@@ -82,7 +87,7 @@ func TestWriteYourOwnStage(t *testing.T) {
 		}
 	}
 	if pluginConfig == "" {
-		t.Fatal("plugins/README.md has no plugins: config block")
+		t.Fatal("README: the section has no plugins: config block")
 	}
 	p.Write("stagecoach.yml", readFile(t, p.Config)+pluginConfig)
 	p.Commit("add the hello plugin")
