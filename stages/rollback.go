@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/server"
 )
@@ -92,11 +93,12 @@ func (r *Run) Rollback(ctx context.Context) error {
 		if _, ok := h.State.Release(target); !ok {
 			h.State.AddRelease(server.Release{ID: target})
 		}
-		if err := h.State.Promote(target); err != nil {
+		rel, _ := h.State.Release(target)
+		if err := h.State.RecordDeploy(server.Deploy{ID: target, Revision: rel.Revision, User: whoAmI(), Host: hostName(),
+			Started: r.started, Duration: time.Since(r.started), Result: server.ResultRollback}); err != nil {
 			return err
 		}
 		h.Live = target
-		h.State.Deploys = append(h.State.Deploys, server.Deploy{ID: target, User: whoAmI(), Started: r.started, Result: "rollback"})
 		return h.saveState(ctx)
 	})
 }

@@ -30,6 +30,9 @@ const (
 	ResultFailed         = "failed"
 	ResultRolledBack     = "rolled-back"
 	ResultRollbackFailed = "rollback-failed"
+	// ResultRollback is a rollback asked for by hand (mage rollback); the
+	// deploy's id and revision are those of the release gone back to.
+	ResultRollback = "rollback"
 )
 
 // State is <root>/.stagecoach/state.json: what is live and what happened.
@@ -158,12 +161,19 @@ func (s *State) Promote(id string) error {
 // RecordDeploy appends d to the history (dropping the oldest beyond
 // MaxDeploys) and applies its outcome: a success promotes its release and
 // records its revision as the one to diff against next time; a failure marks
-// its release failed unless that release is live.
+// its release failed unless that release is live; a rollback promotes the
+// release gone back to and makes its revision the one to diff against, as
+// the next deploy reuses that release's files.
 func (s *State) RecordDeploy(d Deploy) error {
 	switch d.Result {
 	case ResultSuccess:
 		if err := s.Promote(d.ID); err != nil {
 			return fmt.Errorf("record deploy: %w", err)
+		}
+		s.Revision = d.Revision
+	case ResultRollback:
+		if err := s.Promote(d.ID); err != nil {
+			return fmt.Errorf("record rollback: %w", err)
 		}
 		s.Revision = d.Revision
 	case ResultNoChange:
