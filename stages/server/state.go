@@ -33,6 +33,9 @@ const (
 	// ResultRollback is a rollback asked for by hand (mage rollback); the
 	// deploy's id and revision are those of the release gone back to.
 	ResultRollback = "rollback"
+	// ResultSelfHeal is a rollback made by the cron check after the live
+	// release failed its health checks; the caller updates the releases.
+	ResultSelfHeal = "self-heal"
 )
 
 // State is <root>/.stagecoach/state.json: what is live and what happened.
@@ -176,7 +179,7 @@ func (s *State) RecordDeploy(d Deploy) error {
 			return fmt.Errorf("record rollback: %w", err)
 		}
 		s.Revision = d.Revision
-	case ResultNoChange:
+	case ResultNoChange, ResultSelfHeal:
 	case ResultFailed, ResultRolledBack, ResultRollbackFailed:
 		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
 			s.Releases[i].Status = StatusFailed

@@ -28,6 +28,9 @@ type ProjectOptions struct {
 	TopLevel string
 	// Migrate overrides the migrations' run command.
 	Migrate string
+	// Health, when set, replaces the items of the environment's health
+	// list (the backend's /healthz), e.g. `      - http: "http://..."\n`.
+	Health string
 }
 
 // Project is a copy of the example restaurant app in a git repository of
@@ -124,6 +127,10 @@ func (p *Project) config(opts ProjectOptions) string {
 	if migrate == "" {
 		migrate = "./backend/server migrate -db data/restaurant.sqlite3"
 	}
+	health := opts.Health
+	if health == "" {
+		health = fmt.Sprintf("      - http: \"http://{host}:%d/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", p.Port)
+	}
 	return fmt.Sprintf(`app: restaurant
 keep_releases: 3
 components:
@@ -162,11 +169,8 @@ environments:
           nohup ./backend/server serve -addr "$addr:%d" -db data/restaurant.sqlite3 -static frontend \
             -version "$STAGECOACH_RELEASE" -pidfile "$pidfile" >>../../shared/backend.log 2>&1 </dev/null &
     health:
-      - http: "http://{host}:%d/healthz"
-        body: '"status":"ok"'
-        timeout: 2s
-    health_wait: { deadline: 10s, interval: 100ms }
-%s%s`, migrate, strings.Join(hosts, ", "), p.Root, ssh, p.Port, p.Port, opts.Environment, opts.TopLevel)
+%s    health_wait: { deadline: 10s, interval: 100ms }
+%s%s`, migrate, strings.Join(hosts, ", "), p.Root, ssh, p.Port, health, opts.Environment, opts.TopLevel)
 }
 
 // Write writes a file of the project (not committed).
