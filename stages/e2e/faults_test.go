@@ -3,15 +3,19 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/targets"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -237,4 +241,77 @@ func TestInterruptDuringSwap(t *testing.T) {
 		t.Errorf("current is %s after the next deploy", got)
 	}
 	mustHaveReservations(t, p, p.Root, guest)
+}
+
+// TestSIGINTDuringSwap sends a real SIGINT to a process running the Deploy
+// target (this test binary, re-run as TestDeployTargetProcess) while the
+// swap migrates: the process exits non-zero, having restored the database,
+// released the lock and left current on the live release.
+func TestSIGINTDuringSwap(t *testing.T) {
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
+		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "SIGINT Guest")
+	p.Write("backend/migrations/0003_specials.sql", "CREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
+	p.Commit("a migration")
+	if err := os.WriteFile(filepath.Join(p.Root, "shared", "slow-migration"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDeployTargetProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "STAGECOACH_E2E_DEPLOY_PROCESS=1", "STAGECOACH_CONFIG="+p.Config, "STAGECOACH_ENV=test")
+	cmd.Dir = p.Dir
+	w := &syncWriter{w: &out} // one writer: exec then gives both streams one pipe
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the migration's backup", func() bool {
+		m, _ := filepath.Glob(filepath.Join(p.Root, ".stagecoach", "backups", "*", "shared", "data", "restaurant.sqlite3"))
+		return len(m) > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if err == nil || code <= 0 {
+		t.Fatalf("the interrupted deploy process exited %d (%v)\n%s", code, err, out.String())
+	}
+	t.Logf("interrupted deploy process exited %d", code)
+	if !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("the process did not say it was interrupted:\n%s", out.String())
+	}
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current is %s after the interrupt, want %s", got, id1)
+	}
+	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
+		t.Error("the interrupted migration left its table")
+	}
+	mustNotExist(t, lockDir(p.Root))
+	mustHaveReservations(t, p, p.Root, guest)
+
+	os.Remove(filepath.Join(p.Root, "shared", "slow-migration"))
+	next := mustDeploy(t, p)
+	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
+		t.Errorf("current is %s after the next deploy", got)
+	}
+}
+
+// TestDeployTargetProcess is the deploying process of TestSIGINTDuringSwap:
+// it runs the Deploy target as `mage deploy` would, and exits with its
+// code. It does nothing in a normal test run.
+func TestDeployTargetProcess(t *testing.T) {
+	if os.Getenv("STAGECOACH_E2E_DEPLOY_PROCESS") == "" {
+		t.Skip("run by TestSIGINTDuringSwap")
+	}
+	err := targets.Deploy(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(exitcode.Of(err))
 }
