@@ -565,12 +565,19 @@ func (r *Run) checkHealth(ctx context.Context, h *Host) []CheckResult {
 	for _, hr := range results {
 		c := CheckResult{Host: h.Name, Kind: KindHealth, Check: "health " + hr.Check, Status: CheckOK, Duration: hr.Duration, Message: hr.Detail}
 		if !hr.OK {
-			c.fail(CheckFailed, fmt.Sprintf("%s (%d attempts)", hr.Detail, hr.Attempts),
+			c.fail(CheckFailed, fmt.Sprintf("%s (%s)", hr.Detail, plural(hr.Attempts, "attempt")),
 				fmt.Sprintf("the app on %s does not answer as it should: read its logs; mage rollback goes back to the previous release (check.self_heal does that by itself)", h.Name))
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 // healthFailure describes a host's failed health checks, "" when they
