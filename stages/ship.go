@@ -1,10 +1,15 @@
 package stages
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/remote"
@@ -65,22 +70,66 @@ func (r *Run) shipTo(ctx context.Context, h *Host) error {
 	if err := m.Encode(&manifest); err != nil {
 		return err
 	}
-	for _, up := range []struct {
-		path string
-		data []byte
-	}{
+	cmd, sent, err := writeMetadata(h.Layout, []metaFile{
 		{h.Layout.SumsPath(m.Release), sums},
 		{h.Layout.LinksPath(m.Release), links},
 		{h.Layout.ManifestPath(m.Release), manifest.Bytes()},
-	} {
-		if err := h.Runner.Upload(ctx, bytes.NewReader(up.data), up.path, nil); err != nil {
-			return diskFullOr(h, err)
-		}
-		h.BytesSent += int64(len(up.data))
+	})
+	if err != nil {
+		return err
 	}
+	if _, err := h.run(ctx, cmd); err != nil {
+		return diskFullOr(h, err)
+	}
+	h.BytesSent += sent
 	h.Shipped = true
 	h.Log.Infof("shipped %s: %s sent, %d files reused, sha256 verified", m.Release, ui.Bytes(h.BytesSent), len(p.Reuse))
 	return nil
+}
+
+// metaFile is a file of release metadata to write on the host.
+type metaFile struct {
+	path string
+	data []byte
+}
+
+// writeMetadata builds the command that writes the release's metadata
+// files in one session: they travel as a gzipped tar on stdin (the lists
+// and the manifest of a 2,000-file release shrink from about 700 KB to a
+// third) and are unpacked in incoming/ (whose leftovers cleanup removes),
+// then each is renamed into place, so none is ever seen half written: a
+// stream cut short fails gzip's check before any rename. It returns the
+// bytes the command sends.
+func writeMetadata(l server.Layout, files []metaFile) (remote.Command, int64, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	if err != nil {
+		return remote.Command{}, 0, err
+	}
+	tw := tar.NewWriter(zw)
+	var script strings.Builder
+	script.WriteString("set -e\nmkdir -p " + remote.Join(l.IncomingDir(), l.ManifestsDir()) + "\n" +
+		"tmp=$(mktemp -d " + remote.Quote(l.IncomingDir()+"/metadata.XXXXXX") + ")\n" +
+		"trap 'rm -rf \"$tmp\"' EXIT\n" +
+		"tar -xz -f - -C \"$tmp\" --no-same-owner\n")
+	for i, f := range files {
+		name := strconv.Itoa(i)
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(f.data)), ModTime: archive.Epoch}); err != nil {
+			return remote.Command{}, 0, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return remote.Command{}, 0, err
+		}
+		script.WriteString("mv -f \"$tmp/" + name + "\" " + remote.Quote(f.path) + "\n")
+	}
+	if err := tw.Close(); err != nil {
+		return remote.Command{}, 0, err
+	}
+	if err := zw.Close(); err != nil {
+		return remote.Command{}, 0, err
+	}
+	cmd := remote.Command{Desc: "write release metadata", Script: script.String(), Stdin: bytes.NewReader(buf.Bytes())}
+	return cmd, int64(buf.Len()), nil
 }
 
 // treeEntries turns manifest files into what the server verifies against.
