@@ -3,9 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +24,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
@@ -397,7 +402,8 @@ func TestCheckSelfHeal(t *testing.T) {
 }
 
 // TestCheckBinary builds the targets into one binary with mage -compile and
-// runs `check` with it the way the cron line in docs/check.md does.
+// runs `check` with it through the cron line of docs/check.md, in cron's
+// bare environment.
 func TestCheckBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles a mage binary")
@@ -417,21 +423,20 @@ func TestCheckBinary(t *testing.T) {
 	if err := <-compiled; err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Rename(bin, filepath.Join(p.Dir, "stagecoach")); err != nil {
+		t.Fatal(err)
+	}
+	// The cron line of docs/check.md, with cron's bare environment.
+	line := "cd " + remote.Quote(p.Dir) + " && STAGECOACH_ENV=test ./stagecoach check"
 	run := func(env ...string) (int, string, string) {
-		cmd := exec.Command(bin, "check")
-		cmd.Dir = p.Dir
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "MAGEFILE_") && !strings.HasPrefix(kv, "STAGECOACH_") {
-				cmd.Env = append(cmd.Env, kv)
-			}
-		}
-		cmd.Env = append(cmd.Env, append([]string{"STAGECOACH_CONFIG=" + p.Config, "STAGECOACH_ENV=test"}, env...)...)
+		cmd := exec.Command("/bin/sh", "-c", line)
+		cmd.Env = append([]string{"HOME=" + os.Getenv("HOME"), "PATH=/usr/bin:/bin", "SHELL=/bin/sh", "LOGNAME=" + os.Getenv("LOGNAME")}, env...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
-			t.Fatalf("run %s check: %v", bin, err)
+			t.Fatalf("%s: %v", line, err)
 		}
 		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 	}
@@ -462,5 +467,84 @@ func TestCheckBinary(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(readFile(t, out)), &rep); err != nil || rep.Result != "unhealthy" {
 		t.Fatalf("JSON file: %+v %v", rep, err)
+	}
+}
+
+// BenchmarkCheck2000Files runs the whole check over a real sshd against a
+// live release of 2,000 files and 50 MB (log-uniform sizes, page cache
+// warm): state, lock, disk, integrity and one health check, on one
+// connection. BenchmarkCheckIntegrity in stages/server isolates the hashing.
+func BenchmarkCheck2000Files(b *testing.B) {
+	host := testenv.StartSSHD(b)
+	root := filepath.Join(b.TempDir(), "srv")
+	l := server.Layout{Root: root}
+	const id = "20260101T000000Z-aaaaaaa"
+	rng := rand.New(rand.NewSource(42))
+	weights := make([]float64, 2000)
+	var sum float64
+	for i := range weights {
+		weights[i] = math.Exp(rng.Float64() * math.Log(5000))
+		sum += weights[i]
+	}
+	var entries []server.TreeEntry
+	for i, w := range weights {
+		rel := fmt.Sprintf("web/d%02d/s%d/f%05d.bin", i%37, i%5, i)
+		data := make([]byte, int64(w/sum*(50<<20)))
+		rng.Read(data)
+		path := filepath.Join(l.ReleaseDir(id), rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		h := sha256.Sum256(data)
+		entries = append(entries, server.TreeEntry{Path: rel, SHA256: hex.EncodeToString(h[:])})
+	}
+	sums, links, err := server.TreeLists(entries)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := &server.State{Version: server.StateVersion, App: "bench", Current: id, Releases: []server.Release{{ID: id, Status: server.StatusLive}}}
+	stateJSON, _ := st.Marshal()
+	for path, data := range map[string][]byte{l.SumsPath(id): sums, l.LinksPath(id): links, l.StatePath(): stateJSON} {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.Symlink("releases/"+id, l.CurrentLink()); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "stagecoach.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`app: bench
+components:
+  web: { watch: ["web/**"], build: "true", output: web }
+environments:
+  test:
+    hosts: [%q]
+    root: %q
+    ssh: { known_hosts: %q, identities: [%q] }
+    health:
+      - http: %q
+`, host.Target(), root, host.KnownHostsFile, host.IdentityFile, srv.URL)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	r, err := stages.Open(stages.Options{ConfigPath: cfg, Environment: "test"}, ui.Discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(50 << 20)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rep, err := r.Check(context.Background())
+		if err != nil {
+			b.Fatalf("check: %v\n%+v", err, rep.Checks)
+		}
 	}
 }

@@ -20,6 +20,7 @@
 //	STAGECOACH_RELEASE      rollback: the release id to go back to (default: the previous one)
 //	STAGECOACH_RESTORE_DB   rollback: 1 to also restore the database backup taken before the release being left
 //	STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
+//	STAGECOACH_JSON         check: 1 prints the result as JSON on stdout; a path writes it there
 package targets
 
 import (
