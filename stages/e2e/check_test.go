@@ -246,22 +246,36 @@ func TestCheckSlowHealth(t *testing.T) {
 }
 
 // TestCheckUnreachable: a host whose sshd is down could not be checked:
-// exit 4, naming the host.
+// exit 4, naming the host, while the other host is still checked; the
+// textfile keeps when the lost host's checks last passed.
 func TestCheckUnreachable(t *testing.T) {
 	prom := filepath.Join(t.TempDir(), "stagecoach.prom")
-	host, p := deployed(t, testenv.ProjectOptions{Environment: fmt.Sprintf("    check: { prometheus: %q }\n", prom)})
+	hosts := []*testenv.Host{testenv.StartSSHD(t), testenv.StartSSHD(t, testenv.WithAddr("127.0.0.2"))}
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: hosts, Root: filepath.Join(t.TempDir(), "{host}", "srv"),
+		Environment: fmt.Sprintf("    check: { prometheus: %q }\n", prom)})
+	mustDeploy(t, p)
 	runCheck(t, p, false).expect(t, exitcode.OK)
-	host.Stop()
+	lost, kept := hosts[1], hosts[0]
+	lost.Stop()
 	c := runCheck(t, p, false)
-	c.expect(t, exitcode.Unreachable, host.Target()+": connect: ", "what to do:")
-	if len(c.rep.Checks) != 1 || c.rep.Checks[0].Status != stages.CheckError {
-		t.Errorf("checks %+v", c.rep.Checks)
+	c.expect(t, exitcode.Unreachable, lost.Target()+": connect: ", "what to do:")
+	for _, r := range c.rep.Checks {
+		switch {
+		case r.Host == lost.Target() && (r.Kind != stages.KindConnect || r.Status != stages.CheckError):
+			t.Errorf("unreachable host: %s %s", r.Check, r.Status)
+		case r.Host == kept.Target() && r.Status != stages.CheckOK && r.Status != stages.CheckSkipped:
+			t.Errorf("reachable host: %s %s: %s", r.Check, r.Status, r.Message)
+		}
+	}
+	if n := len(c.rep.Checks); n < 6 {
+		t.Errorf("only %d checks: the reachable host was not checked", n)
 	}
 	text, _ := os.ReadFile(prom)
-	labels := fmt.Sprintf(`{app="restaurant",env="test",host=%q,check="integrity"}`, host.Target())
+	labels := fmt.Sprintf(`{app="restaurant",env="test",host=%q,check="integrity"}`, lost.Target())
 	if !strings.Contains(string(text), "stagecoach_check_last_success_timestamp_seconds"+labels) ||
-		!strings.Contains(string(text), fmt.Sprintf(`stagecoach_check_ok{app="restaurant",env="test",host=%q,check="connect"} 0`, host.Target())) {
-		t.Errorf("textfile after the host went away:\n%s", text)
+		!strings.Contains(string(text), fmt.Sprintf(`stagecoach_check_ok{app="restaurant",env="test",host=%q,check="connect"} 0`, lost.Target())) ||
+		!strings.Contains(string(text), fmt.Sprintf(`stagecoach_check_ok{app="restaurant",env="test",host=%q,check="integrity"} 1`, kept.Target())) {
+		t.Errorf("textfile after a host went away:\n%s", text)
 	}
 }
 
