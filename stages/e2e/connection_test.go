@@ -23,6 +23,7 @@ import (
 // left where a finished upload would be, current is untouched, the lock
 // is released all the same and the next deploy succeeds.
 func TestConnectionKilledDuringShip(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)

@@ -25,6 +25,7 @@ import (
 // refused before anything is written, saying the disk is full, and the
 // live release stays as it was. With space freed the deploy succeeds.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	mnt := smallDisk(t, "64m")
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}, Root: filepath.Join(mnt, "srv")})

@@ -24,6 +24,7 @@ import (
 // checksum was taken, so the bytes reaching the server differ from what
 // the manifest promises: the server's SHA-256 check must refuse them.
 func TestArchiveCorruptedInTransit(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)
@@ -91,6 +92,7 @@ func corrupt(t *testing.T, path string) {
 // fails before the switch, the database is restored from the backup taken
 // before migrating, and the live release keeps serving the same data.
 func TestFailingMigration(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)
@@ -139,6 +141,7 @@ func TestFailingMigration(t *testing.T) {
 // "ok": the deploy switches, fails its health checks and rolls back by
 // itself to the release that was live.
 func TestFailingHealthCheck(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)
@@ -188,6 +191,7 @@ func TestFailingHealthCheck(t *testing.T) {
 // a complete release, the database is as it was, the lock is released and
 // the next deploy succeeds.
 func TestInterruptDuringSwap(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
 		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
@@ -248,6 +252,7 @@ func TestInterruptDuringSwap(t *testing.T) {
 // swap migrates: the process exits non-zero, having restored the database,
 // released the lock and left current on the live release.
 func TestSIGINTDuringSwap(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
 		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})

@@ -15,6 +15,7 @@ import (
 // addresses, each with a root of its own, and checks that a whole deploy
 // costs exactly one SSH connection (one login) per host.
 func TestOneConnectionPerHost(t *testing.T) {
+	t.Parallel()
 	hosts := []*testenv.Host{testenv.StartSSHD(t), testenv.StartSSHD(t, testenv.WithAddr("127.0.0.2"))}
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: hosts, Root: filepath.Join(t.TempDir(), "{host}", "srv")})
 

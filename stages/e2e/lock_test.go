@@ -20,6 +20,7 @@ import (
 // slowed by its frontend build, holds the lock: the second is refused,
 // naming the holder, and the first completes and releases the lock.
 func TestConcurrentDeployRefused(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)
@@ -63,6 +64,7 @@ func TestConcurrentDeployRefused(t *testing.T) {
 // refused while fresh even with BreakLock, refused when stale without
 // BreakLock, and broken with it, which the deploy history records.
 func TestStaleLock(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)

@@ -20,6 +20,7 @@ import (
 // a named one, the way `mage rollback` does, and logs how long current
 // took to move and how long the whole rollback (restart and health) took.
 func TestRollbackTarget(t *testing.T) {
+	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	mustDeploy(t, p)
