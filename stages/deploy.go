@@ -112,7 +112,8 @@ func (r *Run) failAfterSwap(ctx context.Context, stage string, cause error) erro
 		return r.finish(err, server.ResultRollbackFailed)
 	}
 	err := exitcode.Errorf(exitcode.RolledBack, "%s failed and the deploy was rolled back: %v", stage, cause)
-	if errors.Is(cause, context.Canceled) {
+	// A check stopped by the interrupt may report only what it saw last.
+	if errors.Is(cause, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
 		err = exitcode.Errorf(exitcode.RolledBack, "%s interrupted and the deploy was rolled back: %v", stage, cause)
 	}
 	r.record(ctx, server.ResultRolledBack, stage, err)
