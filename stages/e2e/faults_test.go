@@ -148,14 +148,7 @@ func TestFailingHealthCheck(t *testing.T) {
 	id1 := verifyLive(t, p.Root)
 	guest := reserve(t, p.Port, "Health Guest")
 
-	api := filepath.Join(p.Dir, "backend/internal/api/api.go")
-	src := readFile(t, api)
-	broken := strings.Replace(src, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "degraded", Version: s.Version}`, 1)
-	if broken == src {
-		t.Fatal("the health handler changed: update this test's patch")
-	}
-	p.Write("backend/internal/api/api.go", broken)
-	p.Commit("a backend that reports itself degraded")
+	breakHealth(t, p)
 	res := deployWith(t, p, stages.Options{})
 	mustFail(t, res, exitcode.RolledBack, "health", "rolled back")
 
@@ -184,6 +177,62 @@ func TestFailingHealthCheck(t *testing.T) {
 		stageDuration(t, rep, "health").Round(time.Millisecond), stageDuration(t, rep, "rollback").Round(time.Millisecond))
 	mustHaveReservations(t, p, p.Root, guest)
 	mustNotExist(t, lockDir(p.Root))
+}
+
+// TestInterruptAfterSwitch cancels the deploy's context once current
+// points at the new release, while its health checks still fail: the
+// deploy rolls back by itself, with a context of its own, to the release
+// that was live, and releases the lock.
+func TestInterruptAfterSwitch(t *testing.T) {
+	t.Parallel()
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, "Interrupted After Switch Guest")
+	breakHealth(t, p)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if target, _ := os.Readlink(filepath.Join(p.Root, "current")); target != "" && target != "releases/"+id1 {
+				time.Sleep(300 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res := deploy(t, ctx, p, stages.Options{})
+	mustFail(t, res, exitcode.RolledBack, "interrupted", "rolled back")
+	t.Logf("interrupted after the switch: %v", res.err)
+
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current is %s after the interrupt, want %s", got, id1)
+	}
+	if v := healthVersion(t, p.Port); v != id1 {
+		t.Errorf("the backend serves %s, want %s", v, id1)
+	}
+	if d := lastDeploy(t, p.Root); d.Result != server.ResultRolledBack {
+		t.Errorf("recorded %+v, want rolled-back", d)
+	}
+	mustNotExist(t, lockDir(p.Root))
+	mustHaveReservations(t, p, p.Root, guest)
+}
+
+// breakHealth commits a backend change after which /healthz answers 200
+// but no longer says "ok", so the project's body check fails.
+func breakHealth(t *testing.T, p *testenv.Project) {
+	t.Helper()
+	api := filepath.Join(p.Dir, "backend/internal/api/api.go")
+	src := readFile(t, api)
+	broken := strings.Replace(src, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "degraded", Version: s.Version}`, 1)
+	if broken == src {
+		t.Fatal("the health handler changed: update this test's patch")
+	}
+	p.Write("backend/internal/api/api.go", broken)
+	p.Commit("a backend that reports itself degraded")
 }
 
 // TestInterruptDuringSwap cancels the deploy's context (what Ctrl-C does
