@@ -155,3 +155,25 @@ func TestParseStateCorrupt(t *testing.T) {
 		t.Errorf("future version: %v", err)
 	}
 }
+
+func TestRecordManualRollback(t *testing.T) {
+	s := &State{}
+	for i, id := range []string{id1, id2, id3} {
+		s.AddRelease(Release{ID: id, Revision: string(rune('a' + i))})
+		if err := s.RecordDeploy(Deploy{ID: id, Revision: string(rune('a' + i)), Result: ResultSuccess}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordDeploy(Deploy{ID: id2, Revision: "b", Result: ResultRollback}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Current != id2 || s.Revision != "b" {
+		t.Errorf("after rolling back to %s: current %s, revision %q (want b: the next deploy diffs against it)", id2, s.Current, s.Revision)
+	}
+	if p, _ := s.Previous(); p.ID != id3 {
+		t.Errorf("previous = %q, want %q (%s)", p.ID, id3, statuses(s))
+	}
+	if err := s.RecordDeploy(Deploy{ID: "20260101T000000Z-0000000", Result: ResultRollback}); err == nil {
+		t.Error("rollback to an unknown release accepted")
+	}
+}
