@@ -47,7 +47,7 @@ func Health(ctx context.Context, checks []config.HealthCheck, wait config.Wait, 
 		}
 	}
 	if len(failed) > 0 {
-		return results, fmt.Errorf("health of %s: %s", host, strings.Join(failed, "; "))
+		return results, fmt.Errorf("unhealthy: %s", strings.Join(failed, "; "))
 	}
 	return results, nil
 }
