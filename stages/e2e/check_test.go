@@ -464,6 +464,9 @@ func TestCheckBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := run()
+	if testing.Verbose() {
+		t.Logf("%s printed:\n%s", line, stderr)
+	}
 	if code != exitcode.Unhealthy || !strings.Contains(stderr, "1 modified (frontend/index.html)") {
 		t.Fatalf("modified: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 	}
