@@ -416,7 +416,7 @@ func TestCheckSelfHeal(t *testing.T) {
 }
 
 // TestCheckBinary builds the targets into one binary with mage -compile and
-// runs `check` with it through the cron line of docs/check.md, in cron's
+// runs `check` with it through the README's cron line, in cron's
 // bare environment.
 func TestCheckBinary(t *testing.T) {
 	if testing.Short() {
@@ -440,7 +440,7 @@ func TestCheckBinary(t *testing.T) {
 	if err := os.Rename(bin, filepath.Join(p.Dir, "stagecoach")); err != nil {
 		t.Fatal(err)
 	}
-	// The cron line of docs/check.md, with cron's bare environment.
+	// The README's cron line, with cron's bare environment.
 	line := "cd " + remote.Quote(p.Dir) + " && STAGECOACH_ENV=test ./stagecoach check"
 	run := func(env ...string) (int, string, string) {
 		cmd := exec.Command("/bin/sh", "-c", line)

@@ -50,7 +50,7 @@ func pluginModule(t *testing.T, p *testenv.Project) {
 	p.Write(".gitignore", "node_modules/\ndist/\n.stagecoach/\nplugins/bin/\n")
 }
 
-// TestWriteYourOwnStage follows the README's "Write your own stage" ("Write your own stage")
+// TestWriteYourOwnStage follows the README's "Write your own stage"
 // literally: its plugin code, its build command, its config block, then a
 // deploy over SSH, and the file the plugin writes on the server.
 func TestWriteYourOwnStage(t *testing.T) {
