@@ -200,10 +200,10 @@ shift $n
 `
 
 // StageRelease assembles release ID in releases/.staging-<id> (removing a
-// leftover first): it checks the archive listing, hard-links the reused
-// files from the previous release (the list is fed on stdin, NUL-separated,
-// and linked in a few processes), extracts the archive with GNU tar, and
-// verifies the whole tree against SumsPath and LinksPath (uploaded before)
+// leftover first): it hard-links the reused files from the previous
+// release (the list is fed on stdin, NUL-separated, and linked in a few
+// processes), extracts the archive with GNU tar while listing it, checks
+// the listing for unsafe entries, and verifies the whole tree against SumsPath and LinksPath (uploaded before)
 // — every file's SHA-256, no file missing, no file extra. Only then is the
 // directory renamed to releases/<id>. Any failure removes the staging
 // directory; current is never touched. Extracted files get the time of
@@ -257,13 +257,20 @@ tmp=$(mktemp -d {{meta}}/stage.XXXXXX)
 trap 'rc=$?; rm -rf "$tmp"; [ "$rc" -eq 0 ] || rm -rf "$st"; exit "$rc"' EXIT
 trap 'exit 130' INT TERM HUP
 `+verifyTreeSh+`
-tar -tzv --numeric-owner --quoting-style=escape -f "$archive" > "$tmp/listing"
-awk {{checkawk}} "$tmp/listing" >&2 || exit {{unsafe}}
 mkdir -p "$st"
-# --touch: the archive's fixed mtimes would give a changed file of the same
-# size the same ETag (nginx derives it from mtime and size) and a stale 304.
-# Hard-linked reused files keep their mtime, as their content is unchanged.
-{{reuse}}tar -xz -f "$archive" -C "$st" --no-same-owner --same-permissions --delay-directory-restore --touch
+{{reuse}}# One pass: -vv lists every entry as it is extracted, in the format of
+# tar -tv, and the listing is checked before the tree is verified and
+# renamed into place. GNU tar itself never writes through a symlink it has
+# just extracted, so an escaping entry cannot reach outside the staging
+# directory meanwhile. --touch: the archive's fixed mtimes would give a
+# changed file of the same size the same ETag (nginx derives it from mtime
+# and size) and a stale 304; hard-linked reused files keep their mtime, as
+# their content is unchanged.
+trc=0
+tar -xzvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
+  --no-same-owner --same-permissions --delay-directory-restore --touch > "$tmp/listing" || trc=$?
+awk {{checkawk}} "$tmp/listing" >&2 || exit {{unsafe}}
+[ "$trc" -eq 0 ] || exit "$trc"
 verify_tree "$st" && vrc=0 || vrc=$?
 if [ "$vrc" -eq 1 ]; then exit {{mismatch}}; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
