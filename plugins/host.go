@@ -32,6 +32,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/plugins/internal/wire"
 	"github.com/stagecoach/stagecoach/plugins/proto"
+	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/ui"
@@ -196,7 +197,7 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		case ctx.Err() != nil || tctx.Err() != nil:
 			return fail("start-up", err)
 		case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
-			actual, herr := fileSHA256(path)
+			actual, herr := archive.FileSHA256(path)
 			if herr != nil {
 				actual = "unknown (" + herr.Error() + ")"
 			}
@@ -294,19 +295,6 @@ func display(dir, path string) string {
 		return rel
 	}
 	return path
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // hostService is the Host service one plugin run talks to.

@@ -3,8 +3,6 @@ package stages
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -135,7 +134,7 @@ func install(ctx context.Context, root, workdir string, c *config.Component, env
 		log.Debugf("build %s: install skipped, %s older than its install", c.Name, c.Lockfile)
 		return false, nil
 	}
-	sum, err := fileSHA256(lock)
+	sum, err := archive.FileSHA256(lock)
 	if err != nil {
 		return false, fmt.Errorf("build %s: hash lockfile: %w", c.Name, err)
 	}
@@ -183,19 +182,6 @@ func touchAfter(path string, notBefore time.Time) error {
 		return err
 	}
 	return os.Chtimes(path, t, t)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // checkOutput fails when the component's output directory is missing or

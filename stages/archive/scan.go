@@ -159,6 +159,12 @@ feed:
 	return ctx.Err()
 }
 
+// FileSHA256 returns the hex SHA-256 of a file's content.
+func FileSHA256(name string) (string, error) {
+	sum, _, err := hashFile(context.Background(), name, make([]byte, 32<<10))
+	return sum, err
+}
+
 func hashFile(ctx context.Context, name string, buf []byte) (string, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return "", 0, err
