@@ -50,7 +50,7 @@ func (p *Progress) Add(n int) {
 		p.bar.Add(n)
 		return
 	}
-	for p.total > 0 && p.done >= p.next && p.next < p.total {
+	for p.total > 0 && p.done >= p.next && p.next <= p.total*3/4 {
 		p.log.Infof("%s: %d%% of %s", p.desc, p.next*100/p.total, Bytes(p.total))
 		p.next += p.total / 4
 	}
