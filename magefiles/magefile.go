@@ -21,9 +21,16 @@ func Test(ctx context.Context) error {
 	return goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./...")
 }
 
-// Bench runs the Go benchmarks once each, with memory statistics.
+// Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
 func Bench(ctx context.Context) error {
-	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-benchmem", "./...")
+	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-skip=DeployComparison", "-benchmem", "./...")
+}
+
+// BenchDeploy compares full, small-change and no-change deploys with tar+scp+ssh and rsync.
+func BenchDeploy(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "scripts/bench-deploy")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
 }
 
 // goCmd runs the go tool in dir with output passed through. It uses
