@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -26,6 +27,8 @@ type Packaged struct {
 	Send         []archive.File  // in the archive
 	Reuse        []archive.Reuse // hard-linked on the server from Manifest.Base
 	Bytes        int64           // uncompressed bytes of Send; the archive's size is Manifest.Archive.Size
+
+	sources []archive.Source // what the archive is written from
 }
 
 // PackagesDir is where packages are written, relative to the project root.
@@ -37,6 +40,20 @@ const PackagesDir = ".stagecoach/packages"
 // not already hold, plus the release's manifest, under PackagesDir.
 func Package(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.Manifest, log *ui.Logger) (*Packaged, error) {
 	defer log.Step("package " + plan.Release)()
+	p, err := planPackage(ctx, cfg, plan, prev, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePackage(ctx, p, log); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// planPackage is Package up to the archive: it scans and hashes the files,
+// diffs them against prev and fills in the manifest, except the archive's
+// size and SHA-256, which writePackage adds.
+func planPackage(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.Manifest, log *ui.Logger) (*Packaged, error) {
 	if err := checkComponentDests(cfg.Components); err != nil {
 		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
 	}
@@ -46,7 +63,6 @@ func Package(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.
 		Created:  time.Now().UTC().Format(time.RFC3339),
 	}
 	p := &Packaged{Manifest: m}
-	var sources []archive.Source
 	for _, c := range cfg.Components {
 		dest := componentDest(c)
 		var files []archive.File
@@ -78,7 +94,7 @@ func Package(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.
 		}
 		send, reuse := archive.Diff(files, prev)
 		src.Files = send
-		sources = append(sources, src)
+		p.sources = append(p.sources, src)
 		m.Files = append(m.Files, files...)
 		p.Send = append(p.Send, send...)
 		p.Reuse = append(p.Reuse, reuse...)
@@ -93,28 +109,36 @@ func Package(ctx context.Context, cfg *config.Config, plan *Plan, prev *archive.
 		m.Base = prev.Release
 		m.Reuse = p.Reuse
 	}
-
 	p.Dir = filepath.Join(cfg.Dir, filepath.FromSlash(PackagesDir), plan.Release)
 	p.ArchivePath = filepath.Join(p.Dir, "release.tar.gz")
 	p.ManifestPath = filepath.Join(p.Dir, "manifest.json")
+	return p, nil
+}
+
+// writePackage writes the archive planned in p to p.ArchivePath, and at the
+// same time to every extra writer (Deploy streams it to the hosts), then
+// the manifest with the archive's size and SHA-256. A failing extra writer
+// fails the package: one that may fail alone must not return its errors.
+func writePackage(ctx context.Context, p *Packaged, log *ui.Logger, extra ...io.Writer) error {
+	m := p.Manifest
 	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+		return fmt.Errorf("package %s: %w", m.Release, err)
 	}
 	err := writePackageFile(p.ArchivePath, func(f *os.File) error {
-		info, err := archive.Write(ctx, f, sources)
+		info, err := archive.Write(ctx, io.MultiWriter(append([]io.Writer{f}, extra...)...), p.sources)
 		m.Archive = info
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+		return fmt.Errorf("package %s: %w", m.Release, err)
 	}
 	if err := writePackageFile(p.ManifestPath, func(f *os.File) error { return m.Encode(f) }); err != nil {
-		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+		return fmt.Errorf("package %s: %w", m.Release, err)
 	}
 	log.Infof("package %s: %d files, %d sent (%s), %d reused from %s; archive %s sha256 %s",
-		plan.Release, len(m.Files), len(p.Send), packageSize(p.Bytes), len(p.Reuse), packageBase(m.Base),
+		m.Release, len(m.Files), len(p.Send), packageSize(p.Bytes), len(p.Reuse), packageBase(m.Base),
 		packageSize(m.Archive.Size), m.Archive.SHA256[:12])
-	return p, nil
+	return nil
 }
 
 // componentDest is the component's place in the release, "" for the root.
