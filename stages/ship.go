@@ -29,30 +29,42 @@ func (r *Run) Ship(ctx context.Context) error {
 func (r *Run) shipTo(ctx context.Context, h *Host) error {
 	p := r.Packaged
 	m := p.Manifest
-	if m.Base != "" && m.Base != h.Live {
-		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
-	}
-	if _, err := h.run(ctx, server.Prepare(h.Layout)); err != nil {
+	if err := prepareShip(ctx, h, m, m.Archive.Size+p.Bytes); err != nil {
 		return err
 	}
-	if err := checkDiskRoom(ctx, h, m.Archive.Size+p.Bytes); err != nil {
-		return err
-	}
-
-	incoming := h.Layout.IncomingPath(m.Release)
 	f, err := os.Open(p.ArchivePath)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	bar := h.Log.NewProgress("upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
-	err = h.Runner.Upload(ctx, f, incoming, func(n int) { bar.Add(n) })
-	if err != nil {
+	if err := h.Runner.Upload(ctx, f, h.Layout.IncomingPath(m.Release), func(n int) { bar.Add(n) }); err != nil {
 		return diskFullOr(h, err)
 	}
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
+	return r.finishShip(ctx, h)
+}
 
+// prepareShip readies h for the archive of m: the host must run the
+// release the archive leaves files out of, and have room for need bytes
+// (the archive and the files it unpacks to).
+func prepareShip(ctx context.Context, h *Host, m *archive.Manifest, need int64) error {
+	if m.Base != "" && m.Base != h.Live {
+		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
+	}
+	if _, err := h.run(ctx, server.Prepare(h.Layout)); err != nil {
+		return err
+	}
+	return checkDiskRoom(ctx, h, need)
+}
+
+// finishShip verifies the uploaded archive's SHA-256 on h, then writes the
+// release's lists and manifest there.
+func (r *Run) finishShip(ctx context.Context, h *Host) error {
+	p := r.Packaged
+	m := p.Manifest
+	incoming := h.Layout.IncomingPath(m.Release)
 	res, err := h.run(ctx, server.VerifyArchive(incoming, m.Archive.SHA256))
 	if err != nil {
 		if server.ExitCode(err) == server.ExitArchiveMismatch {
