@@ -14,8 +14,9 @@ import (
 )
 
 // Deploy runs the whole chain under the hosts' deploy locks: Detect, Build,
-// Package, Ship, Swap, Health, then Cleanup. A failure after the swap
-// began rolls every touched host back by itself. Each host's state records
+// Package and Ship (at once: the archive streams to the hosts as it is
+// written), Swap, Health, then Cleanup. A failure after the swap began
+// rolls every touched host back by itself. Each host's state records
 // the outcome; the report is printed as a summary table and written as
 // JSON. The error carries the exit code cron and CI act on.
 func (r *Run) Deploy(ctx context.Context) (err error) {
@@ -36,17 +37,12 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		r.record(ctx, server.ResultNoChange, "", nil)
 		return r.finish(nil, server.ResultNoChange)
 	}
-	for _, step := range []struct {
-		name string
-		fn   func(context.Context) error
-	}{{"build", r.Build}, {"package", r.Package}} {
-		if err := r.timed(ctx, step.name, step.fn); err != nil {
-			r.record(ctx, server.ResultFailed, step.name, err)
-			return r.finish(err, server.ResultFailed)
-		}
+	if err := r.timed(ctx, "build", r.Build); err != nil {
+		r.record(ctx, server.ResultFailed, "build", err)
+		return r.finish(err, server.ResultFailed)
 	}
-	if err := r.timed(ctx, "ship", r.Ship); err != nil {
-		r.record(ctx, server.ResultFailed, "ship", err)
+	if stage, err := r.packageAndShip(ctx); err != nil {
+		r.record(ctx, server.ResultFailed, stage, err)
 		return r.finish(err, server.ResultFailed)
 	}
 	if err := r.timed(ctx, "swap", r.Swap); err != nil {
@@ -143,7 +139,7 @@ func (r *Run) timed(ctx context.Context, name string, fn func(context.Context) e
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	r.report.addStage(StageReport{Name: name, Duration: time.Since(start), Result: resultOf(err), Error: errString(err)})
+	r.addStage(name, time.Since(start), err)
 	return err
 }
 
