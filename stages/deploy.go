@@ -235,11 +235,11 @@ func (r *Run) finish(err error, result string) error {
 	}
 	if err != nil && exitcode.Of(err) == exitcode.Failed {
 		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("deploy %s interrupted: %w", rep.Environment, err)
+			return r.Redact(fmt.Errorf("deploy %s interrupted: %w", rep.Environment, err))
 		}
-		return fmt.Errorf("deploy %s: %w", rep.Environment, err)
+		return r.Redact(fmt.Errorf("deploy %s: %w", rep.Environment, err))
 	}
-	return err
+	return r.Redact(err)
 }
 
 func resultOf(err error) string {

@@ -79,7 +79,7 @@ func Open(opts Options, log *ui.Logger) (*Run, error) {
 		log.AddSecret(s)
 	}
 	r := &Run{Opts: opts, Cfg: cfg, Env: env, Log: log, Command: "deploy", started: time.Now()}
-	r.report = &Report{App: cfg.App, Environment: env.Name, Started: r.started}
+	r.report = &Report{App: cfg.App, Environment: env.Name, Started: r.started, redact: log.Redact}
 	return r, nil
 }
 
@@ -151,3 +151,26 @@ func (r *Run) Package(ctx context.Context) error {
 	r.Packaged = p
 	return nil
 }
+
+// Redact returns err with every registered secret masked in its message,
+// keeping its exit code, so that what Mage prints reveals no secret either.
+func (r *Run) Redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := r.Log.Redact(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return exitcode.With(exitcode.Of(err), &redacted{msg: msg, err: err})
+}
+
+// redacted is an error whose message has its secrets masked; errors.Is and
+// errors.As still see the original.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }

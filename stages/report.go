@@ -38,6 +38,8 @@ type Report struct {
 	Plugins     []PluginReport `json:"plugins,omitempty"`
 
 	mu sync.Mutex
+	// redact masks secrets in every text the report takes in.
+	redact func(string) string
 }
 
 // StageReport is one stage's outcome.
@@ -88,19 +90,27 @@ func (rep *Report) host(h *Host) *HostReport {
 func (rep *Report) addHealth(results []HealthResult) {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
-	rep.Health = append(rep.Health, results...)
+	for _, res := range results {
+		res.Detail = rep.redact(res.Detail)
+		rep.Health = append(rep.Health, res)
+	}
 }
 
 func (rep *Report) addPlugin(host string, res plugins.Result) {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
+	logs := make([]string, len(res.Logs))
+	for i, line := range res.Logs {
+		logs[i] = rep.redact(line)
+	}
 	rep.Plugins = append(rep.Plugins, PluginReport{Host: host, Plugin: res.Plugin, Hook: res.Hook,
-		Message: res.Message, Logs: res.Logs, Duration: res.Duration})
+		Message: rep.redact(res.Message), Logs: logs, Duration: res.Duration})
 }
 
 func (rep *Report) addStage(s StageReport) {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
+	s.Error = rep.redact(s.Error)
 	rep.Stages = append(rep.Stages, s)
 }
 

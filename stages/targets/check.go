@@ -25,7 +25,7 @@ func Check(ctx context.Context) error {
 			err = werr
 		}
 	}
-	return err
+	return r.Redact(err)
 }
 
 // writeCheckJSON writes the report as STAGECOACH_JSON asks: "1" (or

@@ -129,7 +129,7 @@ func Health(ctx context.Context) error {
 		return err
 	}
 	defer release()
-	return r.Health(ctx)
+	return r.Redact(r.Health(ctx))
 }
 
 // Cleanup removes old releases, backups and stale uploads, and reports disk use.
@@ -177,7 +177,7 @@ func holding(ctx context.Context, command string, fn func(context.Context, *stag
 		return err
 	}
 	defer release()
-	return fn(ctx, r)
+	return r.Redact(fn(ctx, r))
 }
 
 // interruptible cancels ctx on SIGTERM as Mage does on SIGINT, so a killed
