@@ -31,6 +31,16 @@ type ProjectOptions struct {
 	// Health, when set, replaces the items of the environment's health
 	// list (the backend's /healthz), e.g. `      - http: "http://..."\n`.
 	Health string
+	// App is the config's app name; default "restaurant". Compose derives
+	// its project name from it, so tests sharing an engine need unique ones.
+	App string
+	// BackendBuild replaces the backend component's build command (run in
+	// backend/, output backend/dist).
+	BackendBuild string
+	// Services, when set, replaces the environment's services block, which
+	// by default starts the backend with the command manager, e.g.
+	// "    services: { manager: compose, restart: [app] }\n".
+	Services string
 }
 
 // Project is a copy of the example restaurant app in a git repository of
@@ -127,35 +137,17 @@ func (p *Project) config(opts ProjectOptions) string {
 	if migrate == "" {
 		migrate = "./backend/server migrate -db data/restaurant.sqlite3"
 	}
-	health := opts.Health
-	if health == "" {
-		health = fmt.Sprintf("      - http: \"http://{host}:%d/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", p.Port)
+	app := opts.App
+	if app == "" {
+		app = "restaurant"
 	}
-	return fmt.Sprintf(`app: restaurant
-keep_releases: 3
-components:
-  frontend:
-    watch: ["frontend/**", "!frontend/**/*.md"]
-    lockfile: frontend/package-lock.json
-    install: npm ci --prefer-offline --no-audit --no-fund
-    build: npm run build
-    output: frontend/dist
-  backend:
-    watch: ["backend/**", "!backend/**/*_test.go"]
-    workdir: backend
-    build: CGO_ENABLED=0 go build -trimpath -o dist/server ./cmd/server
-    output: backend/dist
-migrations:
-  watch: ["backend/migrations/**"]
-  run: %s
-  backup: [shared/data/restaurant.sqlite3]
-environments:
-  test:
-    hosts: [%s]
-    root: %q
-%s    shared: [data]
-    assets: { dir: frontend/assets, versions: 2 }
-    services:
+	build := opts.BackendBuild
+	if build == "" {
+		build = "CGO_ENABLED=0 go build -trimpath -o dist/server ./cmd/server"
+	}
+	services := opts.Services
+	if services == "" {
+		services = fmt.Sprintf(`    services:
       manager: command
       restart:
         - |
@@ -168,9 +160,39 @@ environments:
           if [ -n "${SSH_CONNECTION:-}" ]; then set -- $SSH_CONNECTION; addr=$3; fi
           nohup ./backend/server serve -addr "$addr:%d" -db data/restaurant.sqlite3 -static frontend \
             -version "$STAGECOACH_RELEASE" -pidfile "$pidfile" >>../../shared/backend.log 2>&1 </dev/null &
-    health:
+`, p.Port)
+	}
+	health := opts.Health
+	if health == "" {
+		health = fmt.Sprintf("      - http: \"http://{host}:%d/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", p.Port)
+	}
+	return fmt.Sprintf(`app: %s
+keep_releases: 3
+components:
+  frontend:
+    watch: ["frontend/**", "!frontend/**/*.md"]
+    lockfile: frontend/package-lock.json
+    install: npm ci --prefer-offline --no-audit --no-fund
+    build: npm run build
+    output: frontend/dist
+  backend:
+    watch: ["backend/**", "!backend/**/*_test.go"]
+    workdir: backend
+    build: %s
+    output: backend/dist
+migrations:
+  watch: ["backend/migrations/**"]
+  run: %s
+  backup: [shared/data/restaurant.sqlite3]
+environments:
+  test:
+    hosts: [%s]
+    root: %q
+%s    shared: [data]
+    assets: { dir: frontend/assets, versions: 2 }
+%s    health:
 %s    health_wait: { deadline: 10s, interval: 100ms }
-%s%s`, migrate, strings.Join(hosts, ", "), p.Root, ssh, p.Port, health, opts.Environment, opts.TopLevel)
+%s%s`, app, build, migrate, strings.Join(hosts, ", "), p.Root, ssh, services, health, opts.Environment, opts.TopLevel)
 }
 
 // Write writes a file of the project (not committed).
