@@ -18,7 +18,13 @@ func Test(ctx context.Context) error {
 	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
 		return err
 	}
-	return goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./...")
+	if err := goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./..."); err != nil {
+		return err
+	}
+	npm := exec.CommandContext(ctx, "npm", "test")
+	npm.Dir = "examples/restaurant/frontend"
+	npm.Stdout, npm.Stderr = os.Stdout, os.Stderr
+	return npm.Run()
 }
 
 // Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
