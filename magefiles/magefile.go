@@ -15,16 +15,16 @@ import (
 
 // Test runs every test of the project, including the example application's.
 func Test(ctx context.Context) error {
-	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
+	npm := exec.CommandContext(ctx, "npm", "test")
+	npm.Dir = "examples/restaurant/frontend"
+	npm.Stdout, npm.Stderr = os.Stdout, os.Stderr
+	if err := npm.Run(); err != nil {
 		return err
 	}
 	if err := goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./..."); err != nil {
 		return err
 	}
-	npm := exec.CommandContext(ctx, "npm", "test")
-	npm.Dir = "examples/restaurant/frontend"
-	npm.Stdout, npm.Stderr = os.Stdout, os.Stderr
-	return npm.Run()
+	return goCmd(ctx, ".", "test", "-count=1", "./...")
 }
 
 // Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
