@@ -56,6 +56,10 @@ func composeArgs(m config.Services, app string) string {
 //	systemd: systemctl restart <units> (sudo -n when not root)
 //	command: each configured command, run in the release dir (RunIn)
 //	none:    nothing
+//
+// Compose builds an image only when its tag is missing, so a compose file
+// that builds should tag its image with ${STAGECOACH_RELEASE}: each release
+// then gets its own image, and a rollback starts the earlier one unbuilt.
 func Restart(m config.Services, l Layout, id, app string) ([]remote.Command, error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
