@@ -534,7 +534,13 @@ func (r *Run) checkServices(ctx context.Context, h *Host) []CheckResult {
 		if s.Health != "" {
 			c.Message += " (" + s.Health + ")"
 		}
-		if !s.Healthy() {
+		switch {
+		case s.State == "running" && s.Health == "starting":
+			// Just restarted (a deploy a moment ago): its first
+			// healthcheck has not run yet. The health checks judge it.
+			c.Status = CheckWarn
+			c.Message = s.Name + " is running; its healthcheck has not passed yet (starting)"
+		case !s.Healthy():
 			c.fail(CheckFailed, fmt.Sprintf("%s is %s", s.Name, c.Message),
 				fmt.Sprintf("read its logs on %s and restart it through %s", h.Name, m.Manager))
 		}
