@@ -26,6 +26,7 @@ func (r *Run) Cleanup(ctx context.Context) error {
 			IncomingMaxAge: r.Env.Cleanup.IncomingMaxAge,
 			DockerLogs:     r.Env.Cleanup.DockerLogs,
 			DockerPrune:    r.Env.Cleanup.DockerPrune,
+			ReleaseImages:  r.Env.Services.Manager == server.ManagerCompose,
 		})
 		if err != nil {
 			return err

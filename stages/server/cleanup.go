@@ -17,6 +17,11 @@ type CleanupSpec struct {
 	IncomingMaxAge time.Duration // uploads and leftovers older than this go; default 24h
 	DockerLogs     bool          // truncate containers' json logs
 	DockerPrune    bool          // docker system prune -f
+	// ReleaseImages removes, with each removed release, the docker images
+	// tagged with its id: what a compose file that tags its image with
+	// ${STAGECOACH_RELEASE} built for it. Being tagged, they are not
+	// dangling, so a prune would keep them.
+	ReleaseImages bool
 }
 
 // PlanCleanup returns the releases Cleanup removes from ids: all but the
@@ -82,6 +87,12 @@ func Cleanup(l Layout, s CleanupSpec) (remote.Command, error) {
 		docker.WriteString(`docker system prune -f >/dev/null || echo "warning: docker system prune failed" >&2
 `)
 	}
+	images := ""
+	if s.ReleaseImages {
+		images = `    docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | awk -F: -v id="$id" '$NF == id' |
+      xargs -r docker rmi >/dev/null || echo "warning: could not remove the docker images of $id" >&2
+`
+	}
 	script := fill(`set -eu
 cd {{root}}
 mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
@@ -94,7 +105,7 @@ ls -1 releases | grep -E "$idre" | LC_ALL=C sort -r |
     NR > keep && !($0 in prot)' |
   while read -r id; do
     rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
-    echo "removed $id"
+{{images}}    echo "removed $id"
   done
 ls -1 .stagecoach/backups | grep -E "$idre" | while read -r id; do
   if [ ! -d "releases/$id" ]; then rm -rf ".stagecoach/backups/$id"; echo "removed-backup $id"; fi
@@ -108,7 +119,7 @@ done
 echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 -mmin +{{min}} -print -exec rm -rf {} + | wc -l)"
 {{docker}}usage after
 `, "root", q(l.Root), "keep", strconv.Itoa(keep), "protect", q(strings.Join(s.Protect, " ")),
-		"min", strconv.FormatInt(minutes, 10), "docker", docker.String())
+		"min", strconv.FormatInt(minutes, 10), "docker", docker.String(), "images", images)
 	return remote.Script("clean up old releases", script), nil
 }
 

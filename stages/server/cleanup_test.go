@@ -1,12 +1,17 @@
 package server
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 func TestPlanCleanup(t *testing.T) {
@@ -100,5 +105,48 @@ func TestCleanupScript(t *testing.T) {
 	cmd, _ = Cleanup(l, CleanupSpec{DockerLogs: true, DockerPrune: true})
 	if !strings.Contains(cmd.Script, "truncate -c -s 0 /var/lib/docker/containers/*/*-json.log") || !strings.Contains(cmd.Script, "docker system prune -f") {
 		t.Errorf("docker steps missing:\n%s", cmd.Script)
+	}
+}
+
+// TestCleanupRemovesReleaseImages builds two images FROM scratch tagged
+// with release ids, as a compose file tagging with ${STAGECOACH_RELEASE}
+// does, and checks that cleanup removes the image of the release it
+// removes and keeps the other.
+func TestCleanupRemovesReleaseImages(t *testing.T) {
+	testenv.RequireTool(t, "docker", "apt-get install -y docker.io")
+	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
+		msg := "the docker engine does not answer (start it): " + remote.Tail(string(out), 3)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	repo := fmt.Sprintf("stagecoach-cleanup-test-%d", os.Getpid())
+	ctx := t.TempDir()
+	writeFile(t, filepath.Join(ctx, "Dockerfile"), "FROM scratch\nCOPY hello /hello\n")
+	writeFile(t, filepath.Join(ctx, "hello"), "hello\n")
+	for _, id := range []string{id1, id2} {
+		if out, err := exec.Command("docker", "build", "-q", "-t", repo+":"+id, ctx).CombinedOutput(); err != nil {
+			t.Fatalf("docker build: %v\n%s", err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", repo+":"+id1, repo+":"+id2).Run() })
+
+	l := newRoot(t)
+	for _, id := range []string{id1, id2} {
+		writeFile(t, filepath.Join(l.ReleaseDir(id), "f"), "f")
+	}
+	mustRun(t, mustCmd(Switch(l, id2)), nil)
+	mustRun(t, mustCmd(Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id2}, ReleaseImages: true})), nil)
+
+	images := func() string {
+		out, err := exec.Command("docker", "images", "--format", "{{.Tag}}", repo).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := images(); got != id2 {
+		t.Fatalf("images left of %s: %q, want only %s", repo, got, id2)
 	}
 }
