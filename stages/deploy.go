@@ -172,7 +172,15 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 		if result == server.ResultNoChange {
 			h.State.Revision = r.Plan.Revision
 		}
-		if err := h.saveState(ctx); err != nil {
+		err := h.saveState(ctx)
+		if err != nil && server.ExitCode(err) < 0 && ctx.Err() == nil {
+			// The connection is gone, not the host: record the outcome
+			// over a new one, so the history tells what happened.
+			if err = r.reconnect(ctx, h); err == nil {
+				err = h.saveState(ctx)
+			}
+		}
+		if err != nil {
 			h.Log.Warnf("%v", err)
 		}
 	}

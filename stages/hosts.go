@@ -91,6 +91,19 @@ func (r *Run) dial(ctx context.Context, name string) (remote.Runner, error) {
 	return remote.DialSSH(ctx, cfg)
 }
 
+// reconnect replaces h's lost connection by a new one, for the steps that
+// must still happen after a failure: recording it, releasing the lock.
+func (r *Run) reconnect(ctx context.Context, h *Host) error {
+	runner, err := r.dial(ctx, h.Name)
+	if err != nil {
+		return fmt.Errorf("connection lost, and reconnecting failed: %w", err)
+	}
+	h.Runner.Close()
+	h.Runner = runner
+	h.Log.Infof("reconnected after the connection was lost")
+	return nil
+}
+
 // Close ends every host connection of the run. Hosts keep what the run
 // did, for reports; a later stage connects again.
 func (r *Run) Close() {

@@ -134,27 +134,15 @@ func (r *Run) unlockAll() {
 			// The connection is gone (a network cut, a killed sshd), not
 			// the lock: release it over a new one rather than leave the
 			// next deploy locked out until the lease expires.
-			err = r.unlockReconnected(ctx, h)
+			if err = r.reconnect(ctx, h); err == nil {
+				_, err = h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
+			}
 		}
 		if err != nil {
 			h.Log.Warnf("release deploy lock: %v", err)
 		}
 		h.lease = nil
 	}
-}
-
-// unlockReconnected releases h's lock over a connection of its own.
-func (r *Run) unlockReconnected(ctx context.Context, h *Host) error {
-	runner, err := r.dial(ctx, h.Name)
-	if err != nil {
-		return fmt.Errorf("connection lost, and reconnecting failed: %w", err)
-	}
-	defer runner.Close()
-	if _, err := runner.Run(ctx, server.Unlock(h.Layout, h.lease.token)); err != nil {
-		return err
-	}
-	h.Log.Infof("deploy lock released over a new connection")
-	return nil
 }
 
 func whoAmI() string {

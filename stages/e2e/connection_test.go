@@ -70,8 +70,11 @@ func TestConnectionKilledDuringShip(t *testing.T) {
 		t.Logf("left in incoming/ for cleanup: %s", strings.Join(names, ", "))
 	}
 	mustNotExist(t, lockDir(p.Root))
-	if !strings.Contains(out.String(), "new connection") {
-		t.Errorf("the log does not say the lock was released over a new connection:\n%s", out.String())
+	if !strings.Contains(out.String(), "reconnected after the connection was lost") {
+		t.Errorf("the log does not say the deploy reconnected to record its failure and release its lock:\n%s", out.String())
+	}
+	if last := state(t, p.Root).Deploys; len(last) == 0 || last[len(last)-1].Result != server.ResultFailed || last[len(last)-1].Stage != "ship" {
+		t.Errorf("the server's history does not record the failed ship: %+v", last)
 	}
 	mustHaveReservations(t, p, p.Root, guest)
 
