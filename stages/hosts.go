@@ -46,7 +46,8 @@ func (r *Run) connect(ctx context.Context) error {
 	for i, name := range r.Env.Hosts {
 		hosts[i] = &Host{Name: name, Layout: server.Layout{Root: hostRoot(r.Env.Root, name)}, Log: r.Log.With(name)}
 	}
-	err := r.eachHost(ctx, hosts, "connect", func(ctx context.Context, h *Host) error {
+	// The transports' errors name the host and what failed already.
+	err := r.eachHost(ctx, hosts, "", func(ctx context.Context, h *Host) error {
 		runner, err := r.dial(ctx, h.Name)
 		if err != nil {
 			return exitcode.With(exitcode.Unreachable, err)
@@ -120,7 +121,8 @@ func closeHosts(hosts []*Host) {
 }
 
 // eachHost runs fn for every host, at most Env.Parallel at once, and joins
-// the failures, each naming its host and what was being done.
+// the failures, each prefixed with what was being done and the host
+// (unless doing is empty).
 func (r *Run) eachHost(ctx context.Context, hosts []*Host, doing string, fn func(context.Context, *Host) error) error {
 	parallel := r.Env.Parallel
 	if parallel < 1 {
@@ -135,7 +137,9 @@ func (r *Run) eachHost(ctx context.Context, hosts []*Host, doing string, fn func
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := fn(ctx, h); err != nil {
+			if err := fn(ctx, h); err != nil && doing == "" {
+				errs[i] = err
+			} else if err != nil {
 				errs[i] = fmt.Errorf("%s %s: %w", doing, h.Name, err)
 			}
 		}()
