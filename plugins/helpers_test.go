@@ -1,7 +1,6 @@
 package plugins_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -64,26 +63,9 @@ func target(t *testing.T) *remote.SSH {
 	return testenv.StartSSHD(t).Dial(t)
 }
 
-// logBuffer is a verbose Logger whose output tests can read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLog(verbose bool) (*ui.Logger, *logBuffer) {
-	b := &logBuffer{}
+// newLog is a Logger whose output tests can read.
+func newLog(verbose bool) (*ui.Logger, *testenv.SyncBuffer) {
+	b := &testenv.SyncBuffer{}
 	return ui.New(b, verbose), b
 }
 

@@ -40,8 +40,8 @@ type checkRun struct {
 // runCheck runs the check on p's test environment as the Check target does.
 func runCheck(t *testing.T, p *testenv.Project, verbose bool) checkRun {
 	t.Helper()
-	var out bytes.Buffer
-	log := ui.New(&syncWriter{w: &out}, verbose)
+	out := &testenv.SyncBuffer{}
+	log := ui.New(out, verbose)
 	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, log)
 	if err != nil {
 		t.Fatalf("open: %v", err)

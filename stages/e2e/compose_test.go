@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -18,7 +17,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 const dockerHint = "apt-get install -y docker.io docker-compose, and start dockerd"
@@ -180,11 +178,7 @@ func init() {
 // cleanupOnly runs the cleanup stage alone, as `mage cleanup` does.
 func cleanupOnly(t *testing.T, p *testenv.Project) {
 	t.Helper()
-	var out bytes.Buffer
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, stages.Options{})
 	r.Command = "cleanup"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

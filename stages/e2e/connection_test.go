@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // TestConnectionKilledDuringShip kills the host's SSH connection (its
@@ -31,11 +29,7 @@ func TestConnectionKilledDuringShip(t *testing.T) {
 	guest := reserve(t, p.Port, "Dropped Connection Guest")
 	addImage(t, p, "photo.jpg", 4<<20, 1)
 
-	var out bytes.Buffer
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, stages.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// Detect connects without locking; the deploy then runs on the same
@@ -45,7 +39,7 @@ func TestConnectionKilledDuringShip(t *testing.T) {
 	}
 	killer := &killingRunner{Runner: r.Hosts[0].Runner, after: 1 << 20, kill: host.KillConnections}
 	r.Hosts[0].Runner = killer
-	err = r.Deploy(ctx)
+	err := r.Deploy(ctx)
 	if !killer.killed() {
 		t.Fatalf("the archive upload never reached 1 MiB: %v\n%s", err, out.String())
 	}

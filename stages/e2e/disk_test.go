@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // TestDiskFull deploys to a root on a small tmpfs, fills it up and
@@ -58,18 +56,14 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, stages.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := r.Detect(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r.Hosts[0].Runner = &fillingRunner{Runner: r.Hosts[0].Runner, fill: func() { fill(t, filler, freeBytes(t, mnt)-512<<10) }}
-	err = r.Deploy(ctx)
+	err := r.Deploy(ctx)
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("deploy onto a disk filling up: %v, want a disk full error\n%s", err, out.String())
 	}

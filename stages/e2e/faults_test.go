@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/targets"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // TestArchiveCorruptedInTransit changes the packaged archive after its
@@ -34,11 +32,7 @@ func TestArchiveCorruptedInTransit(t *testing.T) {
 	changeFrontend(t, p, "a change shipped corrupt")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var out bytes.Buffer
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, stages.Options{})
 	release, err := r.Hold(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -241,24 +235,13 @@ func breakHealth(t *testing.T, p *testenv.Project) {
 // the next deploy succeeds.
 func TestInterruptDuringSwap(t *testing.T) {
 	t.Parallel()
-	host := testenv.StartSSHD(t)
-	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
-		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
-	mustDeploy(t, p)
-	id1 := verifyLive(t, p.Root)
-	guest := reserve(t, p.Port, "Interrupted Guest")
-
-	p.Write("backend/migrations/0003_specials.sql", "CREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
-	p.Commit("a migration")
-	if err := os.WriteFile(filepath.Join(p.Root, "shared", "slow-migration"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p, id1, guest := slowMigration(t, "Interrupted Guest")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Interrupt once the migration has started: its backup exists then.
 	go func() {
 		for ctx.Err() == nil {
-			if m, _ := filepath.Glob(filepath.Join(p.Root, ".stagecoach", "backups", "*", "shared", "data", "restaurant.sqlite3")); len(m) > 0 {
+			if migrating(p) {
 				time.Sleep(500 * time.Millisecond)
 				cancel()
 				return
@@ -276,23 +259,12 @@ func TestInterruptDuringSwap(t *testing.T) {
 		t.Errorf("error does not say the deploy was interrupted: %v", res.err)
 	}
 
-	if got := verifyLive(t, p.Root); got != id1 {
-		t.Errorf("current is %s after the interrupt, want %s", got, id1)
-	}
-	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
-		t.Error("the interrupted migration left its table")
-	}
-	mustNotExist(t, lockDir(p.Root))
-	mustHaveReservations(t, p, p.Root, guest)
+	checkInterrupted(t, p, id1, guest)
 	if v := healthVersion(t, p.Port); v != id1 {
 		t.Errorf("the backend serves %s, want %s", v, id1)
 	}
 
-	os.Remove(filepath.Join(p.Root, "shared", "slow-migration"))
-	next := mustDeploy(t, p)
-	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
-		t.Errorf("current is %s after the next deploy", got)
-	}
+	deployAfterInterrupt(t, p)
 	mustHaveReservations(t, p, p.Root, guest)
 }
 
@@ -302,31 +274,17 @@ func TestInterruptDuringSwap(t *testing.T) {
 // released the lock and left current on the live release.
 func TestSIGINTDuringSwap(t *testing.T) {
 	t.Parallel()
-	host := testenv.StartSSHD(t)
-	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
-		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
-	mustDeploy(t, p)
-	id1 := verifyLive(t, p.Root)
-	guest := reserve(t, p.Port, "SIGINT Guest")
-	p.Write("backend/migrations/0003_specials.sql", "CREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
-	p.Commit("a migration")
-	if err := os.WriteFile(filepath.Join(p.Root, "shared", "slow-migration"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p, id1, guest := slowMigration(t, "SIGINT Guest")
 
-	var out bytes.Buffer
+	out := &testenv.SyncBuffer{}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDeployTargetProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "STAGECOACH_E2E_DEPLOY_PROCESS=1", "STAGECOACH_CONFIG="+p.Config, "STAGECOACH_ENV=test")
 	cmd.Dir = p.Dir
-	w := &syncWriter{w: &out} // one writer: exec then gives both streams one pipe
-	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stdout, cmd.Stderr = out, out // one writer: exec then gives both streams one pipe
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the migration's backup", func() bool {
-		m, _ := filepath.Glob(filepath.Join(p.Root, ".stagecoach", "backups", "*", "shared", "data", "restaurant.sqlite3"))
-		return len(m) > 0
-	})
+	waitFor(t, "the migration's backup", func() bool { return migrating(p) })
 	time.Sleep(500 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -340,20 +298,9 @@ func TestSIGINTDuringSwap(t *testing.T) {
 	if !strings.Contains(out.String(), "interrupted") {
 		t.Errorf("the process did not say it was interrupted:\n%s", out.String())
 	}
-	if got := verifyLive(t, p.Root); got != id1 {
-		t.Errorf("current is %s after the interrupt, want %s", got, id1)
-	}
-	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
-		t.Error("the interrupted migration left its table")
-	}
-	mustNotExist(t, lockDir(p.Root))
-	mustHaveReservations(t, p, p.Root, guest)
+	checkInterrupted(t, p, id1, guest)
 
-	os.Remove(filepath.Join(p.Root, "shared", "slow-migration"))
-	next := mustDeploy(t, p)
-	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
-		t.Errorf("current is %s after the next deploy", got)
-	}
+	deployAfterInterrupt(t, p)
 }
 
 // TestDeployTargetProcess is the deploying process of TestSIGINTDuringSwap:
@@ -368,4 +315,56 @@ func TestDeployTargetProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(exitcode.Of(err))
+}
+
+// slowMigration deploys a project, books a guest, and commits a migration
+// that the next deploy runs after a 5 s pause, so that a test can interrupt
+// the swap mid-migration. It returns the project, the live release and the
+// guest.
+func slowMigration(t *testing.T, guestName string) (*testenv.Project, string, string) {
+	t.Helper()
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host},
+		Migrate: `if [ -f ../../shared/slow-migration ]; then sleep 5; fi; ./backend/server migrate -db data/restaurant.sqlite3`})
+	mustDeploy(t, p)
+	id1 := verifyLive(t, p.Root)
+	guest := reserve(t, p.Port, guestName)
+	p.Write("backend/migrations/0003_specials.sql", "CREATE TABLE specials (id INTEGER PRIMARY KEY);\n")
+	p.Commit("a migration")
+	if err := os.WriteFile(filepath.Join(p.Root, "shared", "slow-migration"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, id1, guest
+}
+
+// migrating reports whether the slow migration has begun: its backup exists.
+func migrating(p *testenv.Project) bool {
+	m, _ := filepath.Glob(filepath.Join(p.Root, ".stagecoach", "backups", "*", "shared", "data", "restaurant.sqlite3"))
+	return len(m) > 0
+}
+
+// checkInterrupted checks the server after an interrupted slow migration:
+// current still on id1 and complete, the database as before with the
+// guest's booking, the lock released.
+func checkInterrupted(t *testing.T, p *testenv.Project, id1, guest string) {
+	t.Helper()
+	if got := verifyLive(t, p.Root); got != id1 {
+		t.Errorf("current is %s after the interrupt, want %s", got, id1)
+	}
+	if got := sqlite(t, p.Root, "SELECT count(*) FROM sqlite_master WHERE name = 'specials'"); got != "0" {
+		t.Error("the interrupted migration left its table")
+	}
+	mustNotExist(t, lockDir(p.Root))
+	mustHaveReservations(t, p, p.Root, guest)
+}
+
+// deployAfterInterrupt checks that the next deploy, with the migration at
+// full speed, goes through.
+func deployAfterInterrupt(t *testing.T, p *testenv.Project) {
+	t.Helper()
+	os.Remove(filepath.Join(p.Root, "shared", "slow-migration"))
+	next := mustDeploy(t, p)
+	if got := verifyLive(t, p.Root); got != next.run.Plan.Release {
+		t.Errorf("current is %s after the next deploy", got)
+	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -27,16 +26,22 @@ type deployResult struct {
 // would, and returns the run with its log.
 func deploy(t *testing.T, ctx context.Context, p *testenv.Project, opts stages.Options) deployResult {
 	t.Helper()
-	var out bytes.Buffer
-	log := ui.New(&syncWriter{w: &out}, true)
-	opts.ConfigPath = p.Config
-	opts.Environment = "test"
-	r, err := stages.Open(opts, log)
+	r, out := openRun(t, p, opts)
+	err := r.Deploy(ctx)
+	return deployResult{run: r, err: err, log: out.String()}
+}
+
+// openRun opens a run on p's test environment with a verbose log that the
+// test can read.
+func openRun(t *testing.T, p *testenv.Project, opts stages.Options) (*stages.Run, *testenv.SyncBuffer) {
+	t.Helper()
+	out := &testenv.SyncBuffer{}
+	opts.ConfigPath, opts.Environment = p.Config, "test"
+	r, err := stages.Open(opts, ui.New(out, true))
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	err = r.Deploy(ctx)
-	return deployResult{run: r, err: err, log: out.String()}
+	return r, out
 }
 
 // mustDeploy deploys and fails the test on error.
@@ -88,9 +93,3 @@ func report(t *testing.T, p *testenv.Project, release string) map[string]any {
 	}
 	return m
 }
-
-type syncWriter struct {
-	w *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) { return s.w.Write(p) }

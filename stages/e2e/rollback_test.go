@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // TestRollbackTarget rolls back to the previous release, then forward to
@@ -84,12 +82,7 @@ func liveScript(t *testing.T, root string) string {
 // checks current lands on want, verified, and logs the timings.
 func rollback(t *testing.T, p *testenv.Project, opts stages.Options, want string) {
 	t.Helper()
-	opts.ConfigPath, opts.Environment = p.Config, "test"
-	var out bytes.Buffer
-	r, err := stages.Open(opts, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, opts)
 	r.Command = "rollback"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

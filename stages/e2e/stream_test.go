@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
-	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // TestStreamToHostsOneFails deploys to two hosts while the archive is
@@ -32,11 +30,7 @@ func TestStreamToHostsOneFails(t *testing.T) {
 	}
 	addImage(t, p, "photo.jpg", 4<<20, 3)
 
-	var out bytes.Buffer
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, ui.New(&syncWriter{w: &out}, true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := openRun(t, p, stages.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := r.Detect(ctx); err != nil {
@@ -52,7 +46,7 @@ func TestStreamToHostsOneFails(t *testing.T) {
 	}
 	killer := &killingRunner{Runner: dead.Runner, after: 1 << 20, kill: hosts[1].KillConnections}
 	dead.Runner = killer
-	err = r.Deploy(ctx)
+	err := r.Deploy(ctx)
 	if !killer.killed() {
 		t.Fatalf("the archive upload never reached 1 MiB: %v\n%s", err, out.String())
 	}

@@ -32,7 +32,7 @@ type Nginx struct {
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
-	output   *syncBuffer // what nginx wrote to stdout and stderr
+	output   *SyncBuffer // what nginx wrote to stdout and stderr
 	stopOnce sync.Once
 }
 
@@ -235,7 +235,7 @@ func (n *Nginx) writeConfig(o nginxOptions) error {
 
 // start runs nginx in the foreground and waits until it answers HTTP.
 func (n *Nginx) start(bin string) error {
-	n.output = &syncBuffer{}
+	n.output = &SyncBuffer{}
 	n.cmd = exec.Command(bin, "-p", n.Dir+"/", "-c", n.ConfigFile, "-e", filepath.Join(n.Dir, "logs", "error.log"))
 	n.cmd.Stdout = n.output
 	n.cmd.Stderr = n.output

@@ -44,7 +44,7 @@ type Host struct {
 	authorizedKeys string
 	cmd            *exec.Cmd
 	exited         chan struct{}
-	log            *syncBuffer
+	log            *SyncBuffer
 	stopOnce       sync.Once
 }
 
@@ -150,7 +150,7 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 	if err := os.WriteFile(config, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	h.log = &syncBuffer{}
+	h.log = &SyncBuffer{}
 	h.cmd = exec.Command(SSHDPath, "-D", "-e", "-f", config)
 	h.cmd.Stdout = h.log
 	h.cmd.Stderr = h.log
@@ -369,20 +369,20 @@ func writeKey(t testing.TB, dir, name, passphrase string) (string, ssh.Signer) {
 	return path, signer
 }
 
-// syncBuffer collects the server's log from its output copier while tests
-// read it.
-type syncBuffer struct {
+// SyncBuffer is a bytes buffer that goroutines may write and read at
+// once: a server's output copier and the test, or a logger and the test.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
