@@ -10,7 +10,7 @@ import (
 // Cleanup runs one script per host that keeps the newest keep_releases
 // releases and their backups (never the live or the previous one), removes
 // stale uploads and staging leftovers, and reports disk use before and
-// after.
+// after. The state forgets the releases it removed.
 func (r *Run) Cleanup(ctx context.Context) error {
 	return r.eachHost(ctx, r.Hosts, "clean up", func(ctx context.Context, h *Host) error {
 		protect := []string{}
@@ -45,6 +45,9 @@ func (r *Run) Cleanup(ctx context.Context) error {
 		r.report.host(h).Cleanup = &rep
 		h.Log.Infof("cleanup: removed %d releases, %d stale uploads; free %s -> %s",
 			len(rep.Removed), rep.RemovedIncoming, ui.Bytes(rep.FreeBeforeKB*1024), ui.Bytes(rep.FreeAfterKB*1024))
-		return nil
+		if len(rep.Removed) == 0 {
+			return nil
+		}
+		return h.saveState(ctx)
 	})
 }

@@ -56,7 +56,6 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		// The release is live and healthy; a failed cleanup is a warning.
 		r.Log.Warnf("%v", err)
 	}
-	r.SaveStates(ctx)
 	return r.finish(nil, server.ResultSuccess)
 }
 
@@ -181,15 +180,6 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 			}
 		}
 		if err != nil {
-			h.Log.Warnf("%v", err)
-		}
-	}
-}
-
-// SaveStates writes every host's state again, after cleanup changed it.
-func (r *Run) SaveStates(ctx context.Context) {
-	for _, h := range r.Hosts {
-		if err := h.saveState(context.WithoutCancel(ctx)); err != nil {
 			h.Log.Warnf("%v", err)
 		}
 	}

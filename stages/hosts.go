@@ -196,34 +196,31 @@ func (h *Host) readOptional(ctx context.Context, path string) ([]byte, error) {
 }
 
 // loadState reads the host's deploy state, its live release and that
-// release's manifest.
+// release's manifest, in one round trip.
 func (r *Run) loadState(ctx context.Context, h *Host) error {
-	data, err := h.readOptional(ctx, h.Layout.StatePath())
+	res, err := h.run(ctx, server.ReadLive(h.Layout))
 	if err != nil {
-		return fmt.Errorf("read state: %w", err)
+		return err
+	}
+	live, err := server.ParseLive(res.Stdout)
+	if err != nil {
+		return err
 	}
 	h.State = &server.State{Version: server.StateVersion, App: r.Cfg.App}
-	if data != nil {
-		if h.State, err = server.ParseState(h.Layout.StatePath(), data); err != nil {
+	if len(live.State) > 0 {
+		if h.State, err = server.ParseState(h.Layout.StatePath(), live.State); err != nil {
 			return err
 		}
 	}
-	res, err := h.run(ctx, server.ReadCurrent(h.Layout))
-	if err != nil {
-		return err
-	}
-	if h.Live, err = server.ParseCurrent(res.Stdout); err != nil {
-		return err
-	}
+	h.Live = live.Current
 	if h.Live == "" {
 		return nil
 	}
-	data, err = h.readOptional(ctx, h.Layout.ManifestPath(h.Live))
-	if err != nil || data == nil {
+	if len(live.Manifest) == 0 {
 		h.Log.Warnf("manifest of live release %s not found; shipping every file", h.Live)
 		return nil
 	}
-	m, err := archive.ReadManifest(bytesReader(data))
+	m, err := archive.ReadManifest(bytesReader(live.Manifest))
 	if err != nil {
 		h.Log.Warnf("manifest of live release %s unreadable (%v); shipping every file", h.Live, err)
 		return nil

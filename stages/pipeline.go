@@ -48,6 +48,7 @@ type Run struct {
 	// Command names what this run does, for the lock holder's record.
 	Command string
 
+	envValues map[string]string // what shared/.env receives, secrets included
 	connected bool
 	holds     int
 	started   time.Time
@@ -71,14 +72,14 @@ func Open(opts Options, log *ui.Logger) (*Run, error) {
 	if err != nil {
 		return nil, exitcode.With(exitcode.BadConfig, err)
 	}
-	_, secrets, err := env.LoadEnv(cfg.Dir, os.LookupEnv)
+	values, secrets, err := env.LoadEnv(cfg.Dir, os.LookupEnv)
 	if err != nil {
 		return nil, exitcode.With(exitcode.BadConfig, err)
 	}
 	for _, s := range secrets {
 		log.AddSecret(s)
 	}
-	r := &Run{Opts: opts, Cfg: cfg, Env: env, Log: log, Command: "deploy", started: time.Now()}
+	r := &Run{Opts: opts, Cfg: cfg, Env: env, Log: log, Command: "deploy", started: time.Now(), envValues: values}
 	r.report = &Report{App: cfg.App, Environment: env.Name, Started: r.started, redact: log.Redact}
 	return r, nil
 }

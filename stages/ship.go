@@ -53,10 +53,11 @@ func prepareShip(ctx context.Context, h *Host, m *archive.Manifest, need int64) 
 	if m.Base != "" && m.Base != h.Live {
 		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
 	}
-	if _, err := h.run(ctx, server.Prepare(h.Layout)); err != nil {
+	res, err := h.run(ctx, server.Prepare(h.Layout))
+	if err != nil {
 		return err
 	}
-	return checkDiskRoom(ctx, h, need)
+	return checkDiskRoom(h, res.Stdout, need)
 }
 
 // finishShip verifies the uploaded archive's SHA-256 on h, then writes the
@@ -153,14 +154,11 @@ func treeEntries(files []archive.File) []server.TreeEntry {
 	return out
 }
 
-// checkDiskRoom refuses to ship when the host's filesystem cannot hold the
-// archive and the files it unpacks to, before anything is written.
-func checkDiskRoom(ctx context.Context, h *Host, need int64) error {
-	res, err := h.run(ctx, server.DiskFree(h.Layout))
-	if err != nil {
-		return err
-	}
-	df, err := server.ParseDiskFree(res.Stdout)
+// checkDiskRoom refuses to ship when the host's filesystem, as `df`
+// reported it, cannot hold the archive and the files it unpacks to, before
+// anything is written.
+func checkDiskRoom(h *Host, dfOutput []byte, need int64) error {
+	df, err := server.ParseDiskFree(dfOutput)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/stagecoach/stagecoach/stages/server"
 )
@@ -101,21 +100,17 @@ func assetSources(s *server.State, live string, versions int) []string {
 	return out
 }
 
-// writeEnv uploads shared/.env (owner-only) when the environment sets any
+// writeEnv writes shared/.env (owner-only) when the environment sets any
 // variables; secret values never pass through the log.
 func (r *Run) writeEnv(ctx context.Context, h *Host) error {
-	values, _, err := r.Env.LoadEnv(r.Cfg.Dir, os.LookupEnv)
-	if err != nil || len(values) == 0 {
-		return err
+	if len(r.envValues) == 0 {
+		return nil
 	}
-	data, err := server.FormatEnv(values)
+	data, err := server.FormatEnv(r.envValues)
 	if err != nil {
 		return err
 	}
-	if err := h.Runner.Upload(ctx, bytesReader(data), h.Layout.EnvPath(), nil); err != nil {
-		return fmt.Errorf("write shared/.env: %w", err)
-	}
-	_, err = h.run(ctx, server.ChmodEnv(h.Layout))
+	_, err = h.run(ctx, server.WriteEnv(h.Layout, data))
 	return err
 }
 

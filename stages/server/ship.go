@@ -50,9 +50,10 @@ func prepareDirsScript(l Layout) string {
 	return "mkdir -p " + remote.Join(l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir()) + "\n"
 }
 
-// Prepare checks the tools and creates the directories in one round trip.
+// Prepare checks the tools, creates the directories and prints the free
+// space of the root's filesystem (for ParseDiskFree), in one round trip.
 func Prepare(l Layout) remote.Command {
-	return remote.Script("prepare server", checkToolsScript()+"set -e\n"+prepareDirsScript(l))
+	return remote.Script("prepare server", checkToolsScript()+"set -e\n"+prepareDirsScript(l)+"df -Pk "+remote.Quote(l.Root)+"\n")
 }
 
 // DiskUsage is one `df -Pk` line.

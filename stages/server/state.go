@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
 // StateVersion is the format version written into state.json.
@@ -220,4 +222,38 @@ func (s *State) Previous() (Release, bool) {
 		}
 	}
 	return Release{}, false
+}
+
+// ReadLive prints, in one round trip, what a deploy needs to know of a
+// host before it starts: the state file, the release current points at and
+// that release's manifest, each possibly empty, separated by NUL bytes
+// (which none of them contains). Parse it with ParseLive.
+func ReadLive(l Layout) remote.Command {
+	return remote.Script("read deploy state", fill(`cd {{root}} 2>/dev/null || { printf '\0\0'; exit 0; }
+cat .stagecoach/state.json 2>/dev/null || true
+printf '\0'
+cur=$(readlink current 2>/dev/null || true)
+printf '%s\0' "$cur"
+case $cur in releases/*) cat ".stagecoach/manifests/${cur#releases/}.json" 2>/dev/null || true;; esac
+`, "root", q(l.Root)))
+}
+
+// Live is what ReadLive found; each field is empty when absent.
+type Live struct {
+	State    []byte // state.json
+	Current  string // release id current points at
+	Manifest []byte // the current release's manifest
+}
+
+// ParseLive reads ReadLive's output.
+func ParseLive(stdout []byte) (Live, error) {
+	parts := bytes.SplitN(stdout, []byte{0}, 3)
+	if len(parts) != 3 {
+		return Live{}, fmt.Errorf("reading the deploy state: unexpected output %q", remote.Tail(string(stdout), 3))
+	}
+	cur, err := ParseCurrent(parts[1])
+	if err != nil {
+		return Live{}, err
+	}
+	return Live{State: parts[0], Current: cur, Manifest: parts[2]}, nil
 }

@@ -177,3 +177,32 @@ func TestRecordManualRollback(t *testing.T) {
 		t.Error("rollback to an unknown release accepted")
 	}
 }
+
+func TestReadLive(t *testing.T) {
+	l := newRoot(t)
+	read := func() Live {
+		t.Helper()
+		live, err := ParseLive(mustRun(t, ReadLive(l), nil).Stdout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}
+	if got := read(); len(got.State) != 0 || got.Current != "" || len(got.Manifest) != 0 {
+		t.Fatalf("nothing deployed: %+v", got)
+	}
+	if live, err := ParseLive(mustRun(t, ReadLive(Layout{Root: l.Root + "/missing"}), nil).Stdout); err != nil || live.Current != "" {
+		t.Fatalf("missing root: %+v %v", live, err)
+	}
+	mustMkRelease(t, l, id1)
+	mustRun(t, mustCmd(Switch(l, id1)), nil)
+	writeFile(t, l.StatePath(), `{"version":1}`)
+	writeFile(t, l.ManifestPath(id1), `{"release":"`+id1+`"}`)
+	got := read()
+	if string(got.State) != `{"version":1}` || got.Current != id1 || string(got.Manifest) != `{"release":"`+id1+`"}` {
+		t.Fatalf("deployed: %+v", got)
+	}
+	if _, err := ParseLive([]byte("no separators")); err == nil {
+		t.Error("accepted output without separators")
+	}
+}

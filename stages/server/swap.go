@@ -611,7 +611,7 @@ func ParseCurrent(stdout []byte) (string, error) {
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // FormatEnv renders variables as shared/.env: sorted KEY='value' lines that
-// sh can source (RunIn does). Upload it to Layout.EnvPath, then run ChmodEnv.
+// sh can source (RunIn does). WriteEnv puts it on the server.
 func FormatEnv(vars map[string]string) ([]byte, error) {
 	keys := make([]string, 0, len(vars))
 	for k := range vars {
@@ -628,7 +628,18 @@ func FormatEnv(vars map[string]string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ChmodEnv makes shared/.env readable by its owner only.
-func ChmodEnv(l Layout) remote.Command {
-	return remote.Cmd("protect shared/.env", "chmod", "600", l.EnvPath())
+// WriteEnv replaces shared/.env with content (FormatEnv's), in one round
+// trip: the content comes on stdin into a file created owner-only (umask
+// 077, so the secrets are never readable by others, not even for a moment)
+// and renamed over the old one.
+func WriteEnv(l Layout, content []byte) remote.Command {
+	return remote.Command{Desc: "write shared/.env", Stdin: bytes.NewReader(content), Script: fill(`set -e
+umask 077
+mkdir -p {{shared}}
+tmp={{env}}.tmp.$$
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+chmod 600 "$tmp"
+mv -f "$tmp" {{env}}
+`, "shared", q(l.SharedDir()), "env", q(l.EnvPath()))}
 }

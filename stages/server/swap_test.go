@@ -509,10 +509,13 @@ func TestRunInAndEnv(t *testing.T) {
 	if string(env) != "A=1\nB_VAR='it'\\''s $HOME; `x`'\n" {
 		t.Errorf("env %q", env)
 	}
-	writeFile(t, l.EnvPath(), string(env))
-	mustRun(t, ChmodEnv(l), nil)
+	writeFile(t, l.EnvPath(), "OLD=1\n")
+	mustRun(t, WriteEnv(l, env), nil)
 	if fi, _ := os.Stat(l.EnvPath()); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", fi.Mode())
+	}
+	if got, _ := os.ReadFile(l.EnvPath()); string(got) != string(env) {
+		t.Errorf("shared/.env = %q, want %q", got, env)
 	}
 	res := mustRun(t, mustCmd(RunIn(l, id1, "print", `printf '%s|%s|%s|%s' "$(pwd)" "$B_VAR" "$STAGECOACH_RELEASE" "$(env | grep -c ^A=)"`)), nil)
 	want := l.ReleaseDir(id1) + "|it's $HOME; `x`|" + id1 + "|1"

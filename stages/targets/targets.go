@@ -135,11 +135,7 @@ func Health(ctx context.Context) error {
 // Cleanup removes old releases, backups and stale uploads, and reports disk use.
 func Cleanup(ctx context.Context) error {
 	return holding(ctx, "cleanup", func(ctx context.Context, r *stages.Run) error {
-		if err := r.Cleanup(ctx); err != nil {
-			return err
-		}
-		r.SaveStates(ctx)
-		return nil
+		return r.Cleanup(ctx)
 	})
 }
 
