@@ -168,9 +168,6 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 			h.Log.Warnf("record deploy: %v", err)
 			continue
 		}
-		if result == server.ResultNoChange {
-			h.State.Revision = r.Plan.Revision
-		}
 		err := h.saveState(ctx)
 		if err != nil && server.ExitCode(err) < 0 && ctx.Err() == nil {
 			// The connection is gone, not the host: record the outcome

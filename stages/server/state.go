@@ -165,7 +165,8 @@ func (s *State) Promote(id string) error {
 
 // RecordDeploy appends d to the history (dropping the oldest beyond
 // MaxDeploys) and applies its outcome: a success promotes its release and
-// records its revision as the one to diff against next time; a failure marks
+// records its revision as the one to diff against next time (so does a
+// deploy that found no change); a failure marks
 // its release failed unless that release is live; a rollback promotes the
 // release gone back to and makes its revision the one to diff against, as
 // the next deploy reuses that release's files.
@@ -181,7 +182,13 @@ func (s *State) RecordDeploy(d Deploy) error {
 			return fmt.Errorf("record rollback: %w", err)
 		}
 		s.Revision = d.Revision
-	case ResultNoChange, ResultSelfHeal:
+	case ResultNoChange:
+		// The live release already is what this revision builds: later
+		// deploys diff against the newer revision.
+		if d.Revision != "" {
+			s.Revision = d.Revision
+		}
+	case ResultSelfHeal:
 	case ResultFailed, ResultRolledBack, ResultRollbackFailed:
 		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
 			s.Releases[i].Status = StatusFailed
