@@ -72,7 +72,7 @@ func (r *Run) selfHeal(ctx context.Context, sick []*Host, causes map[*Host]strin
 // live goes back. Either way the state records it.
 func (r *Run) healHost(ctx context.Context, h *Host, checked, cause string) (string, error) {
 	if h.Live == "" || h.Live != checked {
-		return "", fmt.Errorf("the live release changed since the check (%s, now %s): left alone", checked, orUnknown(h.Live))
+		return "", fmt.Errorf("the live release changed since the check (%s, now %s): left alone", checked, orDefault(h.Live, "nothing"))
 	}
 	prev, ok := h.State.Previous()
 	if !ok {

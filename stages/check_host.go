@@ -199,20 +199,13 @@ func (r *Run) checkLock(ctx context.Context, h *Host) CheckResult {
 		res.Message = fmt.Sprintf("deploy running for %s: %s", st.HeldFor, st.Holder.Describe(leaseTTL))
 	default:
 		action := fmt.Sprintf("its holder is alive (heartbeat %s ago): see what %s, pid %d, is doing and stop it if it hangs",
-			st.Holder.Age.Round(time.Second), orUnknown(st.Holder.Info.Holder), st.Holder.Info.PID)
+			st.Holder.Age.Round(time.Second), orDefault(st.Holder.Info.Holder, "an unknown holder"), st.Holder.Info.PID)
 		if st.Holder.Stale(leaseTTL) {
 			action = "its holder stopped its heartbeat, so that deploy is dead: the next deploy breaks the lock when run with STAGECOACH_BREAK_LOCK=1"
 		}
 		res.fail(CheckFailed, fmt.Sprintf("deploy lock stuck: held for %s, longer than check.lock_max_age %s; %s", st.HeldFor, maxAge, st.Holder.Describe(leaseTTL)), action)
 	}
 	return done()
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "an unknown holder"
-	}
-	return s
 }
 
 // checkServices asks the service manager about the live release's
@@ -268,13 +261,6 @@ func (r *Run) checkServices(ctx context.Context, h *Host) []CheckResult {
 		out2 = append(out2, c)
 	}
 	return out2
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // checkHealth runs the configured health checks once, retrying a quick

@@ -33,7 +33,7 @@ func WritePrometheus(path string, rep *CheckReport, now time.Time) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return writeFileAtomic(path, RenderPrometheus(rep, parseLastSuccess(old), now))
+	return WriteFileAtomic(path, RenderPrometheus(rep, parseLastSuccess(old), now))
 }
 
 // RenderPrometheus renders rep as gauges. previous holds last-success

@@ -45,9 +45,9 @@ func (r *Run) ShowPlan(ctx context.Context, w io.Writer) error {
 		if r.Plan.Migrations.Pending && r.Cfg.Migrations != nil {
 			migrations = r.Cfg.Migrations.Run
 		}
-		rows = append(rows, []string{h.Name, orDash(h.Live), r.Plan.Release,
+		rows = append(rows, []string{h.Name, orDefault(h.Live, "-"), r.Plan.Release,
 			fmt.Sprintf("%s (%d files, %d reused)", ui.Bytes(p.Manifest.Archive.Size), len(p.Send), len(p.Reuse)),
-			migrations, orDash(strings.Join(remove, " "))})
+			migrations, orDefault(strings.Join(remove, " "), "-")})
 	}
 	fmt.Fprintln(w)
 	return ui.Table(w, []string{"HOST", "LIVE", "NEW", "TO SEND", "MIGRATIONS", "CLEANUP REMOVES"}, rows)
@@ -77,7 +77,7 @@ func (r *Run) ShowReleases(ctx context.Context, w io.Writer, deploys int) error 
 			if d.BrokeLock != "" {
 				what += ", broke lock of " + d.BrokeLock
 			}
-			rows = append(rows, []string{d.Started.Local().Format(time.DateTime), orDash(d.ID), d.User, what, ui.Round(d.Duration).String()})
+			rows = append(rows, []string{d.Started.Local().Format(time.DateTime), orDefault(d.ID, "-"), d.User, what, ui.Round(d.Duration).String()})
 		}
 		fmt.Fprintln(w)
 		ui.Table(w, []string{"DEPLOYED", "RELEASE", "BY", "RESULT", "TOOK"}, rows)

@@ -136,8 +136,8 @@ func writePackage(ctx context.Context, p *Packaged, log *ui.Logger, extra ...io.
 		return fmt.Errorf("package %s: %w", m.Release, err)
 	}
 	log.Infof("package %s: %d files, %d sent (%s), %d reused from %s; archive %s sha256 %s",
-		m.Release, len(m.Files), len(p.Send), packageSize(p.Bytes), len(p.Reuse), packageBase(m.Base),
-		packageSize(m.Archive.Size), m.Archive.SHA256[:12])
+		m.Release, len(m.Files), len(p.Send), ui.Bytes(p.Bytes), len(p.Reuse), orDefault(m.Base, "none"),
+		ui.Bytes(m.Archive.Size), m.Archive.SHA256[:12])
 	return nil
 }
 
@@ -194,23 +194,4 @@ func writePackageFile(name string, write func(*os.File) error) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
-}
-
-func packageSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func packageBase(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

@@ -116,18 +116,11 @@ func (rep *Report) addStage(s StageReport) {
 
 // WriteJSON writes the report to path through a temporary file.
 func (rep *Report) WriteJSON(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return WriteFileAtomic(path, append(data, '\n'))
 }
 
 // PrintSummary writes the end-of-deploy tables: one row per stage, one
@@ -141,20 +134,48 @@ func (rep *Report) PrintSummary(w io.Writer) {
 	fmt.Fprintln(w)
 	rows = rows[:0]
 	for _, h := range rep.Hosts {
-		rows = append(rows, []string{h.Name, orDash(h.Before), orDash(h.After), ui.Bytes(h.BytesSent),
+		rows = append(rows, []string{h.Name, orDefault(h.Before, "-"), orDefault(h.After, "-"), ui.Bytes(h.BytesSent),
 			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d", h.Connections, h.Sessions)})
 	}
 	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESSIONS"}, rows)
-	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, orDash(rep.Release), ui.Round(rep.Duration))
+	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, orDefault(rep.Release, "-"), ui.Round(rep.Duration))
 	if rep.Error != "" {
 		fmt.Fprintf(w, ": %s", rep.Error)
 	}
 	fmt.Fprintln(w)
 }
 
-func orDash(s string) string {
+// orDefault is s, or def when s is empty.
+func orDefault(s, def string) string {
 	if s == "" {
-		return "-"
+		return def
 	}
 	return s
+}
+
+// WriteFileAtomic writes data to path (creating its directory) through a
+// temporary file in the same directory and a rename, so readers never see
+// half a file.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -45,12 +44,8 @@ func writeCheckJSON(rep *stages.CheckReport, dest string) error {
 		_, err = os.Stdout.Write(data)
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+	if err := stages.WriteFileAtomic(dest, data); err != nil {
 		return exitcode.With(exitcode.BadConfig, fmt.Errorf("STAGECOACH_JSON: %w", err))
 	}
-	tmp := dest + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return exitcode.With(exitcode.BadConfig, fmt.Errorf("STAGECOACH_JSON: %w", err))
-	}
-	return os.Rename(tmp, dest)
+	return nil
 }
