@@ -152,8 +152,8 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		// SyncStderr and SyncStdout carry what the plugin prints to
 		// os.Stderr and os.Stdout, which go-plugin relays over gRPC.
 		Stderr:     stderr,
-		SyncStderr: io.MultiWriter(stderr, &lockedWriter{w: h.log.Writer("stderr: ", true)}),
-		SyncStdout: &lockedWriter{w: h.log.Writer("stdout: ", true)},
+		SyncStderr: io.MultiWriter(stderr, h.log.Writer("stderr: ", true)),
+		SyncStdout: h.log.Writer("stdout: ", true),
 	})
 	// Kill waits for the process and go-plugin's goroutines; it is a no-op
 	// when the process never started.
@@ -379,21 +379,9 @@ func hclogTo(log *ui.Logger) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:        "go-plugin",
 		Level:       hclog.Debug,
-		Output:      &lockedWriter{w: log.Writer("", true)},
+		Output:      log.Writer("", true),
 		DisableTime: true,
 	})
-}
-
-// lockedWriter serialises writes into a line writer, which keeps state.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // tailBuffer keeps the last max bytes written, for error messages.

@@ -114,12 +114,14 @@ func (l *Logger) line(level, format string, args ...any) {
 }
 
 // Writer returns an io.Writer that logs each complete line it receives,
-// prefixed by prefix, for streaming command output into the log.
+// prefixed by prefix, for streaming command output into the log. It is safe
+// for concurrent use, so one writer may take a process's stdout and stderr.
 func (l *Logger) Writer(prefix string, debugOnly bool) io.WriteCloser {
 	return &lineWriter{log: l, prefix: prefix, debugOnly: debugOnly}
 }
 
 type lineWriter struct {
+	mu        sync.Mutex
 	log       *Logger
 	prefix    string
 	debugOnly bool
@@ -127,6 +129,8 @@ type lineWriter struct {
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
 	for {
 		i := strings.IndexByte(string(w.buf), '\n')
@@ -140,6 +144,8 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 
 // Close flushes a final line without a newline.
 func (w *lineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
 		w.emit(string(w.buf))
 		w.buf = nil
