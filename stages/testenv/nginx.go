@@ -235,18 +235,11 @@ func (n *Nginx) writeConfig(o nginxOptions) error {
 
 // start runs nginx in the foreground and waits until it answers HTTP.
 func (n *Nginx) start(bin string) error {
-	n.output = &SyncBuffer{}
-	n.cmd = exec.Command(bin, "-p", n.Dir+"/", "-c", n.ConfigFile, "-e", filepath.Join(n.Dir, "logs", "error.log"))
-	n.cmd.Stdout = n.output
-	n.cmd.Stderr = n.output
-	// Its own process group, so a stuck master and its workers can be killed together.
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	n.cmd.WaitDelay = 5 * time.Second
-	if err := n.cmd.Start(); err != nil {
+	var err error
+	n.cmd, n.output, n.exited, err = startServer(bin, "-p", n.Dir+"/", "-c", n.ConfigFile, "-e", filepath.Join(n.Dir, "logs", "error.log"))
+	if err != nil {
 		return err
 	}
-	n.exited = make(chan struct{})
-	go func() { n.cmd.Wait(); close(n.exited) }()
 
 	client := loopbackClient(1)
 	client.Timeout = time.Second

@@ -150,18 +150,10 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 	if err := os.WriteFile(config, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
-	h.log = &SyncBuffer{}
-	h.cmd = exec.Command(SSHDPath, "-D", "-e", "-f", config)
-	h.cmd.Stdout = h.log
-	h.cmd.Stderr = h.log
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Connection processes inherit the log pipe; do not wait on them forever.
-	h.cmd.WaitDelay = 5 * time.Second
-	if err := h.cmd.Start(); err != nil {
+	var err error
+	if h.cmd, h.log, h.exited, err = startServer(SSHDPath, "-D", "-e", "-f", config); err != nil {
 		return err
 	}
-	h.exited = make(chan struct{})
-	go func() { h.cmd.Wait(); close(h.exited) }()
 
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -386,4 +378,23 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// startServer starts a server in the foreground, in a process group of its
+// own (so it and its children can be killed together), with its output in
+// a buffer; exited is closed when it has ended.
+func startServer(path string, args ...string) (cmd *exec.Cmd, output *SyncBuffer, exited chan struct{}, err error) {
+	output = &SyncBuffer{}
+	cmd = exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = output, output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Children (sshd's connection processes, nginx's workers) inherit the
+	// output pipe; do not wait on them forever.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	exited = make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	return cmd, output, exited, nil
 }
