@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 )
 
@@ -23,18 +24,14 @@ func (r *Run) swapOn(ctx context.Context, h *Host) error {
 	if err := r.stage(ctx, h); err != nil {
 		return err
 	}
-	if len(r.Env.Shared) > 0 {
-		if err := h.exec(ctx)(server.LinkShared(l, id, r.Env.Shared)); err != nil {
-			return err
-		}
-	}
-	if dir := r.Env.Assets.Dir; dir != "" {
-		if err := h.exec(ctx)(server.CarryAssets(l, id, assetSources(h.State, h.Live, r.Env.Assets.Versions), dir)); err != nil {
-			return err
-		}
-	}
-	if err := r.writeEnv(ctx, h); err != nil {
+	furnish, err := r.furnish(h)
+	if err != nil {
 		return err
+	}
+	if furnish.Script != "" {
+		if _, err := h.run(ctx, furnish); err != nil {
+			return err
+		}
 	}
 	if err := r.migrate(ctx, h); err != nil {
 		return err
@@ -100,18 +97,35 @@ func assetSources(s *server.State, live string, versions int) []string {
 	return out
 }
 
-// writeEnv writes shared/.env (owner-only) when the environment sets any
-// variables; secret values never pass through the log.
-func (r *Run) writeEnv(ctx context.Context, h *Host) error {
-	if len(r.envValues) == 0 {
-		return nil
+// furnish is what the staged release gets before migrations, in one
+// round trip: links to the shared paths, the assets of the releases before
+// it, and shared/.env (owner-only, when the environment sets variables;
+// secret values never pass through the log).
+func (r *Run) furnish(h *Host) (remote.Command, error) {
+	id, l := r.Plan.Release, h.Layout
+	var steps []remote.Command
+	if len(r.Env.Shared) > 0 {
+		c, err := server.LinkShared(l, id, r.Env.Shared)
+		if err != nil {
+			return c, err
+		}
+		steps = append(steps, c)
 	}
-	data, err := server.FormatEnv(r.envValues)
-	if err != nil {
-		return err
+	if dir := r.Env.Assets.Dir; dir != "" {
+		c, err := server.CarryAssets(l, id, assetSources(h.State, h.Live, r.Env.Assets.Versions), dir)
+		if err != nil {
+			return c, err
+		}
+		steps = append(steps, c)
 	}
-	_, err = h.run(ctx, server.WriteEnv(h.Layout, data))
-	return err
+	if len(r.envValues) > 0 {
+		data, err := server.FormatEnv(r.envValues)
+		if err != nil {
+			return remote.Command{}, err
+		}
+		steps = append(steps, server.WriteEnv(l, data))
+	}
+	return remote.Chain("link shared paths, carry assets, write shared/.env into "+id, steps...)
 }
 
 // migrate backs up the configured database files and runs the migrations,

@@ -71,3 +71,33 @@ func TestQuoteRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestChain(t *testing.T) {
+	run := func(c Command) (string, int) {
+		cmd := exec.Command("/bin/sh", "-c", c.Script)
+		cmd.Stdin = c.Stdin
+		out, _ := cmd.Output()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	first := Script("first", "set -e\necho one\nexit 0")
+	reader := Command{Desc: "reader", Script: "read -r line; echo \"got $line\"", Stdin: strings.NewReader("input\n")}
+	failing := Script("failing", "echo two; exit 7")
+	never := Script("never", "echo three")
+
+	c, err := Chain("all", first, reader, failing, never)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := run(c); out != "one\ngot input\ntwo\n" || code != 7 {
+		t.Errorf("chain printed %q and exited %d, want the first three in order and exit 7", out, code)
+	}
+	// The commands without stdin read nothing, even when the chain has some.
+	reader.Stdin = strings.NewReader("input\n")
+	c, _ = Chain("order", Script("greedy", "cat"), reader)
+	if out, code := run(c); out != "got input\n" || code != 0 {
+		t.Errorf("got %q, exit %d", out, code)
+	}
+	if _, err := Chain("two readers", reader, reader); err == nil {
+		t.Error("two commands reading stdin were chained")
+	}
+}

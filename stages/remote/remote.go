@@ -63,6 +63,27 @@ func Script(desc, source string) Command {
 	return Command{Desc: desc, Script: source}
 }
 
+// Chain joins commands into one that runs them in one round trip: each
+// script in a subshell of its own, in order, stopping at the first that
+// fails, whose exit status the chain exits with. At most one of them may
+// read stdin; the others read nothing.
+func Chain(desc string, cmds ...Command) (Command, error) {
+	chain := Command{Desc: desc}
+	var b strings.Builder
+	for _, c := range cmds {
+		input := " </dev/null"
+		if c.Stdin != nil {
+			if chain.Stdin != nil {
+				return Command{}, fmt.Errorf("%s: more than one command reads stdin (%s)", desc, c.Desc)
+			}
+			chain.Stdin, input = c.Stdin, ""
+		}
+		fmt.Fprintf(&b, "(\n%s\n)%s || exit $?\n", c.Script, input)
+	}
+	chain.Script = b.String()
+	return chain, nil
+}
+
 // Result is what a finished command produced.
 type Result struct {
 	Stdout   []byte
