@@ -12,7 +12,7 @@ import (
 // BenchmarkRunOnOpenConnection is one command as a session on the runner's
 // open connection: the cost of each step of a deploy.
 func BenchmarkRunOnOpenConnection(b *testing.B) {
-	h := testenv.StartSSHD(b)
+	h := startSSHD(b)
 	r := h.Dial(b)
 	ctx := context.Background()
 	cmd := remote.Cmd("true", "true")
@@ -32,7 +32,7 @@ func BenchmarkRunOnOpenConnection(b *testing.B) {
 // connecting anew each time, as a shell deploy script does.
 func BenchmarkOpenSSHFreshClient(b *testing.B) {
 	ssh := testenv.RequireTool(b, "ssh", "apt-get install -y openssh-client")
-	h := testenv.StartSSHD(b)
+	h := startSSHD(b)
 	args := append(h.OpenSSHArgs(), h.User+"@"+h.Addr, "true")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

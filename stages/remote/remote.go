@@ -6,6 +6,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -106,6 +107,22 @@ func (e *ExitError) Error() string {
 		msg += ": " + tail
 	}
 	return msg
+}
+
+// ErrConnectionLost is wrapped by every error of an operation that failed
+// because the connection to the host broke under it: the session could not
+// be opened, it ended without an exit status, the channel failed, or the
+// keepalive went unanswered. Whether the command ran is then unknown.
+var ErrConnectionLost = errors.New("connection lost")
+
+// IsConnectionLost reports whether err means the transport to the host
+// broke, so a new connection may succeed where this one failed. A command
+// that ran and exited non-zero (*ExitError) is not a lost connection, and
+// neither is cancellation: an error that also wraps a context error is
+// reported as not lost, because reconnecting would defeat the cancel.
+func IsConnectionLost(err error) bool {
+	return errors.Is(err, ErrConnectionLost) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Quote returns s quoted for POSIX sh so that it is passed as one word.

@@ -25,6 +25,9 @@ const closeGrace = 2 * time.Second
 // session opens a session on the shared connection, waiting for a free slot.
 // release must be called when done.
 func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), err error) {
+	if s.closed() {
+		return nil, nil, fmt.Errorf("open session: %w", errRunnerClosed)
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -43,7 +46,14 @@ func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), e
 	case o := <-ch:
 		if o.err != nil {
 			<-s.sem
-			return nil, nil, s.lostErr(fmt.Errorf("open session: %w", o.err))
+			err := fmt.Errorf("open session: %w", o.err)
+			// A refusal (too many sessions) comes over a working
+			// connection; any other failure means it is gone.
+			var refused *ssh.OpenChannelError
+			if !errors.As(o.err, &refused) {
+				err = s.lostErr(err)
+			}
+			return nil, nil, err
 		}
 		s.sessions.Add(1)
 		return o.sess, func() { o.sess.Close(); <-s.sem }, nil
@@ -199,7 +209,7 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
 		}
 	}
 	if err := sess.Start(shellLine(cmd.Script)); err != nil {
-		return Result{}, s.lostErr(fmt.Errorf("%s on %s: start: %w", desc, s.target, err))
+		return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, s.transportErr(fmt.Errorf("start: %w", err)))
 	}
 	if stdin != nil {
 		go func() {
@@ -219,7 +229,6 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
 // exitErr turns a session's end into the package's errors.
 func (s *SSH) exitErr(desc string, res *Result, err error) error {
 	var exit *ssh.ExitError
-	var missing *ssh.ExitMissingError
 	switch {
 	case err == nil:
 		return nil
@@ -230,12 +239,11 @@ func (s *SSH) exitErr(desc string, res *Result, err error) error {
 			stderr = strings.TrimRight(stderr, "\n") + "\nkilled by signal " + sig
 		}
 		return &ExitError{Target: s.target, Desc: desc, Code: res.ExitCode, Stderr: stderr}
-	case errors.As(err, &missing) || errors.Is(err, io.EOF):
-		res.ExitCode = -1
-		return s.lostErr(fmt.Errorf("%s on %s: connection lost before the command finished: %w", desc, s.target, err))
 	default:
+		// No exit status: the session ended before the command did, or
+		// copying its output failed here.
 		res.ExitCode = -1
-		return s.lostErr(fmt.Errorf("%s on %s: %w", desc, s.target, err))
+		return fmt.Errorf("%s on %s: %w", desc, s.target, s.transportErr(err))
 	}
 }
 
@@ -303,19 +311,29 @@ type countingReader struct {
 	n        int64
 	stopped  bool
 	progress func(int)
+	srcErr   error // the source's own failure, told apart from the channel's
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		c.n += int64(n)
-		if c.progress != nil && !c.stopped {
-			c.progress(n)
-		}
-		c.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += int64(n)
+	if n > 0 && c.progress != nil && !c.stopped {
+		c.progress(n)
+	}
+	if err != nil && err != io.EOF {
+		c.srcErr = err
 	}
 	return n, err
+}
+
+// sourceFailed reports whether reading the source failed, as opposed to
+// writing to the connection.
+func (c *countingReader) sourceFailed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srcErr != nil
 }
 
 // stop ends progress reports and returns the bytes read.
@@ -349,7 +367,7 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 		return fail(err)
 	}
 	if err := sess.Start(shellLine(uploadScript(p, tmp))); err != nil {
-		return fail(s.lostErr(err))
+		return fail(s.transportErr(fmt.Errorf("start: %w", err)))
 	}
 	src := &countingReader{r: r, progress: progress}
 	copied := make(chan error, 1)
@@ -380,7 +398,11 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 			return fail(ctx.Err())
 		}
 		if cerr != nil && !errors.Is(cerr, io.EOF) {
-			return fail(s.lostErr(fmt.Errorf("after %d bytes: %w", sent, cerr)))
+			cause := fmt.Errorf("after %d bytes: %w", sent, cerr)
+			if src.sourceFailed() {
+				return fail(cause) // a broken local archive, not the connection
+			}
+			return fail(s.transportErr(cause))
 		}
 		group.flush()
 		res := Result{Stderr: stderr.Bytes()}

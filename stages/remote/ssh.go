@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/user"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -282,10 +284,45 @@ func (s *SSH) Close() error {
 	return err
 }
 
-// lostErr explains a failure when the keepalive closed the connection.
+// errRunnerClosed is the cause of operations started after Close.
+var errRunnerClosed = errors.New("the runner was closed")
+
+// closed reports whether Close was called: failures after it are of our
+// own making, not a lost connection.
+func (s *SSH) closed() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// lostErr marks err as a lost connection, adding why the keepalive closed
+// it when it did.
 func (s *SSH) lostErr(err error) error {
+	if s.closed() {
+		return err
+	}
 	if p := s.lost.Load(); p != nil {
-		return fmt.Errorf("%w (%v)", err, *p)
+		return fmt.Errorf("%w: %w (%v)", ErrConnectionLost, err, *p)
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+}
+
+// transportErr marks err, from the SSH library, as a lost connection when
+// it says the connection or the session's channel went away: end of file
+// on the channel, a session ending without exit status, a network error,
+// or any failure once the keepalive has closed the connection. Other
+// errors (the server refusing a request, a local writer failing) pass
+// unchanged.
+func (s *SSH) transportErr(err error) error {
+	var missing *ssh.ExitMissingError
+	var netErr net.Error
+	if s.lost.Load() != nil || errors.As(err, &missing) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &netErr) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return s.lostErr(err)
 	}
 	return err
 }

@@ -37,7 +37,7 @@ func dial(t *testing.T, cfg remote.SSHConfig) (*remote.SSH, error) {
 }
 
 func TestOneConnectionForManyOperations(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	p := startProxy(t, net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
 	cfg := h.SSHConfig()
 	cfg.Target = fmt.Sprintf("%s@127.0.0.1:%d", h.User, p.port())
@@ -102,7 +102,7 @@ func TestOneConnectionForManyOperations(t *testing.T) {
 }
 
 func TestUnknownHostKey(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	for name, file := range map[string]string{
 		"empty":   filepath.Join(t.TempDir(), "known_hosts"),
 		"missing": filepath.Join(t.TempDir(), "absent"),
@@ -136,7 +136,7 @@ func TestUnknownHostKey(t *testing.T) {
 }
 
 func TestChangedHostKey(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	_, other := testenv.NewKeyFile(t, "")
 	file := filepath.Join(t.TempDir(), "known_hosts")
 	addr := net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))
@@ -180,7 +180,7 @@ func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
 	ecFile := filepath.Join(t.TempDir(), "ssh_host_ecdsa_key")
 	os.WriteFile(ecFile, pem.EncodeToMemory(block), 0o600)
 	ecSigner, _ := ssh.NewSignerFromKey(ecKey)
-	h := testenv.StartSSHD(t, testenv.WithConfig("HostKey "+ecFile))
+	h := startSSHD(t, testenv.WithConfig("HostKey "+ecFile))
 	addr := net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))
 	for name, key := range map[string]ssh.PublicKey{"ed25519": h.HostKey, "ecdsa": ecSigner.PublicKey()} {
 		t.Run(name, func(t *testing.T) {
@@ -196,7 +196,7 @@ func TestHostKeyAlgorithmsFromKnownHosts(t *testing.T) {
 }
 
 func TestWrongClientKey(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	key, _ := testenv.NewKeyFile(t, "")
 	cfg := h.SSHConfig()
 	cfg.IdentityFiles = []string{key}
@@ -212,7 +212,7 @@ func TestWrongClientKey(t *testing.T) {
 }
 
 func TestNoCredentials(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	cfg := h.SSHConfig()
 	cfg.IdentityFiles = []string{}
 	cfg.UseAgent = true
@@ -226,7 +226,7 @@ func TestNoCredentials(t *testing.T) {
 }
 
 func TestEncryptedKey(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	key, signer := testenv.NewKeyFile(t, "open sesame")
 	h.Authorize(t, signer.PublicKey())
 	cfg := h.SSHConfig()
@@ -257,7 +257,7 @@ func TestEncryptedKey(t *testing.T) {
 }
 
 func TestAgentAuth(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	pemBytes, err := os.ReadFile(h.IdentityFile)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestSilentPort(t *testing.T) {
 // TestDroppedConnectionMidUpload kills the server's connection processes
 // while an upload streams: the upload fails and nothing appears at its path.
 func TestDroppedConnectionMidUpload(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	r := h.Dial(t)
 	dest := filepath.Join(t.TempDir(), "release.tar")
 	src := &slowReader{after: 1 << 20, onAfter: h.KillConnections}
@@ -366,6 +366,9 @@ func TestDroppedConnectionMidUpload(t *testing.T) {
 		t.Errorf("only %d bytes sent before the drop", sent)
 	}
 	t.Logf("upload error: %v", err)
+	if !remote.IsConnectionLost(err) || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("upload error %q is not a lost connection", err)
+	}
 
 	fresh := h.Dial(t)
 	res, err := fresh.Run(context.Background(), remote.Script("look", fmt.Sprintf("ls -a %s; test ! -e %s", remote.Quote(filepath.Dir(dest)), remote.Quote(dest))))
@@ -373,15 +376,77 @@ func TestDroppedConnectionMidUpload(t *testing.T) {
 		t.Fatalf("final file exists after the dropped upload: %v (%s)", err, res.Stdout)
 	}
 	// The old runner reports the lost connection instead of hanging.
-	if _, err := r.Run(context.Background(), remote.Cmd("true", "true")); err == nil {
-		t.Error("command on the dropped connection succeeded")
+	_, err = r.Run(context.Background(), remote.Cmd("true", "true"))
+	if !remote.IsConnectionLost(err) {
+		t.Errorf("command on the dropped connection: error %v, want a lost connection", err)
 	}
 }
+
+// TestConnectionLostMidCommand kills the server's connection processes
+// while a command runs: it fails as a lost connection, and so does every
+// later operation on the runner, while a new connection works.
+func TestConnectionLostMidCommand(t *testing.T) {
+	h := startSSHD(t)
+	r := h.Dial(t)
+	cmd := remote.Script("long step", "echo started; sleep 30")
+	cmd.Stdout = writerFunc(func(p []byte) (int, error) {
+		h.KillConnections()
+		return len(p), nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // hang guard
+	defer cancel()
+	res, err := r.Run(ctx, cmd)
+	t.Logf("run error: %v", err)
+	if !remote.IsConnectionLost(err) || !errors.Is(err, remote.ErrConnectionLost) {
+		t.Fatalf("error %v, want a lost connection", err)
+	}
+	var exit *remote.ExitError
+	if errors.As(err, &exit) || ctx.Err() != nil {
+		t.Errorf("lost connection reported as exit %v / context %v", exit, ctx.Err())
+	}
+	if res.ExitCode != -1 {
+		t.Errorf("exit code %d, want -1 (unknown)", res.ExitCode)
+	}
+	for _, want := range []string{"long step on " + r.Target(), "connection lost"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	for name, op := range map[string]func() error{
+		"run":    func() error { _, err := r.Run(ctx, remote.Cmd("true", "true")); return err },
+		"read":   func() error { _, err := r.ReadFile(ctx, "/etc/hostname"); return err },
+		"upload": func() error { return r.Upload(ctx, strings.NewReader("x"), filepath.Join(t.TempDir(), "f"), nil) },
+	} {
+		if err := op(); !remote.IsConnectionLost(err) {
+			t.Errorf("%s on the lost connection: error %v, want a lost connection", name, err)
+		}
+	}
+	if _, err := h.Dial(t).Run(ctx, remote.Cmd("true", "true")); err != nil {
+		t.Errorf("new connection after the loss: %v", err)
+	}
+}
+
+// TestClosedRunnerIsNotConnectionLost: operations after Close fail, but
+// the connection was ended on purpose, not lost.
+func TestClosedRunnerIsNotConnectionLost(t *testing.T) {
+	r := startSSHD(t).Dial(t)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Run(context.Background(), remote.Cmd("true", "true"))
+	if err == nil || remote.IsConnectionLost(err) || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("error %v, want one saying the runner was closed", err)
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestKeepAliveClosesDeadConnection: when the server stops answering, the
 // keepalive closes the connection and operations fail saying why.
 func TestKeepAliveClosesDeadConnection(t *testing.T) {
-	h := testenv.StartSSHD(t)
+	h := startSSHD(t)
 	p := startProxy(t, net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
 	cfg := h.SSHConfig()
 	cfg.Target = fmt.Sprintf("%s@127.0.0.1:%d", h.User, p.port())
@@ -406,5 +471,8 @@ func TestKeepAliveClosesDeadConnection(t *testing.T) {
 	t.Log(err)
 	if !strings.Contains(err.Error(), "keepalive") {
 		t.Errorf("error %q should say the keepalive went unanswered", err)
+	}
+	if !remote.IsConnectionLost(err) {
+		t.Errorf("error %q is not a lost connection", err)
 	}
 }

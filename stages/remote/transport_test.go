@@ -16,12 +16,22 @@ import (
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
+// startSSHD starts a test sshd, or skips the test under -short, which must
+// start no server.
+func startSSHD(t testing.TB, opts ...testenv.Option) *testenv.Host {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts sshd: skipped with -short")
+	}
+	return testenv.StartSSHD(t, opts...)
+}
+
 // transports gives each test the same runner semantics on both transports.
 func transports(t *testing.T) map[string]func(t *testing.T) remote.Runner {
 	return map[string]func(t *testing.T) remote.Runner{
 		"local": func(t *testing.T) remote.Runner { return remote.NewLocal() },
 		"ssh": func(t *testing.T) remote.Runner {
-			return testenv.StartSSHD(t).Dial(t)
+			return startSSHD(t).Dial(t)
 		},
 	}
 }
@@ -281,6 +291,50 @@ func TestUploadSourceError(t *testing.T) {
 		}
 		if _, err := os.Stat(dest); !os.IsNotExist(err) {
 			t.Fatalf("final file exists after a failed upload (stat: %v)", err)
+		}
+	})
+}
+
+// TestNotConnectionLost: a command failing, killed or cancelled, or a local
+// source failing is not a lost connection, and the runner goes on working.
+func TestNotConnectionLost(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, r remote.Runner) {
+		dir := t.TempDir()
+		run := func(ctx context.Context, script string) error {
+			_, err := r.Run(ctx, remote.Script("step", script))
+			return err
+		}
+		for _, tc := range []struct {
+			name string
+			op   func(ctx context.Context) error
+		}{
+			{"exit status", func(ctx context.Context) error { return run(ctx, "echo boom >&2; exit 7") }},
+			{"killed by signal", func(ctx context.Context) error { return run(ctx, "kill -KILL $$") }},
+			{"cancelled", func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				defer cancel()
+				return run(ctx, "sleep 30")
+			}},
+			{"read missing file", func(ctx context.Context) error {
+				_, err := r.ReadFile(ctx, filepath.Join(dir, "absent"))
+				return err
+			}},
+			{"upload into missing directory", func(ctx context.Context) error {
+				return r.Upload(ctx, strings.NewReader("x"), filepath.Join(dir, "nope", "f"), nil)
+			}},
+			{"upload source fails", func(ctx context.Context) error {
+				return r.Upload(ctx, &failingReader{}, filepath.Join(dir, "f"), nil)
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := tc.op(context.Background())
+				if err == nil || remote.IsConnectionLost(err) || errors.Is(err, remote.ErrConnectionLost) {
+					t.Fatalf("error %v, want a failure that is not a lost connection", err)
+				}
+			})
+		}
+		if _, err := r.Run(context.Background(), remote.Cmd("true", "true")); err != nil {
+			t.Fatalf("runner broken after the failures: %v", err)
 		}
 	})
 }
