@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
@@ -54,7 +54,7 @@ func TestDeployRefusedAccess(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			start := time.Now()
-			res := deploy(t, ctx, p, stages.Options{AllowDirty: true})
+			res := deploy(t, ctx, p, pipeline.Options{AllowDirty: true})
 			if res.err == nil || exitcode.Of(res.err) != exitcode.Unreachable {
 				t.Fatalf("err %v (exit %d), want exit %d\n%s", res.err, exitcode.Of(res.err), exitcode.Unreachable, res.log)
 			}

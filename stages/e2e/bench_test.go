@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
@@ -180,7 +181,7 @@ func (bn *bench) wipe(root string) {
 }
 
 func (bn *bench) cleanPackages() {
-	os.RemoveAll(filepath.Join(bn.proj, stages.PackagesDir))
+	os.RemoveAll(filepath.Join(bn.proj, run.PackagesDir))
 }
 
 // newProject writes a git project with one component whose build copies
@@ -258,7 +259,7 @@ func (bn *bench) stagecoach(scenario string) measure {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	r, err := stages.Open(stages.Options{ConfigPath: filepath.Join(bn.proj, "stagecoach.yml"), ReportPath: reportPath}, log)
+	r, err := pipeline.Open(pipeline.Options{ConfigPath: filepath.Join(bn.proj, "stagecoach.yml"), ReportPath: reportPath}, log)
 	if err == nil {
 		err = r.Deploy(ctx)
 	}
@@ -270,7 +271,7 @@ func (bn *bench) stagecoach(scenario string) measure {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var rep stages.Report
+	var rep run.Report
 	if err := json.Unmarshal(data, &rep); err != nil {
 		b.Fatal(err)
 	}

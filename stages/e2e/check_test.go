@@ -22,8 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/check"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -32,7 +33,7 @@ import (
 
 // checkRun is one `mage check` and what it printed.
 type checkRun struct {
-	rep *stages.CheckReport
+	rep *check.Report
 	err error
 	log string
 }
@@ -42,7 +43,7 @@ func runCheck(t *testing.T, p *testenv.Project, verbose bool) checkRun {
 	t.Helper()
 	out := &testenv.SyncBuffer{}
 	log := ui.New(out, verbose)
-	r, err := stages.Open(stages.Options{ConfigPath: p.Config, Environment: "test"}, log)
+	r, err := pipeline.Open(pipeline.Options{ConfigPath: p.Config, Environment: "test"}, log)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -72,16 +73,16 @@ func (c checkRun) expect(t *testing.T, code int, wants ...string) {
 	}
 }
 
-// result returns the check named check, failing the test when absent.
-func (c checkRun) result(t *testing.T, check string) stages.CheckResult {
+// result returns the check named name, failing the test when absent.
+func (c checkRun) result(t *testing.T, name string) check.Result {
 	t.Helper()
 	for _, r := range c.rep.Checks {
-		if r.Check == check || (check == stages.KindHealth && r.Kind == stages.KindHealth) {
+		if r.Check == name || (name == check.KindHealth && r.Kind == check.KindHealth) {
 			return r
 		}
 	}
-	t.Fatalf("no %s check in the report: %+v", check, c.rep.Checks)
-	return stages.CheckResult{}
+	t.Fatalf("no %s check in the report: %+v", name, c.rep.Checks)
+	return check.Result{}
 }
 
 // deployed starts an sshd, makes a project with opts and deploys it.
@@ -106,18 +107,18 @@ func TestCheckHealthy(t *testing.T) {
 		t.Errorf("a healthy check printed:\n%s", c.log)
 	}
 	for _, r := range c.rep.Checks {
-		want := stages.CheckOK
-		if r.Kind == stages.KindService {
-			want = stages.CheckSkipped // the command manager has no status
+		want := check.StatusOK
+		if r.Kind == check.KindService {
+			want = check.StatusSkipped // the command manager has no status
 		}
 		if r.Status != want || r.Host != host.Target() {
 			t.Errorf("%s on %s: %s (%s)", r.Check, r.Host, r.Status, r.Message)
 		}
 	}
-	for _, kind := range []string{stages.KindConnect, stages.KindState, stages.KindLock, stages.KindDisk, stages.KindIntegrity, stages.KindService, stages.KindHealth} {
+	for _, kind := range []string{check.KindConnect, check.KindState, check.KindLock, check.KindDisk, check.KindIntegrity, check.KindService, check.KindHealth} {
 		c.result(t, kind)
 	}
-	if d := c.result(t, stages.KindDisk).Disk; d == nil || d.FreeBytes <= 0 || d.TotalBytes < d.FreeBytes {
+	if d := c.result(t, check.KindDisk).Disk; d == nil || d.FreeBytes <= 0 || d.TotalBytes < d.FreeBytes {
 		t.Errorf("disk space %+v", d)
 	}
 
@@ -166,15 +167,15 @@ func TestCheckIntegrity(t *testing.T) {
 		break_  func() error
 		restore func() error
 		kind    string // in the log: "1 modified (frontend/index.html)"
-		files   func(*stages.FileDiffs) []string
+		files   func(*check.FileDiffs) []string
 		path    string
 	}{
 		{"modified", func() error { return os.WriteFile(index, append(orig, "<!-- defaced -->"...), 0o644) },
-			func() error { return os.WriteFile(index, orig, 0o644) }, "1 modified", func(f *stages.FileDiffs) []string { return f.Modified }, "frontend/index.html"},
+			func() error { return os.WriteFile(index, orig, 0o644) }, "1 modified", func(f *check.FileDiffs) []string { return f.Modified }, "frontend/index.html"},
 		{"deleted", func() error { return os.Remove(index) },
-			func() error { return os.WriteFile(index, orig, 0o644) }, "1 missing", func(f *stages.FileDiffs) []string { return f.Missing }, "frontend/index.html"},
+			func() error { return os.WriteFile(index, orig, 0o644) }, "1 missing", func(f *check.FileDiffs) []string { return f.Missing }, "frontend/index.html"},
 		{"added", func() error { return os.WriteFile(filepath.Join(cur, "frontend", "shell.php"), []byte("<?php"), 0o644) },
-			func() error { return os.Remove(filepath.Join(cur, "frontend", "shell.php")) }, "1 extra", func(f *stages.FileDiffs) []string { return f.Extra }, "frontend/shell.php"},
+			func() error { return os.Remove(filepath.Join(cur, "frontend", "shell.php")) }, "1 extra", func(f *check.FileDiffs) []string { return f.Extra }, "frontend/shell.php"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.break_(); err != nil {
@@ -185,8 +186,8 @@ func TestCheckIntegrity(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.expect(t, exitcode.Unhealthy, "integrity: releases/", tc.kind+" ("+tc.path+")", "what to do:")
-			r := c.result(t, stages.KindIntegrity)
-			if r.Status != stages.CheckFailed || r.Files == nil || strings.Join(tc.files(r.Files), ",") != tc.path {
+			r := c.result(t, check.KindIntegrity)
+			if r.Status != check.StatusFailed || r.Files == nil || strings.Join(tc.files(r.Files), ",") != tc.path {
 				t.Errorf("integrity result %+v", r)
 			}
 			if !strings.Contains(c.err.Error(), "integrity on ") {
@@ -216,10 +217,10 @@ func TestCheckServiceDown(t *testing.T) {
 	}
 	c := runCheck(t, p, false)
 	c.expect(t, exitcode.Unhealthy, "health GET http://", "connection refused", "what to do:")
-	if r := c.result(t, stages.KindHealth); r.Status != stages.CheckFailed {
+	if r := c.result(t, check.KindHealth); r.Status != check.StatusFailed {
 		t.Errorf("health %+v", r)
 	}
-	if r := c.result(t, stages.KindIntegrity); r.Status != stages.CheckOK {
+	if r := c.result(t, check.KindIntegrity); r.Status != check.StatusOK {
 		t.Errorf("integrity of an intact release: %+v", r)
 	}
 }
@@ -261,9 +262,9 @@ func TestCheckUnreachable(t *testing.T) {
 	c.expect(t, exitcode.Unreachable, lost.Target()+": connect: ", "what to do:")
 	for _, r := range c.rep.Checks {
 		switch {
-		case r.Host == lost.Target() && (r.Kind != stages.KindConnect || r.Status != stages.CheckError):
+		case r.Host == lost.Target() && (r.Kind != check.KindConnect || r.Status != check.StatusError):
 			t.Errorf("unreachable host: %s %s", r.Check, r.Status)
-		case r.Host == kept.Target() && r.Status != stages.CheckOK && r.Status != stages.CheckSkipped:
+		case r.Host == kept.Target() && r.Status != check.StatusOK && r.Status != check.StatusSkipped:
 			t.Errorf("reachable host: %s %s: %s", r.Check, r.Status, r.Message)
 		}
 	}
@@ -284,7 +285,7 @@ func TestCheckDiskThreshold(t *testing.T) {
 	_, p := deployed(t, testenv.ProjectOptions{Environment: "    check: { min_free_disk: \"99%\" }\n"})
 	c := runCheck(t, p, false)
 	c.expect(t, exitcode.Unhealthy, "disk: only ", "below the minimum 99%", "mage cleanup")
-	if r := c.result(t, stages.KindDisk); r.Status != stages.CheckFailed || r.Disk == nil {
+	if r := c.result(t, check.KindDisk); r.Status != check.StatusFailed || r.Disk == nil {
 		t.Errorf("disk %+v", r)
 	}
 }
@@ -304,7 +305,7 @@ func TestCheckState(t *testing.T) {
 	}
 	c := runCheck(t, p, false)
 	c.expect(t, exitcode.OK, "WARN ", "state: state file "+statePath+" is missing; current points at releases/", "next deploy ships every file")
-	if r := c.result(t, stages.KindIntegrity); r.Status != stages.CheckOK {
+	if r := c.result(t, check.KindIntegrity); r.Status != check.StatusOK {
 		t.Errorf("integrity without a state file: %+v", r)
 	}
 
@@ -313,7 +314,7 @@ func TestCheckState(t *testing.T) {
 	}
 	c = runCheck(t, p, false)
 	c.expect(t, exitcode.Unhealthy, "state: state file "+statePath+" is corrupt", "move it aside")
-	if r := c.result(t, stages.KindIntegrity); r.Status != stages.CheckOK {
+	if r := c.result(t, check.KindIntegrity); r.Status != check.StatusOK {
 		t.Errorf("integrity with a corrupt state file: %+v", r)
 	}
 	if err := os.WriteFile(statePath, orig, 0o644); err != nil {
@@ -390,7 +391,7 @@ func TestCheckSelfHeal(t *testing.T) {
 		t.Errorf("self-heal %+v", c.rep.SelfHeal)
 	}
 	for _, r := range c.rep.Checks {
-		if r.Status == stages.CheckFailed || r.Status == stages.CheckError {
+		if r.Status == check.StatusFailed || r.Status == check.StatusError {
 			t.Errorf("after the self-heal %s: %s", r.Check, r.Message)
 		}
 	}
@@ -552,7 +553,7 @@ environments:
 `, host.Target(), root, host.KnownHostsFile, host.IdentityFile, srv.URL)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	r, err := stages.Open(stages.Options{ConfigPath: cfg, Environment: "test"}, ui.Discard())
+	r, err := pipeline.Open(pipeline.Options{ConfigPath: cfg, Environment: "test"}, ui.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/check"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
@@ -178,7 +179,7 @@ func init() {
 // cleanupOnly runs the cleanup stage alone, as `mage cleanup` does.
 func cleanupOnly(t *testing.T, p *testenv.Project) {
 	t.Helper()
-	r, out := openRun(t, p, stages.Options{})
+	r, out := openRun(t, p, pipeline.Options{})
 	r.Command = "cleanup"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -273,7 +274,7 @@ func TestComposeDeploy(t *testing.T) {
 	}
 
 	breakHealth(t, p)
-	third := deployWith(t, p, stages.Options{})
+	third := deployWith(t, p, pipeline.Options{})
 	mustFail(t, third, exitcode.RolledBack, "health", "rolled back")
 	if got := verifyLive(t, p.Root); got != id2 {
 		t.Errorf("current is %s after the rollback, want %s", got, id2)
@@ -305,13 +306,13 @@ func TestComposeDeploy(t *testing.T) {
 	waitDockerHealthy(t, proj)
 	c := runCheck(t, p, true)
 	c.expect(t, exitcode.OK)
-	if r := c.result(t, "service app"); r.Status != stages.CheckOK || r.Message != "running (healthy)" {
+	if r := c.result(t, "service app"); r.Status != check.StatusOK || r.Message != "running (healthy)" {
 		t.Errorf("service check %+v", r)
 	}
 	dockerOut(t, "stop", "-t", "5", c3.ID)
 	c = runCheck(t, p, false)
 	c.expect(t, exitcode.Unhealthy, "app is exited")
-	if r := c.result(t, "service app"); r.Status != stages.CheckFailed {
+	if r := c.result(t, "service app"); r.Status != check.StatusFailed {
 		t.Errorf("service check of a stopped container %+v", r)
 	}
 }

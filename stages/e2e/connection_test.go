@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -29,7 +29,7 @@ func TestConnectionKilledDuringShip(t *testing.T) {
 	guest := reserve(t, p.Port, "Dropped Connection Guest")
 	addImage(t, p, "photo.jpg", 4<<20, 1)
 
-	r, out := openRun(t, p, stages.Options{})
+	r, out := openRun(t, p, pipeline.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// Detect connects without locking; the deploy then runs on the same

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -35,7 +35,7 @@ func TestDiskFull(t *testing.T) {
 	filler := filepath.Join(mnt, "filler")
 	fill(t, filler, freeBytes(t, mnt)-1<<20)
 	addImage(t, p, "photo.jpg", 3<<20, 2)
-	res := deployWith(t, p, stages.Options{})
+	res := deployWith(t, p, pipeline.Options{})
 	mustFail(t, res, exitcode.Failed, "disk full", "free")
 	t.Logf("refused: %v", res.err)
 
@@ -56,7 +56,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	r, out := openRun(t, p, stages.Options{})
+	r, out := openRun(t, p, pipeline.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := r.Detect(ctx); err != nil {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/targets"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -32,7 +32,7 @@ func TestArchiveCorruptedInTransit(t *testing.T) {
 	changeFrontend(t, p, "a change shipped corrupt")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	r, out := openRun(t, p, stages.Options{})
+	r, out := openRun(t, p, pipeline.Options{})
 	release, err := r.Hold(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestFailingMigration(t *testing.T) {
 
 	p.Write("backend/migrations/0003_broken.sql", "-- Broken on purpose.\nCREATE TABLE specials (id INTEGER PRIMARY KEY);\nALTER TABLE no_such_table ADD COLUMN x TEXT;\n")
 	p.Commit("a broken migration")
-	res := deployWith(t, p, stages.Options{})
+	res := deployWith(t, p, pipeline.Options{})
 	mustFail(t, res, exitcode.Failed, "migration failed", "restored")
 	t.Logf("refused: %v", res.err)
 
@@ -143,7 +143,7 @@ func TestFailingHealthCheck(t *testing.T) {
 	guest := reserve(t, p.Port, "Health Guest")
 
 	breakHealth(t, p)
-	res := deployWith(t, p, stages.Options{})
+	res := deployWith(t, p, pipeline.Options{})
 	mustFail(t, res, exitcode.RolledBack, "health", "rolled back")
 
 	if got := verifyLive(t, p.Root); got != id1 {
@@ -198,7 +198,7 @@ func TestInterruptAfterSwitch(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	res := deploy(t, ctx, p, stages.Options{})
+	res := deploy(t, ctx, p, pipeline.Options{})
 	mustFail(t, res, exitcode.RolledBack, "interrupted", "rolled back")
 	t.Logf("interrupted after the switch: %v", res.err)
 
@@ -250,7 +250,7 @@ func TestInterruptDuringSwap(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	res := deploy(t, ctx, p, stages.Options{})
+	res := deploy(t, ctx, p, pipeline.Options{})
 	if res.err == nil {
 		t.Fatalf("the interrupted deploy succeeded\n%s", res.log)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
@@ -17,14 +17,14 @@ import (
 
 // deployResult is one deploy's outcome and its log.
 type deployResult struct {
-	run *stages.Run
+	run *pipeline.Run
 	err error
 	log string
 }
 
 // deploy runs the whole pipeline on p's test environment, as `mage deploy`
 // would, and returns the run with its log.
-func deploy(t *testing.T, ctx context.Context, p *testenv.Project, opts stages.Options) deployResult {
+func deploy(t *testing.T, ctx context.Context, p *testenv.Project, opts pipeline.Options) deployResult {
 	t.Helper()
 	r, out := openRun(t, p, opts)
 	err := r.Deploy(ctx)
@@ -33,11 +33,11 @@ func deploy(t *testing.T, ctx context.Context, p *testenv.Project, opts stages.O
 
 // openRun opens a run on p's test environment with a verbose log that the
 // test can read.
-func openRun(t *testing.T, p *testenv.Project, opts stages.Options) (*stages.Run, *testenv.SyncBuffer) {
+func openRun(t *testing.T, p *testenv.Project, opts pipeline.Options) (*pipeline.Run, *testenv.SyncBuffer) {
 	t.Helper()
 	out := &testenv.SyncBuffer{}
 	opts.ConfigPath, opts.Environment = p.Config, "test"
-	r, err := stages.Open(opts, ui.New(out, true))
+	r, err := pipeline.Open(opts, ui.New(out, true))
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -49,7 +49,7 @@ func mustDeploy(t *testing.T, p *testenv.Project) deployResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	res := deploy(t, ctx, p, stages.Options{})
+	res := deploy(t, ctx, p, pipeline.Options{})
 	if res.err != nil {
 		t.Fatalf("deploy: %v\n%s", res.err, res.log)
 	}
@@ -83,7 +83,7 @@ func live(t *testing.T, root string) string {
 // report reads the JSON report of the run.
 func report(t *testing.T, p *testenv.Project, release string) map[string]any {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(p.Dir, stages.ReportsDir, release+".json"))
+	data, err := os.ReadFile(filepath.Join(p.Dir, pipeline.ReportsDir, release+".json"))
 	if err != nil {
 		t.Fatalf("read report: %v", err)
 	}

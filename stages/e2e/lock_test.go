@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -36,13 +36,13 @@ func TestConcurrentDeployRefused(t *testing.T) {
 	p.Commit("a slow frontend build")
 
 	first := make(chan deployResult, 1)
-	go func() { first <- deployWith(t, p, stages.Options{}) }()
+	go func() { first <- deployWith(t, p, pipeline.Options{}) }()
 	waitFor(t, "the first deploy to take the lock", func() bool {
 		_, err := os.Stat(filepath.Join(lockDir(p.Root), "info.json"))
 		return err == nil
 	})
 
-	second := deployWith(t, p, stages.Options{})
+	second := deployWith(t, p, pipeline.Options{})
 	u, _ := user.Current()
 	mustFail(t, second, exitcode.Locked, "deploy locked by "+u.Username+"@", "pid")
 	t.Logf("second deploy refused: %v", second.err)
@@ -81,7 +81,7 @@ func TestStaleLock(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fresh := deployWith(t, p, stages.Options{BreakLock: true})
+	fresh := deployWith(t, p, pipeline.Options{BreakLock: true})
 	mustFail(t, fresh, exitcode.Locked, "deploy locked by ghost@old-laptop (pid 4242)")
 	if strings.Contains(fresh.err.Error(), "stale") {
 		t.Errorf("a fresh lock was called stale: %v", fresh.err)
@@ -91,14 +91,14 @@ func TestStaleLock(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(l.LockDir(), "info.json"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	refused := deployWith(t, p, stages.Options{})
+	refused := deployWith(t, p, pipeline.Options{})
 	mustFail(t, refused, exitcode.Locked, "stale lock", "ghost@old-laptop", "STAGECOACH_BREAK_LOCK")
 	t.Logf("stale lock refused: %v", refused.err)
 	if got := verifyLive(t, p.Root); got != id1 {
 		t.Errorf("current moved to %s", got)
 	}
 
-	broke := deployWith(t, p, stages.Options{BreakLock: true})
+	broke := deployWith(t, p, pipeline.Options{BreakLock: true})
 	if broke.err != nil {
 		t.Fatalf("deploy breaking the stale lock: %v\n%s", broke.err, broke.log)
 	}

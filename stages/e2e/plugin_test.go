@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
@@ -132,7 +132,7 @@ func TestPluginFailures(t *testing.T) {
 		p.Write("frontend/src/app.js", readFile(t, filepath.Join(p.Dir, "frontend/src/app.js"))+"\n// "+tc.at+"\n")
 		p.Commit("plugin " + tc.at)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		res := deploy(t, ctx, p, stages.Options{})
+		res := deploy(t, ctx, p, pipeline.Options{})
 		cancel()
 		if res.err == nil || exitcode.Of(res.err) != tc.wantCode || !strings.Contains(res.err.Error(), "smoke test failed") {
 			t.Fatalf("%s: err %v (code %d), want code %d naming the plugin's error\n%s", tc.at, res.err, exitcode.Of(res.err), tc.wantCode, res.log)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
@@ -28,7 +28,7 @@ func TestRollbackTarget(t *testing.T) {
 	id2 := verifyLive(t, p.Root)
 	guest := reserve(t, p.Port, "Rollback Guest")
 
-	rollback(t, p, stages.Options{}, id1)
+	rollback(t, p, pipeline.Options{}, id1)
 	if v := healthVersion(t, p.Port); v != id1 {
 		t.Errorf("the backend serves %s after the rollback, want %s", v, id1)
 	}
@@ -43,7 +43,7 @@ func TestRollbackTarget(t *testing.T) {
 		t.Errorf("deploy history: %+v, want a rollback to %s", d, id1)
 	}
 
-	rollback(t, p, stages.Options{Release: id2}, id2)
+	rollback(t, p, pipeline.Options{Release: id2}, id2)
 	if v := healthVersion(t, p.Port); v != id2 {
 		t.Errorf("the backend serves %s after rolling forward, want %s", v, id2)
 	}
@@ -56,7 +56,7 @@ func TestRollbackTarget(t *testing.T) {
 	// Back on the first release, the checked-out commit (the second
 	// release's) differs from what is live: deploying it must ship the
 	// second release's frontend again, not call it unchanged.
-	rollback(t, p, stages.Options{}, id1)
+	rollback(t, p, pipeline.Options{}, id1)
 	again := mustDeploy(t, p)
 	id3 := verifyLive(t, p.Root)
 	if id3 == id1 || id3 != again.run.Plan.Release {
@@ -80,7 +80,7 @@ func liveScript(t *testing.T, root string) string {
 
 // rollback runs Hold + Rollback under opts, as the rollback target does,
 // checks current lands on want, verified, and logs the timings.
-func rollback(t *testing.T, p *testenv.Project, opts stages.Options, want string) {
+func rollback(t *testing.T, p *testenv.Project, opts pipeline.Options, want string) {
 	t.Helper()
 	r, out := openRun(t, p, opts)
 	r.Command = "rollback"

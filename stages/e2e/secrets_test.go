@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
@@ -52,13 +52,13 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	p.Commit("a migration that leaks")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res := deploy(t, ctx, p, stages.Options{})
+	res := deploy(t, ctx, p, pipeline.Options{})
 	if res.err == nil || !strings.Contains(res.err.Error(), "connecting with token ***") {
 		t.Fatalf("want the migration's failure with the token masked, got %v\n%s", res.err, res.log)
 	}
 	assertNoSecret(t, secret, "the error", res.err.Error())
 	assertNoSecret(t, secret, "the failed deploy's log", res.log)
-	assertNoSecret(t, secret, "the report", readFile(t, filepath.Join(p.Dir, stages.ReportsDir, res.run.Plan.Release+".json")))
+	assertNoSecret(t, secret, "the report", readFile(t, filepath.Join(p.Dir, pipeline.ReportsDir, res.run.Plan.Release+".json")))
 	assertNoSecret(t, secret, "the server's state", readFile(t, filepath.Join(p.Root, ".stagecoach", "state.json")))
 }
 

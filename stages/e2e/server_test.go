@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -70,7 +70,7 @@ func mustFail(t *testing.T, res deployResult, code int, words ...string) {
 }
 
 // deployCtx deploys with a generous deadline and the given options.
-func deployWith(t *testing.T, p *testenv.Project, opts stages.Options) deployResult {
+func deployWith(t *testing.T, p *testenv.Project, opts pipeline.Options) deployResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

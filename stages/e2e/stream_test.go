@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagecoach/stagecoach/stages"
 	"github.com/stagecoach/stagecoach/stages/archive"
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
@@ -30,13 +31,13 @@ func TestStreamToHostsOneFails(t *testing.T) {
 	}
 	addImage(t, p, "photo.jpg", 4<<20, 3)
 
-	r, out := openRun(t, p, stages.Options{})
+	r, out := openRun(t, p, pipeline.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := r.Detect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var dead, alive *stages.Host
+	var dead, alive *fleet.Host
 	for _, h := range r.Hosts {
 		if strings.Contains(h.Name, hosts[1].Addr) {
 			dead = h

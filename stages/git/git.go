@@ -138,3 +138,11 @@ func splitZ(b []byte) []string {
 	}
 	return strings.Split(s, "\x00")
 }
+
+// Short is a commit's abbreviation for people: its first seven digits.
+func Short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

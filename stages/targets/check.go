@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/check"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/run"
 )
 
 // Check verifies the live release on every host (health, services, files, disk, lock); silent when all pass, for cron.
@@ -30,7 +31,7 @@ func Check(ctx context.Context) error {
 // writeCheckJSON writes the report as STAGECOACH_JSON asks: "1" (or
 // "true", "yes") prints it on stdout, any other value but "0" and "false"
 // is a file to write it to.
-func writeCheckJSON(rep *stages.CheckReport, dest string) error {
+func writeCheckJSON(rep *check.Report, dest string) error {
 	switch dest {
 	case "", "0", "false", "no":
 		return nil
@@ -44,7 +45,7 @@ func writeCheckJSON(rep *stages.CheckReport, dest string) error {
 		_, err = os.Stdout.Write(data)
 		return err
 	}
-	if err := stages.WriteFileAtomic(dest, data); err != nil {
+	if err := run.WriteFileAtomic(dest, data); err != nil {
 		return exitcode.With(exitcode.BadConfig, fmt.Errorf("STAGECOACH_JSON: %w", err))
 	}
 	return nil

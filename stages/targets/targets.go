@@ -32,27 +32,27 @@ import (
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/stagecoach/stagecoach/stages"
+	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 var (
-	runOnce sync.Once
-	run     *stages.Run
-	runErr  error
+	runOnce   sync.Once
+	shared    *pipeline.Run
+	sharedErr error
 )
 
 // current opens the run shared by every target of this process, so that a
 // chain of targets loads the config once and passes results along.
-func current() (*stages.Run, error) {
+func current() (*pipeline.Run, error) {
 	runOnce.Do(func() {
-		run, runErr = stages.Open(optionsFromEnv(), ui.Default())
+		shared, sharedErr = pipeline.Open(optionsFromEnv(), ui.Default())
 	})
-	return run, runErr
+	return shared, sharedErr
 }
 
-func optionsFromEnv() stages.Options {
-	return stages.Options{
+func optionsFromEnv() pipeline.Options {
+	return pipeline.Options{
 		ConfigPath:  os.Getenv("STAGECOACH_CONFIG"),
 		Environment: os.Getenv("STAGECOACH_ENV"),
 		AllowDirty:  flag("STAGECOACH_ALLOW_DIRTY"),
@@ -104,7 +104,7 @@ func Package(ctx context.Context) error {
 
 // Ship uploads the release to every host and verifies its SHA-256 there.
 func Ship(ctx context.Context) error {
-	return holding(ctx, "ship", func(ctx context.Context, r *stages.Run) error {
+	return holding(ctx, "ship", func(ctx context.Context, r *pipeline.Run) error {
 		mg.CtxDeps(ctx, Package)
 		return r.Ship(ctx)
 	})
@@ -112,7 +112,7 @@ func Ship(ctx context.Context) error {
 
 // Swap unpacks and verifies the release, migrates, and switches current to it.
 func Swap(ctx context.Context) error {
-	return holding(ctx, "swap", func(ctx context.Context, r *stages.Run) error {
+	return holding(ctx, "swap", func(ctx context.Context, r *pipeline.Run) error {
 		mg.CtxDeps(ctx, Ship)
 		return r.Swap(ctx)
 	})
@@ -134,14 +134,14 @@ func Health(ctx context.Context) error {
 
 // Cleanup removes old releases, backups and stale uploads, and reports disk use.
 func Cleanup(ctx context.Context) error {
-	return holding(ctx, "cleanup", func(ctx context.Context, r *stages.Run) error {
+	return holding(ctx, "cleanup", func(ctx context.Context, r *pipeline.Run) error {
 		return r.Cleanup(ctx)
 	})
 }
 
 // Rollback switches back to the previous release (or STAGECOACH_RELEASE) and restarts.
 func Rollback(ctx context.Context) error {
-	return holding(ctx, "rollback", func(ctx context.Context, r *stages.Run) error {
+	return holding(ctx, "rollback", func(ctx context.Context, r *pipeline.Run) error {
 		return r.Rollback(ctx)
 	})
 }
@@ -160,7 +160,7 @@ func Deploy(ctx context.Context) error {
 
 // holding runs fn under the hosts' deploy locks, taken before fn's own
 // dependencies run so a chain of targets holds them throughout.
-func holding(ctx context.Context, command string, fn func(context.Context, *stages.Run) error) error {
+func holding(ctx context.Context, command string, fn func(context.Context, *pipeline.Run) error) error {
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	r, err := current()

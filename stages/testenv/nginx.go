@@ -144,6 +144,7 @@ http {
 // nginx the test fails under CI and is skipped elsewhere.
 func StartNginx(t testing.TB, docroot string, opts ...NginxOption) *Nginx {
 	t.Helper()
+	skipShort(t, "nginx")
 	bin := NginxPath
 	if _, err := os.Stat(bin); err != nil {
 		bin = RequireTool(t, "nginx", nginxHint)

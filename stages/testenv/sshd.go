@@ -70,6 +70,7 @@ func WithConfig(lines ...string) Option {
 // sshd the test fails under CI and is skipped elsewhere.
 func StartSSHD(t testing.TB, opts ...Option) *Host {
 	t.Helper()
+	skipShort(t, "sshd")
 	if _, err := os.Stat(SSHDPath); err != nil {
 		missing(t, sshdHint)
 	}

@@ -30,3 +30,12 @@ func missing(t testing.TB, msg string) {
 	}
 	t.Skip(msg)
 }
+
+// skipShort skips a test that would start a server under -short, which
+// runs only what needs no sshd, nginx or Docker.
+func skipShort(t testing.TB, server string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("starts %s: runs without -short", server)
+	}
+}

@@ -21,3 +21,11 @@ func Table(w io.Writer, header []string, rows [][]string) error {
 	}
 	return tw.Flush()
 }
+
+// Or is s, or def when s is empty: "-" in a table cell, "none" in a line.
+func Or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

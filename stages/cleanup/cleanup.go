@@ -1,0 +1,62 @@
+// Package cleanup frees the hosts' disks after a deploy: old releases and
+// their backups, stale uploads and staging leftovers, docker logs.
+package cleanup
+
+import (
+	"context"
+
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// Step is Cleanup as a pipeline step: one script per host that keeps the newest keep_releases
+// releases and their backups (never the live or the previous one), removes
+// stale uploads and staging leftovers, and reports disk use before and
+// after. The state forgets the releases it removed.
+type Step struct{}
+
+func (Step) String() string { return "cleanup" }
+
+// Run cleans up every host.
+func (Step) Run(ctx context.Context, rc *run.Context) error {
+	return rc.Each(ctx, "clean up", func(ctx context.Context, h *fleet.Host) error {
+		protect := []string{}
+		if h.State.Current != "" {
+			protect = append(protect, h.State.Current)
+		}
+		if prev, ok := h.State.Previous(); ok {
+			protect = append(protect, prev.ID)
+		}
+		cmd, err := server.Cleanup(h.Layout, server.CleanupSpec{
+			Keep:           rc.Env.KeepReleases,
+			Protect:        protect,
+			IncomingMaxAge: rc.Env.Cleanup.IncomingMaxAge,
+			DockerLogs:     rc.Env.Cleanup.DockerLogs,
+			DockerPrune:    rc.Env.Cleanup.DockerPrune,
+			ReleaseImages:  rc.Env.Services.Manager == server.ManagerCompose,
+		})
+		if err != nil {
+			return err
+		}
+		res, err := h.Run(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		rep, err := server.ParseCleanup(res.Stdout)
+		if err != nil {
+			return err
+		}
+		for _, id := range rep.Removed {
+			h.State.RemoveRelease(id)
+		}
+		rc.Report.Host(h).Cleanup = &rep
+		h.Log.Infof("cleanup: removed %d releases, %d stale uploads; free %s -> %s",
+			len(rep.Removed), rep.RemovedIncoming, ui.Bytes(rep.FreeBeforeKB*1024), ui.Bytes(rep.FreeAfterKB*1024))
+		if len(rep.Removed) == 0 {
+			return nil
+		}
+		return h.SaveState(ctx)
+	})
+}

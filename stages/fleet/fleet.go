@@ -1,0 +1,162 @@
+// Package fleet is the hosts of one run: dialing them, fanning work out to
+// them with a bound, their deploy locks and their deploy state.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// DialFunc opens the connection to one host, named as configured.
+type DialFunc func(ctx context.Context, name string) (remote.Runner, error)
+
+// Fleet connects to and works on the hosts of one environment. Its clock,
+// dialer and lease timings are fields so tests can replace them.
+type Fleet struct {
+	Dial     DialFunc
+	Parallel int // hosts worked on at once; at least 1
+	Log      *ui.Logger
+	Lease    LeaseTiming
+	Now      func() time.Time
+}
+
+// New returns the fleet of env: SSH (or local) connections as env.SSH
+// says, env.Parallel hosts at a time, the default lease timing.
+func New(env *config.Environment, log *ui.Logger) *Fleet {
+	return &Fleet{Dial: SSHDialer(env.SSH), Parallel: env.Parallel, Log: log, Lease: DefaultLease, Now: time.Now}
+}
+
+// SSHDialer dials "local" on this machine and anything else over SSH,
+// verified against known_hosts, with the environment's SSH settings.
+func SSHDialer(s config.SSH) DialFunc {
+	return func(ctx context.Context, name string) (remote.Runner, error) {
+		if name == remote.LocalTarget {
+			return remote.NewLocal(), nil
+		}
+		cfg := remote.NewSSHConfig(name)
+		if s.KnownHosts != "" {
+			cfg.KnownHostsFile = s.KnownHosts
+		}
+		if len(s.Identities) > 0 {
+			cfg.IdentityFiles = s.Identities
+		}
+		if s.DialTimeout > 0 {
+			cfg.DialTimeout = s.DialTimeout
+		}
+		return remote.DialSSH(ctx, cfg)
+	}
+}
+
+// Hosts returns the hosts named, not yet connected. root may contain
+// {host} (see HostRoot).
+func (f *Fleet) Hosts(names []string, root string) []*Host {
+	hosts := make([]*Host, len(names))
+	for i, name := range names {
+		hosts[i] = &Host{Name: name, Layout: server.Layout{Root: HostRoot(root, name)}, Log: f.Log.With(name)}
+	}
+	return hosts
+}
+
+// Open connects h; every later operation on it is a session on that one
+// connection. The error carries the Unreachable exit code.
+func (f *Fleet) Open(ctx context.Context, h *Host) error {
+	runner, err := f.Dial(ctx, h.Name)
+	if err != nil {
+		return exitcode.With(exitcode.Unreachable, err)
+	}
+	h.Runner = runner
+	return nil
+}
+
+// Connect opens one connection per host. When any host cannot be reached,
+// every connection opened is closed again.
+func (f *Fleet) Connect(ctx context.Context, names []string, root string) ([]*Host, error) {
+	hosts := f.Hosts(names, root)
+	// The transports' errors name the host and what failed already.
+	if err := f.Each(ctx, hosts, "", f.Open); err != nil {
+		Close(hosts)
+		return nil, err
+	}
+	return hosts, nil
+}
+
+// HostRoot expands "{host}" in the configured root to the host's address,
+// so several hosts sharing one machine (a test bed) get roots of their own.
+func HostRoot(root, name string) string {
+	host := name
+	if t, err := remote.ParseTarget(name); err == nil && !t.Local {
+		host = t.Host
+	}
+	return strings.ReplaceAll(root, "{host}", host)
+}
+
+// Reconnect replaces h's lost connection by a new one, for the steps that
+// must still happen after a failure: recording it, releasing the lock.
+func (f *Fleet) Reconnect(ctx context.Context, h *Host) error {
+	runner, err := f.Dial(ctx, h.Name)
+	if err != nil {
+		return fmt.Errorf("connection lost, and reconnecting failed: %w", err)
+	}
+	h.Runner.Close()
+	h.Runner = runner
+	h.Log.Infof("reconnected after the connection was lost")
+	return nil
+}
+
+// Close ends the connections of hosts.
+func Close(hosts []*Host) {
+	for _, h := range hosts {
+		if h != nil && h.Runner != nil {
+			h.Runner.Close()
+		}
+	}
+}
+
+// Each runs fn for every host, at most Parallel at once, and joins the
+// failures, each prefixed with what was being done and the host (unless
+// doing is empty), keeping the most specific exit code.
+func (f *Fleet) Each(ctx context.Context, hosts []*Host, doing string, fn func(context.Context, *Host) error) error {
+	sem := make(chan struct{}, max(f.Parallel, 1))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fn(ctx, h); err != nil && doing == "" {
+				errs[i] = err
+			} else if err != nil {
+				errs[i] = fmt.Errorf("%s %s: %w", doing, h.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return JoinCoded(errs)
+}
+
+// JoinCoded joins errors keeping the most specific exit code among them.
+func JoinCoded(errs []error) error {
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	code := exitcode.Failed
+	for _, e := range errs {
+		if c := exitcode.Of(e); e != nil && c != exitcode.Failed {
+			code = c
+		}
+	}
+	return exitcode.With(code, err)
+}

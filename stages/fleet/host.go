@@ -1,0 +1,160 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/stagecoach/stagecoach/stages/archive"
+	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// Host is one target of the environment during a run: its connection, its
+// deploy state, and what this run has done to it, which decides what a
+// rollback must undo.
+type Host struct {
+	Name   string // as configured: "deploy@web1:22" or "local"
+	Runner remote.Runner
+	Layout server.Layout
+	Log    *ui.Logger
+
+	State        *server.State
+	Live         string            // release live when the run started; "" before the first deploy
+	LiveManifest *archive.Manifest // Live's manifest; nil when there is none
+
+	lease *lease
+
+	Shipped   bool  // the archive and manifest are on the host, verified
+	Staged    bool  // releases/<id> exists, verified
+	Migrated  bool  // migrations ran (and the database was backed up first)
+	Switched  bool  // current points at the new release
+	BytesSent int64 // archive and metadata bytes uploaded
+}
+
+// BrokeLock names the holder of a stale lock this run broke on h, "" when
+// it broke none, for the deploy history.
+func (h *Host) BrokeLock() string {
+	if h.lease == nil {
+		return ""
+	}
+	return h.lease.broke
+}
+
+// Run executes cmd on h, logging its duration in verbose mode.
+func (h *Host) Run(ctx context.Context, cmd remote.Command) (remote.Result, error) {
+	defer h.Log.Step(cmd.Desc)()
+	return h.Runner.Run(ctx, cmd)
+}
+
+// Exec returns a function that runs a built command on h, taking the
+// builder's results as they are: h.Exec(ctx)(server.Switch(l, id)).
+func (h *Host) Exec(ctx context.Context) func(remote.Command, error) error {
+	return func(cmd remote.Command, err error) error {
+		if err != nil {
+			return err
+		}
+		_, err = h.Run(ctx, cmd)
+		return err
+	}
+}
+
+// ReadOptional returns the content of a file on h, or nil when it does not
+// exist, in one session whatever the transport.
+func (h *Host) ReadOptional(ctx context.Context, path string) ([]byte, error) {
+	q := remote.Quote(path)
+	res, err := h.Run(ctx, remote.Script("read "+path, "if [ -e "+q+" ]; then cat "+q+"; fi"))
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Stdout) == 0 {
+		return nil, nil
+	}
+	return res.Stdout, nil
+}
+
+// LoadState reads h's deploy state, its live release and that release's
+// manifest, in one round trip. A host without state gets an empty one for
+// app.
+func (h *Host) LoadState(ctx context.Context, app string) error {
+	res, err := h.Run(ctx, server.ReadLive(h.Layout))
+	if err != nil {
+		return err
+	}
+	live, err := server.ParseLive(res.Stdout)
+	if err != nil {
+		return err
+	}
+	h.State = &server.State{Version: server.StateVersion, App: app}
+	if len(live.State) > 0 {
+		if h.State, err = server.ParseState(h.Layout.StatePath(), live.State); err != nil {
+			return err
+		}
+	}
+	h.Live = live.Current
+	h.LiveManifest = nil
+	if h.Live == "" {
+		return nil
+	}
+	if len(live.Manifest) == 0 {
+		h.Log.Warnf("manifest of live release %s not found; shipping every file", h.Live)
+		return nil
+	}
+	m, err := archive.ReadManifest(bytes.NewReader(live.Manifest))
+	if err != nil {
+		h.Log.Warnf("manifest of live release %s unreadable (%v); shipping every file", h.Live, err)
+		return nil
+	}
+	h.LiveManifest = m
+	return nil
+}
+
+// SaveState writes h's state with one temp-then-rename upload.
+func (h *Host) SaveState(ctx context.Context) error {
+	data, err := h.State.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := h.Runner.Upload(ctx, bytes.NewReader(data), h.Layout.StatePath(), nil); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// Restart restarts the services of release id through the service manager.
+func (h *Host) Restart(ctx context.Context, svc config.Services, app, id string) error {
+	cmds, err := server.Restart(svc, h.Layout, id, app)
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if _, err := h.Run(ctx, c); err != nil {
+			return fmt.Errorf("restart services: %w", err)
+		}
+	}
+	return nil
+}
+
+// RestoreDatabase puts back the files backed up before release id
+// migrated, when this run migrated h.
+func (h *Host) RestoreDatabase(ctx context.Context, mig *config.Migrations, id string) error {
+	if !h.Migrated || mig == nil || len(mig.Backup) == 0 {
+		return nil
+	}
+	if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, id, mig.Backup)); err != nil {
+		return err
+	}
+	h.Migrated = false
+	h.Log.Infof("database restored from the backup taken before %s", id)
+	return nil
+}
+
+// DiskFullOr says plainly when h ran out of space.
+func (h *Host) DiskFullOr(err error) error {
+	if server.IsDiskFull(err) {
+		return fmt.Errorf("disk full on %s at %s (no space left on device): %w", h.Name, h.Layout.Root, err)
+	}
+	return err
+}

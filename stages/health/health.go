@@ -1,0 +1,33 @@
+// Package health checks the new release on every host: the environment's
+// HTTP and command checks, retried until their deadline.
+package health
+
+import (
+	"context"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/probe"
+	"github.com/stagecoach/stagecoach/stages/run"
+)
+
+// Step is Health as a pipeline step: its results go to the report.
+type Step struct{}
+
+func (Step) String() string { return "health" }
+
+// Run checks every host; the error lists the checks that never passed.
+func (Step) Run(ctx context.Context, rc *run.Context) error {
+	if len(rc.Env.Health) == 0 {
+		rc.Log.Warnf("no health checks configured for %s: the release is assumed healthy", rc.Env.Name)
+		return nil
+	}
+	return rc.Each(ctx, "health of", func(ctx context.Context, h *fleet.Host) error {
+		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, h.Name, h.Runner)
+		rc.Report.AddHealth(results)
+		for _, res := range results {
+			h.Log.Debugf("health %s: %s after %d attempts (%s)", res.Check, res.Detail, res.Attempts, res.Duration.Round(time.Millisecond))
+		}
+		return err
+	})
+}

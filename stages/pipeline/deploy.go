@@ -1,0 +1,215 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/build"
+	"github.com/stagecoach/stagecoach/stages/cleanup"
+	"github.com/stagecoach/stagecoach/stages/detect"
+	"github.com/stagecoach/stagecoach/stages/exitcode"
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/git"
+	"github.com/stagecoach/stagecoach/stages/health"
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/rollback"
+	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/swap"
+)
+
+// Deploy runs the whole chain under the hosts' deploy locks: Detect, Build,
+// Package and Ship (at once: the archive streams to the hosts as it is
+// written), Swap, Health, then Cleanup. A failure after the swap began
+// rolls every touched host back by itself. Each host's state records
+// the outcome; the report is printed as a summary table and written as
+// JSON. The error carries the exit code cron and CI act on.
+func (r *Run) Deploy(ctx context.Context) (err error) {
+	release, err := r.Hold(ctx)
+	if err != nil {
+		return r.finish(err, server.ResultFailed)
+	}
+	defer release()
+
+	if err := r.BuildPlugins(ctx); err != nil {
+		return r.finish(err, server.ResultFailed)
+	}
+	if err := r.peek(ctx); err != nil {
+		return r.finish(err, server.ResultFailed)
+	}
+	if err := r.step(ctx, detect.Step{}); err != nil {
+		return r.finish(err, server.ResultFailed)
+	}
+	if r.nothingChanged() {
+		r.Log.Infof("nothing changed since %s: %s stays live", git.Short(r.Plan.Previous), r.Hosts[0].Live)
+		r.record(ctx, server.ResultNoChange, "", nil)
+		return r.finish(nil, server.ResultNoChange)
+	}
+	if err := r.step(ctx, build.Step{}); err != nil {
+		r.record(ctx, server.ResultFailed, "build", err)
+		return r.finish(err, server.ResultFailed)
+	}
+	if stage, err := r.packageAndShip(ctx); err != nil {
+		r.record(ctx, server.ResultFailed, stage, err)
+		return r.finish(err, server.ResultFailed)
+	}
+	// Prepare ended with the ship; swap stages the release on every host
+	// and activates it only when every host staged it.
+	if err := r.step(ctx, swap.Step{}); err != nil {
+		return r.failAfterSwap(ctx, "swap", err)
+	}
+	if err := r.step(ctx, health.Step{}); err != nil {
+		return r.failAfterSwap(ctx, "health", err)
+	}
+	r.record(ctx, server.ResultSuccess, "", nil)
+	if err := r.step(ctx, cleanup.Step{}); err != nil {
+		// The release is live and healthy; a failed cleanup is a warning.
+		r.Log.Warnf("%v", err)
+	}
+	return r.finish(nil, server.ResultSuccess)
+}
+
+// nothingChanged reports whether the plan carries no change at all, so the
+// live release already is what this revision would deploy.
+func (r *Run) nothingChanged() bool {
+	if r.Plan.Previous == "" || r.Plan.Migrations.Pending {
+		return false
+	}
+	for _, c := range r.Plan.Components {
+		if c.Changed {
+			return false
+		}
+	}
+	return true
+}
+
+// failAfterSwap rolls back and records how that went.
+func (r *Run) failAfterSwap(ctx context.Context, stage string, cause error) error {
+	if !r.anySwitchedOrMigrated() {
+		// Every host failed before its switch: current never moved.
+		r.record(ctx, server.ResultFailed, stage, cause)
+		return r.finish(cause, server.ResultFailed)
+	}
+	r.Log.Errorf("%v", cause)
+	r.Log.Warnf("rolling back")
+	start := time.Now()
+	rbErr := rollback.AfterFailure(ctx, r.Context)
+	r.Report.Stage("rollback", time.Since(start), rbErr)
+	if rbErr != nil {
+		err := exitcode.Errorf(exitcode.RollbackFailed, "%s failed: %v; rollback failed too: %v", stage, cause, rbErr)
+		r.record(ctx, server.ResultRollbackFailed, stage, err)
+		return r.finish(err, server.ResultRollbackFailed)
+	}
+	err := exitcode.Errorf(exitcode.RolledBack, "%s failed and the deploy was rolled back: %v", stage, cause)
+	// A check stopped by the interrupt may report only what it saw last.
+	if errors.Is(cause, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
+		err = exitcode.Errorf(exitcode.RolledBack, "%s interrupted and the deploy was rolled back: %v", stage, cause)
+	}
+	r.record(ctx, server.ResultRolledBack, stage, err)
+	return r.finish(err, server.ResultRolledBack)
+}
+
+func (r *Run) anySwitchedOrMigrated() bool {
+	for _, h := range r.Hosts {
+		if h.Switched || h.Migrated {
+			return true
+		}
+	}
+	return false
+}
+
+// record writes the deploy's outcome into every host's state. It runs
+// with a context of its own so that an interrupted deploy is recorded too.
+func (r *Run) record(ctx context.Context, result, stage string, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	for _, h := range r.Hosts {
+		if h.State == nil || r.Plan == nil {
+			continue
+		}
+		d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
+			Started: r.Started, Duration: time.Since(r.Started), Result: result, Stage: stage,
+			Error: r.Log.Redact(run.ErrString(cause)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
+		if h.Staged && r.Packaged != nil {
+			h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
+				ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed})
+		}
+		if result == server.ResultNoChange {
+			d.ID = h.Live
+		}
+		if err := h.State.RecordDeploy(d); err != nil {
+			h.Log.Warnf("record deploy: %v", err)
+			continue
+		}
+		err := h.SaveState(ctx)
+		if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
+			// The connection is gone, not the host: record the outcome
+			// over a new one, so the history tells what happened.
+			if err = r.Fleet.Reconnect(ctx, h); err == nil {
+				err = h.SaveState(ctx)
+			}
+		}
+		if err != nil {
+			h.Log.Warnf("%v", err)
+		}
+	}
+}
+
+// finish completes the report, prints the summary, writes the JSON report
+// and returns err with its exit code.
+func (r *Run) finish(err error, result string) error {
+	rep := r.Report
+	rep.Result, rep.Duration = result, time.Since(r.Started)
+	rep.ExitCode = exitcode.Of(err)
+	if err != nil {
+		rep.Error = r.Log.Redact(err.Error())
+	}
+	if r.Plan != nil && result != server.ResultNoChange {
+		rep.Release = r.Plan.Release
+	}
+	if r.Plan != nil {
+		rep.Revision, rep.Previous, rep.Plan = r.Plan.Revision, r.Plan.Previous, r.Plan
+	}
+	for _, h := range r.Hosts {
+		hr := rep.Host(h)
+		hr.BytesSent = h.BytesSent
+		if h.Runner != nil {
+			st := h.Runner.Stats()
+			hr.Connections, hr.Sessions = st.Connections, st.Sessions
+		}
+		hr.After = h.Live
+		if h.Switched {
+			hr.After = r.Plan.Release
+		}
+		if r.Packaged != nil && h.Shipped {
+			hr.FilesSent, hr.FilesReused = len(r.Packaged.Send), len(r.Packaged.Reuse)
+		}
+	}
+	var summary strings.Builder
+	rep.PrintSummary(&summary)
+	r.Log.Infof("%s", summary.String())
+	path := r.Opts.ReportPath
+	if path == "" {
+		name := "latest.json"
+		if rep.Release != "" {
+			name = rep.Release + ".json"
+		}
+		path = filepath.Join(r.Cfg.Dir, run.ReportsDir, name)
+	}
+	if werr := rep.WriteJSON(path); werr != nil {
+		r.Log.Warnf("write report: %v", werr)
+	} else {
+		r.Log.Debugf("report written to %s", path)
+	}
+	if err != nil && exitcode.Of(err) == exitcode.Failed {
+		if errors.Is(err, context.Canceled) {
+			return r.Redact(fmt.Errorf("deploy %s interrupted: %w", rep.Environment, err))
+		}
+		return r.Redact(fmt.Errorf("deploy %s: %w", rep.Environment, err))
+	}
+	return r.Redact(err)
+}

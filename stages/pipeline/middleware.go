@@ -1,0 +1,79 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/stagecoach/stagecoach/plugins"
+	"github.com/stagecoach/stagecoach/stages/fleet"
+)
+
+// step runs s inside the middleware every step of a deploy gets.
+func (r *Run) step(ctx context.Context, s Step) error {
+	return r.timed(ctx, s.String(), func(ctx context.Context) error { return s.Run(ctx, r.Context) })
+}
+
+// timed runs one stage between its before- and after- plugin hooks and
+// adds its line, with its duration, to the report. A stage that returns
+// after an interrupt fails with the interrupt.
+func (r *Run) timed(ctx context.Context, name string, fn func(context.Context) error) error {
+	start := time.Now()
+	err := r.hook(ctx, "before-"+name)
+	if err == nil {
+		err = fn(ctx)
+	}
+	if err == nil {
+		err = r.hook(ctx, "after-"+name)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	r.Report.Stage(name, time.Since(start), err)
+	return err
+}
+
+// hook runs the plugins configured at a hook point ("before-ship",
+// "after-swap", ...) once per host, each with the deploy context and the
+// host's connection for the commands it runs there.
+func (r *Run) hook(ctx context.Context, point string) error {
+	if !r.hasPlugins(point) {
+		return nil
+	}
+	return r.Each(ctx, point+" plugins on", func(ctx context.Context, h *fleet.Host) error {
+		results, err := plugins.RunHook(ctx, r.Cfg.Plugins, point, r.pluginContext(h), h.Runner, h.Log)
+		for _, res := range results {
+			r.Report.AddPlugin(h.Name, res)
+		}
+		return err
+	})
+}
+
+func (r *Run) hasPlugins(point string) bool {
+	for _, p := range r.Cfg.Plugins {
+		if p.At == point {
+			return true
+		}
+	}
+	return false
+}
+
+// pluginContext is what a plugin learns about the deploy on host h.
+func (r *Run) pluginContext(h *fleet.Host) plugins.Context {
+	dc := plugins.Context{Environment: r.Env.Name, Host: h.Name, Root: h.Layout.Root, Dir: r.Cfg.Dir}
+	if p := r.Plan; p != nil {
+		dc.Release, dc.ReleasePath = p.Release, h.Layout.ReleaseDir(p.Release)
+		dc.Revision, dc.Previous = p.Revision, p.Previous
+		for _, c := range p.Components {
+			if c.Changed {
+				dc.Changed = append(dc.Changed, c.Name)
+			}
+		}
+	}
+	return dc
+}
+
+// BuildPlugins builds the plugins configured as Go package directories
+// whose binaries are missing or older than their sources.
+func (r *Run) BuildPlugins(ctx context.Context) error {
+	return plugins.Build(ctx, r.Cfg.Dir, r.Cfg.Plugins, r.Log)
+}

@@ -1,0 +1,89 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/pack"
+	"github.com/stagecoach/stagecoach/stages/ship"
+)
+
+// errNotWritten is the package's result when the ship failed before the
+// archive was written.
+var errNotWritten = errors.New("archive not written: the ship failed first")
+
+// packageAndShip is Deploy's Package and Ship at once: the archive goes to
+// the local package and, as it is written, to every host, so compressing
+// and uploading overlap instead of following each other. The standalone
+// Package and Ship keep them apart. Each stage keeps its hooks, before the
+// stream starts and after it ends, and its own line in the report: the
+// two durations overlap. It returns the stage that failed, if any.
+func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
+	pkgStart := time.Now()
+	if err := r.hook(ctx, "before-package"); err != nil {
+		r.Report.Stage("package", time.Since(pkgStart), err)
+		return "package", err
+	}
+	p, err := pack.Plan(ctx, r.Cfg, r.Plan, r.Previous, r.Log)
+	if err != nil {
+		r.Report.Stage("package", time.Since(pkgStart), err)
+		return "package", err
+	}
+
+	shipStart := time.Now()
+	// At most Parallel hosts take the stream; the others get the written
+	// archive afterwards, as Ship sends it.
+	streamed, rest := r.Hosts, []*fleet.Host(nil)
+	if n := max(r.Env.Parallel, 1); len(streamed) > n {
+		streamed, rest = r.Hosts[:n], r.Hosts[n:]
+	}
+	err = r.hook(ctx, "before-ship")
+	if err == nil {
+		err = ship.Prepare(ctx, r.Context, streamed, p)
+	}
+	if err != nil {
+		r.Report.Stage("package", time.Since(pkgStart), errNotWritten)
+		r.Report.Stage("ship", time.Since(shipStart), err)
+		return "ship", err
+	}
+
+	werr, shipErr := ship.Stream(ctx, r.Context, streamed, p, func(w io.Writer) error {
+		return pack.Write(ctx, p, r.Log, w)
+	})
+	if werr == nil {
+		r.Packaged = p
+	}
+	pkgTook := time.Since(pkgStart)
+	if werr == nil {
+		hookStart := time.Now()
+		werr = r.hook(ctx, "after-package")
+		pkgTook += time.Since(hookStart)
+	}
+	if werr == nil {
+		werr = ctx.Err()
+	}
+	r.Report.Stage("package", pkgTook, werr)
+	if werr != nil {
+		r.Report.Stage("ship", time.Since(shipStart), shipErr)
+		return "package", werr
+	}
+	if shipErr == nil && len(rest) > 0 {
+		shipErr = r.Fleet.Each(ctx, rest, "ship "+p.Manifest.Release+" to", func(ctx context.Context, h *fleet.Host) error {
+			return ship.To(ctx, h, p)
+		})
+	}
+	if shipErr == nil {
+		shipErr = r.hook(ctx, "after-ship")
+	}
+	if shipErr == nil {
+		shipErr = ctx.Err()
+	}
+	r.Report.Stage("ship", time.Since(shipStart), shipErr)
+	if shipErr != nil {
+		return "ship", shipErr
+	}
+	return "", nil
+}

@@ -1,0 +1,199 @@
+package run
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stagecoach/stagecoach/plugins"
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/probe"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// ReportsDir is where deploy reports are written, relative to the project.
+const ReportsDir = ".stagecoach/reports"
+
+// Report is what a deploy did, for people (the summary table) and for
+// machines (the JSON file).
+type Report struct {
+	App         string         `json:"app"`
+	Environment string         `json:"environment"`
+	Release     string         `json:"release,omitempty"`
+	Revision    string         `json:"revision,omitempty"`
+	Previous    string         `json:"previous_revision,omitempty"`
+	Result      string         `json:"result"` // success | no-change | failed | rolled-back | rollback-failed
+	Error       string         `json:"error,omitempty"`
+	ExitCode    int            `json:"exit_code"`
+	Started     time.Time      `json:"started"`
+	Duration    time.Duration  `json:"duration_ns"`
+	Plan        *Plan          `json:"plan,omitempty"`
+	Stages      []StageReport  `json:"stages"`
+	Hosts       []*HostReport  `json:"hosts"`
+	Health      []probe.Result `json:"health,omitempty"`
+	Plugins     []PluginReport `json:"plugins,omitempty"`
+
+	mu sync.Mutex
+	// redact masks secrets in every text the report takes in.
+	redact func(string) string
+}
+
+// StageReport is one stage's outcome.
+type StageReport struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	Result   string        `json:"result"` // ok | failed | skipped
+	Error    string        `json:"error,omitempty"`
+}
+
+// PluginReport is one plugin run on one host.
+type PluginReport struct {
+	Host     string        `json:"host"`
+	Plugin   string        `json:"plugin"`
+	Hook     string        `json:"hook"`
+	Message  string        `json:"message,omitempty"`
+	Logs     []string      `json:"logs,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// HostReport is one host's share of the deploy.
+type HostReport struct {
+	Name        string                `json:"name"`
+	Before      string                `json:"release_before,omitempty"`
+	After       string                `json:"release_after,omitempty"`
+	BytesSent   int64                 `json:"bytes_sent"`
+	FilesSent   int                   `json:"files_sent"`
+	FilesReused int                   `json:"files_reused"`
+	Connections int64                 `json:"connections"`
+	Sessions    int64                 `json:"sessions"`
+	Cleanup     *server.CleanupReport `json:"cleanup,omitempty"`
+}
+
+// Host returns the report entry of h, creating it on first use.
+func (rep *Report) Host(h *fleet.Host) *HostReport {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	for _, hr := range rep.Hosts {
+		if hr.Name == h.Name {
+			return hr
+		}
+	}
+	hr := &HostReport{Name: h.Name, Before: h.Live}
+	rep.Hosts = append(rep.Hosts, hr)
+	return hr
+}
+
+// AddHealth adds health results, masking their secrets.
+func (rep *Report) AddHealth(results []probe.Result) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	for _, res := range results {
+		res.Detail = rep.redact(res.Detail)
+		rep.Health = append(rep.Health, res)
+	}
+}
+
+// AddPlugin adds what a plugin did on host, masking its secrets.
+func (rep *Report) AddPlugin(host string, res plugins.Result) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	logs := make([]string, len(res.Logs))
+	for i, line := range res.Logs {
+		logs[i] = rep.redact(line)
+	}
+	rep.Plugins = append(rep.Plugins, PluginReport{Host: host, Plugin: res.Plugin, Hook: res.Hook,
+		Message: rep.redact(res.Message), Logs: logs, Duration: res.Duration})
+}
+
+// AddStage adds a stage's line, masking secrets in its error.
+func (rep *Report) AddStage(s StageReport) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	s.Error = rep.redact(s.Error)
+	rep.Stages = append(rep.Stages, s)
+}
+
+// WriteJSON writes the report to path through a temporary file.
+func (rep *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(data, '\n'))
+}
+
+// PrintSummary writes the end-of-deploy tables: one row per stage, one
+// per host.
+func (rep *Report) PrintSummary(w io.Writer) {
+	var rows [][]string
+	for _, s := range rep.Stages {
+		rows = append(rows, []string{s.Name, ui.Round(s.Duration).String(), s.Result})
+	}
+	ui.Table(w, []string{"STAGE", "DURATION", "RESULT"}, rows)
+	fmt.Fprintln(w)
+	rows = rows[:0]
+	for _, h := range rep.Hosts {
+		rows = append(rows, []string{h.Name, ui.Or(h.Before, "-"), ui.Or(h.After, "-"), ui.Bytes(h.BytesSent),
+			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d", h.Connections, h.Sessions)})
+	}
+	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESSIONS"}, rows)
+	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, ui.Or(rep.Release, "-"), ui.Round(rep.Duration))
+	if rep.Error != "" {
+		fmt.Fprintf(w, ": %s", rep.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+// WriteFileAtomic writes data to path (creating its directory) through a
+// temporary file in the same directory and a rename, so readers never see
+// half a file.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// Stage adds the line of stage name, which took took and ended with err.
+func (rep *Report) Stage(name string, took time.Duration, err error) {
+	rep.AddStage(StageReport{Name: name, Duration: took, Result: ResultOf(err), Error: ErrString(err)})
+}
+
+// ResultOf is how the report and the state name a step's outcome.
+func ResultOf(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "ok"
+}
+
+// ErrString is err's message, "" for nil.
+func ErrString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
