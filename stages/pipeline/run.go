@@ -50,8 +50,11 @@ func Open(opts Options, log *ui.Logger) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Run{Context: rc}, nil
+	return New(rc), nil
 }
+
+// New returns the run of an opened context.
+func New(rc *run.Context) *Run { return &Run{Context: rc} }
 
 // connect opens one connection per host, once per run.
 func (r *Run) connect(ctx context.Context) error {

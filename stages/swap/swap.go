@@ -90,13 +90,14 @@ func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	return nil
 }
 
-// Discard removes the staged release from every host that staged it, with
-// a context of its own: it runs after a failure, maybe an interrupt.
+// Discard removes the release, staged or only shipped, from every host
+// that has it but did not switch to it, with a context of its own: it runs
+// after a failure, maybe an interrupt.
 func Discard(ctx context.Context, rc *run.Context) {
 	ctx = context.WithoutCancel(ctx)
 	id := rc.Plan.Release
 	for _, h := range rc.Hosts {
-		if !h.Staged || h.Switched {
+		if !(h.Shipped || h.Staged) || h.Switched {
 			continue
 		}
 		if err := h.Exec(ctx)(server.DiscardRelease(h.Layout, id)); err != nil {
@@ -104,7 +105,7 @@ func Discard(ctx context.Context, rc *run.Context) {
 			continue
 		}
 		h.Staged = false
-		h.Log.Infof("discarded staged release %s", id)
+		h.Log.Infof("discarded release %s", id)
 	}
 }
 

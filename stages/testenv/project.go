@@ -38,7 +38,8 @@ type ProjectOptions struct {
 	// backend/, output backend/dist).
 	BackendBuild string
 	// Services, when set, replaces the environment's services block, which
-	// by default starts the backend with the command manager, e.g.
+	// by default starts the backend with the command manager and logs each
+	// stop and restart as a line in shared/services.log, e.g.
 	// "    services: { manager: compose, restart: [app] }\n".
 	Services string
 }
@@ -149,8 +150,11 @@ func (p *Project) config(opts ProjectOptions) string {
 	if services == "" {
 		services = fmt.Sprintf(`    services:
       manager: command
+      stop:
+        - echo "stop $STAGECOACH_RELEASE" >> ../../shared/services.log
       restart:
         - |
+          echo "restart $STAGECOACH_RELEASE" >> ../../shared/services.log
           pidfile=../../shared/backend.pid
           if [ -f "$pidfile" ]; then
             kill "$(cat "$pidfile")" 2>/dev/null || true

@@ -1,0 +1,183 @@
+// Package runtest builds run contexts for unit tests of the steps and the
+// pipeline without a server: a small project in a git repository of its
+// own, and hosts that are scripted fake runners (remotetest) over this
+// machine's shell, each with a deploy root of its own. The real server
+// scripts run against those roots, so a test sees what a deploy would
+// leave on a server, and can inject a fault at any call.
+package runtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
+	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/testenv"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// Options shape the project and its environment.
+type Options struct {
+	// Hosts is how many hosts the environment has; default 1. They are
+	// named deploy@web1, deploy@web2, ...
+	Hosts int
+	// Health is YAML for the environment's health list items, e.g.
+	// "      - command: test -f web/index.html\n"; default none.
+	Health string
+	// Services replaces the environment's services block; by default the
+	// command manager logs each stop and restart to shared/services.log.
+	Services string
+	// Environment is YAML appended to the environment's block.
+	Environment string
+}
+
+// Env is a project and its fake hosts.
+type Env struct {
+	Dir    string   // the project's work tree
+	Config string   // its stagecoach.yml
+	Names  []string // the hosts as configured
+	Roots  []string // each host's deploy root, in Names' order
+	Dialer *remotetest.Dialer
+	Log    *testenv.SyncBuffer // every run's log, verbose
+}
+
+// New writes and commits the project. It has two components, web (site/
+// built into dist/) and app (app/ built into appdist/, holding the
+// migration script), migrations under app/migrations/ that append the
+// release id to shared/data/db, and shared/data linked into each release.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git not found: apt-get install -y git")
+	}
+	e := &Env{Dir: t.TempDir(), Dialer: &remotetest.Dialer{Inner: remote.NewLocal()}, Log: &testenv.SyncBuffer{}}
+	hosts := max(opts.Hosts, 1)
+	root := filepath.Join(t.TempDir(), "{host}", "srv")
+	for i := 1; i <= hosts; i++ {
+		name := fmt.Sprintf("deploy@web%d", i)
+		e.Names = append(e.Names, name)
+		e.Roots = append(e.Roots, fleet.HostRoot(root, name))
+	}
+	services := opts.Services
+	if services == "" {
+		services = `    services:
+      manager: command
+      stop: ['echo "stop $STAGECOACH_RELEASE" >> ../../shared/services.log']
+      restart: ['echo "restart $STAGECOACH_RELEASE" >> ../../shared/services.log']
+`
+	}
+	health := ""
+	if opts.Health != "" {
+		health = "    health:\n" + opts.Health + "    health_wait: { deadline: 1s, interval: 10ms }\n"
+	}
+	e.Config = filepath.Join(e.Dir, "stagecoach.yml")
+	e.Write(t, "stagecoach.yml", fmt.Sprintf(`app: shop
+keep_releases: 3
+components:
+  web:
+    watch: ["site/**"]
+    build: rm -rf dist && mkdir -p dist && cp -R site/. dist/
+    output: dist
+  app:
+    watch: ["app/**"]
+    build: rm -rf appdist && mkdir -p appdist && cp -R app/. appdist/
+    output: appdist
+migrations:
+  watch: ["app/migrations/**"]
+  run: sh app/migrate.sh
+  backup: [shared/data/db]
+environments:
+  test:
+    hosts: [%s]
+    root: %q
+    shared: [data]
+%s%s%s`, strings.Join(e.Names, ", "), root, services, health, opts.Environment))
+	e.Write(t, ".gitignore", "dist/\nappdist/\n.stagecoach/\n")
+	e.Write(t, "site/index.html", "<h1>v1</h1>\n")
+	e.Write(t, "app/migrate.sh", "mkdir -p data && echo \"$STAGECOACH_RELEASE\" >> data/db\n")
+	e.Write(t, "app/migrations/001.sql", "create table t (id int);\n")
+	e.git(t, "init", "-q", "-b", "main")
+	e.git(t, "config", "user.email", "test@example.com")
+	e.git(t, "config", "user.name", "Test")
+	e.Commit(t, "initial")
+	return e
+}
+
+// Open opens a run of the test environment whose hosts are e's fakes and
+// whose deploy locks keep a short lease, as the targets would.
+func (e *Env) Open(t testing.TB, opts run.Options) *run.Context {
+	t.Helper()
+	opts.ConfigPath, opts.Environment = e.Config, "test"
+	rc, err := run.Open(opts, ui.New(e.Log, true))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	rc.Fleet.Dial = e.Dialer.Dial
+	rc.Fleet.Lease = fleet.LeaseTiming{Heartbeat: 20 * time.Millisecond, TTL: 200 * time.Millisecond}
+	return rc
+}
+
+// Fake is host i's fake runner (0-based), shared by every connection to it.
+func (e *Env) Fake(i int) *remotetest.Fake { return e.Dialer.Host(e.Names[i]) }
+
+// Write writes a file of the project, relative to its root.
+func (e *Env) Write(t testing.TB, rel, content string) {
+	t.Helper()
+	path := filepath.Join(e.Dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Commit commits every change of the work tree.
+func (e *Env) Commit(t testing.TB, msg string) {
+	t.Helper()
+	e.git(t, "add", "-A")
+	e.git(t, "commit", "-q", "-m", msg)
+}
+
+// Live is the release current points at on host i, "" when none.
+func (e *Env) Live(t testing.TB, i int) string {
+	t.Helper()
+	target, err := os.Readlink(filepath.Join(e.Roots[i], "current"))
+	if os.IsNotExist(err) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(target, "releases/")
+}
+
+// Services is host i's shared/services.log: one "stop ID" or "restart ID"
+// line per service operation, none when nothing was touched.
+func (e *Env) Services(t testing.TB, i int) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.Roots[i], "shared", "services.log"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+func (e *Env) git(t testing.TB, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = e.Dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
