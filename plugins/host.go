@@ -125,11 +125,8 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		}
 	}
 
-	timeout := spec.Timeout
-	if timeout <= 0 {
-		timeout = config.DefaultPluginTimeout
-	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
+	// config.Load gives every plugin its timeout.
+	tctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
 	h.ctx = tctx
 
@@ -146,7 +143,7 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		StartTimeout:     timeout,
+		StartTimeout:     spec.Timeout,
 		Logger:           hclogTo(h.log),
 		// Stderr is the process's own (runtime panics land there);
 		// SyncStderr and SyncStdout carry what the plugin prints to
@@ -175,7 +172,7 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		case ctx.Err() != nil:
 			return fmt.Errorf("%s: %w; killed", where, ctx.Err())
 		case errors.Is(tctx.Err(), context.DeadlineExceeded):
-			return fmt.Errorf("%s: timed out after %s; killed", where, timeout)
+			return fmt.Errorf("%s: timed out after %s; killed", where, spec.Timeout)
 		}
 		if ps := cmd.ProcessState; ps != nil && !ps.Success() {
 			msg := fmt.Sprintf("%s: crashed during %s (%s)", where, what, ps)

@@ -27,15 +27,15 @@ func TestRunPluginErrors(t *testing.T) {
 		spec  config.Plugin
 		wants []string
 	}{
-		{"missing", config.Plugin{Name: "warm-cache", Path: "plugins/bin/warm-cache", At: "after-swap"},
+		{"missing", config.Plugin{Name: "warm-cache", Path: "plugins/bin/warm-cache", At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin warm-cache: path plugins/bin/warm-cache does not exist; build it with `mage plugins`"}},
-		{"not executable", config.Plugin{Name: "plain", Path: "plugins/bin/plain", At: "after-swap"},
+		{"not executable", config.Plugin{Name: "plain", Path: "plugins/bin/plain", At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin plain: plugins/bin/plain is not executable (mode -rw-r--r--)"}},
-		{"exits at once", config.Plugin{Name: "true", Path: "/bin/true", At: "after-swap"},
+		{"exits at once", config.Plugin{Name: "true", Path: "/bin/true", At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin true: /bin/true is not a Stagecoach plugin (handshake failed): "}},
-		{"prints garbage", config.Plugin{Name: "garbage", Path: garbage, At: "after-swap"},
+		{"prints garbage", config.Plugin{Name: "garbage", Path: garbage, At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin garbage: " + garbage + " is not a Stagecoach plugin (handshake failed): ", "hello, I am not a plugin"}},
-		{"hook not supported", config.Plugin{Name: "t", Path: bin(t, "testplugin"), At: "after-cleanup"},
+		{"hook not supported", config.Plugin{Name: "t", Path: bin(t, "testplugin"), At: "after-cleanup", Timeout: 30 * time.Second},
 			[]string{"plugin t: configured at after-cleanup, but it supports only before-swap, after-swap"}},
 		{"plugin error", spec(t, "t", map[string]any{"mode": "fail", "message": "the CDN said no"}),
 			[]string{"plugin t at after-swap: the CDN said no"}},

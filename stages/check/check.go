@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/run"
@@ -42,10 +43,6 @@ const (
 	StatusError   = "error"   // could not be checked (host unreachable, a command failed to run)
 	StatusSkipped = "skipped" // does not apply here
 )
-
-// DefaultMinFreeDisk is the free-disk threshold when check.min_free_disk
-// is not set.
-const DefaultMinFreeDisk = "5%"
 
 // Result is one check on one host.
 type Result struct {
@@ -308,11 +305,11 @@ var sizeUnits = map[string]int64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30
 
 // ParseDiskThreshold reads check.min_free_disk: "10%", "2GB", "500MB",
 // "1.5G", "200MiB" or a plain number of bytes. Sizes are binary (1GB =
-// 1024 MB), as the sizes Stagecoach prints. "" is DefaultMinFreeDisk.
+// 1024 MB), as the sizes Stagecoach prints. "" is config.DefaultMinFreeDisk.
 func ParseDiskThreshold(s string) (DiskThreshold, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		s = DefaultMinFreeDisk
+		s = config.DefaultMinFreeDisk
 	}
 	if num, ok := strings.CutSuffix(s, "%"); ok {
 		p, err := strconv.ParseFloat(strings.TrimSpace(num), 64)

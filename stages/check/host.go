@@ -192,9 +192,6 @@ func (r checker) checkLock(ctx context.Context, h *fleet.Host) Result {
 		return done()
 	}
 	maxAge := r.Env.Check.LockMaxAge
-	if maxAge <= 0 {
-		maxAge = config.DefaultLockMaxAge
-	}
 	switch {
 	case !st.Held:
 		res.Message = "no deploy running"
@@ -273,9 +270,6 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 		return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "no health checks configured"}}
 	}
 	interval := r.Env.HealthWait.Interval
-	if interval <= 0 {
-		interval = config.DefaultWaitInterval
-	}
 	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, h.Name, h.Runner)
 	out := make([]Result, 0, len(results))
 	for _, hr := range results {

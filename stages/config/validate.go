@@ -17,6 +17,7 @@ import (
 const (
 	DefaultKeepReleases   = 5
 	DefaultParallel       = 4
+	DefaultMinFreeDisk    = "5%" // check.min_free_disk
 	DefaultHealthExpect   = 200
 	DefaultHealthTimeout  = 5 * time.Second
 	DefaultWaitDeadline   = 30 * time.Second
@@ -285,7 +286,10 @@ func (v *validator) environment(e *Environment) {
 	if e.Check.LockMaxAge == 0 {
 		e.Check.LockMaxAge = DefaultLockMaxAge
 	}
-	if e.Check.MinFreeDisk != "" && !diskRe.MatchString(e.Check.MinFreeDisk) {
+	if e.Check.MinFreeDisk == "" {
+		e.Check.MinFreeDisk = DefaultMinFreeDisk
+	}
+	if !diskRe.MatchString(e.Check.MinFreeDisk) {
 		v.fail(p+".check.min_free_disk", "%q is not a size like 10%% or 2GB", e.Check.MinFreeDisk)
 	}
 }

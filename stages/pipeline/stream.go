@@ -37,7 +37,7 @@ func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
 	// At most Parallel hosts take the stream; the others get the written
 	// archive afterwards, as Ship sends it.
 	streamed, rest := r.Hosts, []*fleet.Host(nil)
-	if n := max(r.Env.Parallel, 1); len(streamed) > n {
+	if n := r.Env.Parallel; len(streamed) > n {
 		streamed, rest = r.Hosts[:n], r.Hosts[n:]
 	}
 	err = r.hook(ctx, "before-ship")
