@@ -1,0 +1,31 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/stagecoach/stagecoach/stages/testenv"
+)
+
+// TestSessionsPerDeploy counts what a full, a small-change and a no-change
+// deploy cost one host in SSH sessions (each starts the account's login
+// shell) and round trips, from the deploy report.
+func TestSessionsPerDeploy(t *testing.T) {
+	t.Parallel()
+	host := testenv.StartSSHD(t)
+	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+	for _, sc := range []struct {
+		name   string
+		change string
+	}{{"full", ""}, {"small change", "a small change"}, {"no change", ""}} {
+		if sc.change != "" {
+			changeFrontend(t, p, sc.change)
+		}
+		res := mustDeploy(t, p)
+		release := res.run.Plan.Release
+		if sc.name == "no change" {
+			release = "latest"
+		}
+		hr := hostReport(t, report(t, p, release), host.Target())
+		t.Logf("%s deploy: %v connections, %v sessions, %v round trips", sc.name, hr["connections"], hr["sessions"], hr["round_trips"])
+	}
+}
