@@ -28,10 +28,7 @@ type LockStatus struct {
 // lock directory's age ("stagecoach-lock created=<epoch>") followed by what
 // Lock prints for a holder. Parse with ParseLock.
 func ReadLock(l Layout) remote.Command {
-	d := remote.Quote(l.LockDir())
-	return remote.Script("read deploy lock", `if [ ! -d `+d+` ]; then echo "stagecoach-lock free"; exit 0; fi
-echo "stagecoach-lock created=$(stat -c %Y `+d+` 2>/dev/null || date +%s)"
-`+lockReport(l))
+	return lockScript.cmd("read deploy lock", "read", l.LockDir())
 }
 
 // ParseLock reads what ReadLock printed.

@@ -10,6 +10,8 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
+var cleanupScript = load("cleanup.sh")
+
 // CleanupSpec says what Cleanup removes.
 type CleanupSpec struct {
 	Keep           int           // newest releases kept; below 1 counts as 1
@@ -78,49 +80,16 @@ func Cleanup(l Layout, s CleanupSpec) (remote.Command, error) {
 		age = 24 * time.Hour
 	}
 	minutes := int64((age + time.Minute - 1) / time.Minute)
-	var docker strings.Builder
-	if s.DockerLogs {
-		docker.WriteString(asRoot + `$sudo sh -c 'truncate -c -s 0 /var/lib/docker/containers/*/*-json.log' || echo "warning: could not truncate docker logs" >&2
-`)
+	return cleanupScript.cmd("clean up old releases", l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
+		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages)), nil
+}
+
+// flag is a boolean as the scripts take it.
+func flag(b bool) string {
+	if b {
+		return "1"
 	}
-	if s.DockerPrune {
-		docker.WriteString(`docker system prune -f >/dev/null || echo "warning: docker system prune failed" >&2
-`)
-	}
-	images := ""
-	if s.ReleaseImages {
-		images = `    docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | awk -F: -v id="$id" '$NF == id' |
-      xargs -r docker rmi >/dev/null || echo "warning: could not remove the docker images of $id" >&2
-`
-	}
-	script := fill(`set -eu
-cd {{root}}
-mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
-usage() { echo "$1 free_kb=$(df -Pk . | awk 'END { print $(NF-2) }') releases_kb=$(du -sk releases | cut -f1)"; }
-usage before
-idre='^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}$'
-cur=$(readlink current 2>/dev/null || true); cur=${cur#releases/}
-ls -1 releases | grep -E "$idre" | LC_ALL=C sort -r |
-  awk -v keep={{keep}} -v protect={{protect}}" $cur" 'BEGIN { n = split(protect, p, " "); for (i = 1; i <= n; i++) prot[p[i]] = 1 }
-    NR > keep && !($0 in prot)' |
-  while read -r id; do
-    rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
-{{images}}    echo "removed $id"
-  done
-ls -1 .stagecoach/backups | grep -E "$idre" | while read -r id; do
-  if [ ! -d "releases/$id" ]; then rm -rf ".stagecoach/backups/$id"; echo "removed-backup $id"; fi
-done
-rm -rf releases/.staging-*
-find . -maxdepth 1 -name '.current-*.tmp' -type l -exec rm -f {} +
-find .stagecoach -maxdepth 1 \( -name 'stage.*' -o -name 'lock.breaking-*' \) -mmin +{{min}} -exec rm -rf {} +
-find .stagecoach/manifests -maxdepth 1 -type f -mmin +{{min}} -name '*T*Z-*.*' | while read -r f; do
-  id=${f##*/}; id=${id%.*}; [ -d "releases/$id" ] || rm -f "$f"
-done
-echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 -mmin +{{min}} -print -exec rm -rf {} + | wc -l)"
-{{docker}}usage after
-`, "root", q(l.Root), "keep", strconv.Itoa(keep), "protect", q(strings.Join(s.Protect, " ")),
-		"min", strconv.FormatInt(minutes, 10), "docker", docker.String(), "images", images)
-	return remote.Script("clean up old releases", script), nil
+	return "0"
 }
 
 // CleanupReport is what Cleanup did.

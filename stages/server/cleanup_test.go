@@ -102,9 +102,26 @@ func TestCleanupScript(t *testing.T) {
 	if _, err := Cleanup(l, CleanupSpec{Protect: []string{"../x"}}); err == nil {
 		t.Error("bad protected id accepted")
 	}
-	cmd, _ = Cleanup(l, CleanupSpec{DockerLogs: true, DockerPrune: true})
-	if !strings.Contains(cmd.Script, "truncate -c -s 0 /var/lib/docker/containers/*/*-json.log") || !strings.Contains(cmd.Script, "docker system prune -f") {
-		t.Errorf("docker steps missing:\n%s", cmd.Script)
+}
+
+// TestCleanupDockerSteps runs cleanup against a fake docker and sudo as a
+// user other than root: the docker steps run only when asked for.
+func TestCleanupDockerSteps(t *testing.T) {
+	l := newRoot(t)
+	for _, tc := range []struct {
+		spec  CleanupSpec
+		calls string
+	}{
+		{CleanupSpec{}, ""},
+		{CleanupSpec{DockerLogs: true, DockerPrune: true},
+			"id [-u]\nsudo [-n] [sh] [-c] [truncate -c -s 0 /var/lib/docker/containers/*/*-json.log]\ndocker [system] [prune] [-f]\n"},
+		{CleanupSpec{DockerPrune: true}, "docker [system] [prune] [-f]\n"},
+	} {
+		bin, log := fakeTools(t, map[string]string{"docker": "", "sudo": "", "id": "echo 1000"})
+		mustRun(t, withPath(mustCmd(Cleanup(l, tc.spec)), bin+":"+os.Getenv("PATH")), nil)
+		if got := calls(t, log); got != tc.calls {
+			t.Errorf("%+v: calls\n%s\nwant\n%s", tc.spec, got, tc.calls)
+		}
 	}
 }
 

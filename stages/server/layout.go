@@ -1,8 +1,8 @@
 // Package server knows the layout of a deploy root on a target and builds
 // every operation on it as a remote.Command value: pure functions that
-// return POSIX sh scripts with every path quoted, plus pure parsers of what
-// those scripts print. Nothing here connects anywhere; a remote.Runner runs
-// the commands.
+// return a POSIX sh script of scripts/ with its values as quoted arguments
+// (or on stdin), plus pure parsers of what those scripts print. Nothing
+// here connects anywhere; a remote.Runner runs the commands.
 //
 // On the server:
 //

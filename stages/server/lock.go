@@ -62,16 +62,7 @@ func (h *LockHeld) Describe(ttl time.Duration) string {
 	return s
 }
 
-// lockCheck prints a header line with the server's clock and the lock's
-// heartbeat, then the info file; the caller exits with a code.
-func lockReport(l Layout) string {
-	d := remote.Quote(l.LockDir())
-	return `now=$(date +%s)
-hb=$(stat -c %Y ` + d + `/info.json 2>/dev/null || stat -c %Y ` + d + ` 2>/dev/null || echo "$now")
-echo "stagecoach-lock now=$now heartbeat=$hb"
-cat ` + d + `/info.json 2>/dev/null || true
-`
-}
+var lockScript = load("lock.sh")
 
 // Lock takes the deploy lock: mkdir is atomic, so of two deploys exactly
 // one creates the directory. The winner writes its token and info.json
@@ -85,20 +76,7 @@ func Lock(l Layout, info LockInfo) (remote.Command, error) {
 	if err != nil {
 		return remote.Command{}, fmt.Errorf("lock: %w", err)
 	}
-	d := remote.Quote(l.LockDir())
-	script := `set -e
-mkdir -p ` + remote.Quote(l.MetaDir()) + `
-if ! mkdir ` + d + ` 2>/dev/null; then
-  if [ -d ` + d + ` ]; then
-` + lockReport(l) + `    exit ` + strconv.Itoa(ExitLockHeld) + `
-  fi
-  mkdir ` + d + `
-fi
-printf '%s\n' ` + remote.Quote(info.Token) + ` > ` + d + `/token
-printf '%s\n' ` + remote.Quote(string(js)) + ` > ` + d + `/info.json.tmp
-mv -f ` + d + `/info.json.tmp ` + d + `/info.json
-`
-	return remote.Script("take deploy lock", script), nil
+	return lockScript.cmd("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)), nil
 }
 
 // ParseLockHeld reads what Lock printed when it exited ExitLockHeld (or
@@ -126,34 +104,16 @@ func ParseLockHeld(stdout []byte) (*LockHeld, error) {
 	return held, nil
 }
 
-// tokenIs is a test that the lock directory holds token.
-func tokenIs(l Layout, token string) string {
-	return `[ "$(cat ` + remote.Quote(l.LockDir()) + `/token 2>/dev/null)" = ` + remote.Quote(token) + ` ]`
-}
-
 // Heartbeat renews the lease: it touches info.json only while the lock
 // still holds token, and exits ExitLockLost otherwise.
 func Heartbeat(l Layout, token string) remote.Command {
-	return remote.Script("renew deploy lock", `if `+tokenIs(l, token)+`; then
-  touch `+remote.Quote(l.LockDir())+`/info.json
-else
-  echo "deploy lock lost: it was broken or taken by another deploy" >&2
-  exit `+strconv.Itoa(ExitLockLost)+`
-fi
-`)
+	return lockScript.cmd("renew deploy lock", "heartbeat", l.LockDir(), token, strconv.Itoa(ExitLockLost))
 }
 
 // Unlock releases the lock if it is ours; it exits ExitLockLost, touching
 // nothing, when the lock is gone or held by someone else.
 func Unlock(l Layout, token string) remote.Command {
-	d := remote.Quote(l.LockDir())
-	return remote.Script("release deploy lock", `if `+tokenIs(l, token)+`; then
-  rm -rf `+d+`
-else
-  echo "deploy lock not held by this deploy; left alone" >&2
-  exit `+strconv.Itoa(ExitLockLost)+`
-fi
-`)
+	return lockScript.cmd("release deploy lock", "release", l.LockDir(), token, strconv.Itoa(ExitLockLost))
 }
 
 // BreakLock removes a stale lock, but only if it still holds staleToken and
@@ -162,23 +122,7 @@ fi
 // deploy took in the meantime is put back rather than deleted. On refusal it
 // prints the current holder like Lock does and exits ExitLockRefused.
 func BreakLock(l Layout, staleToken string, ttl time.Duration) remote.Command {
-	d := remote.Quote(l.LockDir())
-	aside := remote.Quote(l.LockDir() + ".breaking-" + strconv.FormatInt(time.Now().UnixNano(), 36))
-	secs := strconv.FormatInt(int64(ttl/time.Second), 10)
-	return remote.Script("break stale deploy lock", `refuse() {
-`+lockReport(l)+`  exit `+strconv.Itoa(ExitLockRefused)+`
-}
-[ -d `+d+` ] || { echo "no deploy lock to break" >&2; exit 0; }
-`+tokenIs(l, staleToken)+` || refuse
-now=$(date +%s)
-hb=$(stat -c %Y `+d+`/info.json 2>/dev/null || stat -c %Y `+d+`)
-[ $((now - hb)) -gt `+secs+` ] || refuse
-mv -T `+d+` `+aside+` || refuse
-if [ "$(cat `+aside+`/token 2>/dev/null)" = `+remote.Quote(staleToken)+` ]; then
-  rm -rf `+aside+`
-else
-  mv -T `+aside+` `+d+` 2>/dev/null || rm -rf `+aside+`
-  refuse
-fi
-`)
+	aside := l.LockDir() + ".breaking-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	return lockScript.cmd("break stale deploy lock", "break", l.LockDir(), staleToken,
+		strconv.FormatInt(int64(ttl/time.Second), 10), aside, strconv.Itoa(ExitLockRefused))
 }

@@ -17,18 +17,10 @@ const (
 	ManagerNone    = "none"
 )
 
-// composeDetect sets "$@" to the compose command the server has: the v2
-// plugin (docker compose) when it answers, else the v1 docker-compose.
-const composeDetect = `if docker compose version >/dev/null 2>&1; then set -- docker compose
-elif command -v docker-compose >/dev/null 2>&1; then set -- docker-compose
-else echo "neither docker compose nor docker-compose found on the server" >&2; exit 127
-fi
-`
-
-// asRoot runs a command directly as root, else through sudo -n, which
-// fails instead of prompting for a password.
-const asRoot = `if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo="sudo -n"; fi
-`
+var (
+	composeScript = load("compose.sh")
+	systemdScript = load("systemd.sh")
+)
 
 var composeProjectBad = regexp.MustCompile(`[^a-z0-9_-]+`)
 
@@ -41,12 +33,10 @@ func ComposeProject(app string) string {
 	return p
 }
 
-func composeArgs(m config.Services, app string) string {
-	args := `"$@"`
-	if m.File != "" {
-		args += " -f " + q(m.File)
-	}
-	return args + " -p " + q(ComposeProject(app))
+// compose runs compose.sh's action for app's project in release id.
+func compose(m config.Services, l Layout, id, app, desc, action string, services ...string) (remote.Command, error) {
+	args := append([]string{action, m.File, ComposeProject(app)}, services...)
+	return runIn(l, id, desc, composeScript.argv(args...)...)
 }
 
 // Restart returns the commands that restart app's services for release id
@@ -66,15 +56,13 @@ func Restart(m config.Services, l Layout, id, app string) ([]remote.Command, err
 	}
 	switch m.Manager {
 	case ManagerCompose:
-		c, err := RunIn(l, id, "restart compose services of "+id,
-			composeDetect+composeArgs(m, app)+" up -d --remove-orphans"+joinArgs(m.Restart))
+		c, err := compose(m, l, id, app, "restart compose services of "+id, "up", m.Restart...)
 		return []remote.Command{c}, err
 	case ManagerSystemd:
 		if len(m.Restart) == 0 {
 			return nil, fmt.Errorf("systemd manager: no units to restart")
 		}
-		return []remote.Command{remote.Script("restart "+strings.Join(m.Restart, " "),
-			asRoot+`$sudo systemctl restart --`+joinArgs(m.Restart)+"\n")}, nil
+		return []remote.Command{systemdScript.cmd("restart "+strings.Join(m.Restart, " "), m.Restart...)}, nil
 	case ManagerCommand:
 		return runAll(l, id, "restart", m.Restart)
 	case ManagerNone, "":
@@ -104,13 +92,6 @@ func runAll(l Layout, id, what string, cmds []string) ([]remote.Command, error) 
 	return out, nil
 }
 
-func joinArgs(args []string) string {
-	if len(args) == 0 {
-		return ""
-	}
-	return " " + remote.Join(args...)
-}
-
 // ServiceStatus is one service's state as the manager reports it.
 type ServiceStatus struct {
 	Name   string
@@ -138,17 +119,14 @@ func (s ServiceStatus) Healthy() bool {
 func Status(m config.Services, l Layout, id, app string) (cmd remote.Command, ok bool, err error) {
 	switch m.Manager {
 	case ManagerCompose:
-		c, err := RunIn(l, id, "read compose service status", composeDetect+`ids=$(`+composeArgs(m, app)+` ps -a -q)
-[ -z "$ids" ] && exit 0
-docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}	{{.State.Status}}	{{if .State.Health}}{{.State.Health.Status}}{{end}}' $ids
-`)
+		c, err := compose(m, l, id, app, "read compose service status", "status")
 		return c, err == nil, err
 	case ManagerSystemd:
 		if len(m.Restart) == 0 {
 			return remote.Command{}, false, nil
 		}
-		return remote.Script("read systemd unit status",
-			"systemctl show -p Id -p ActiveState -p SubState --"+joinArgs(m.Restart)+"\n"), true, nil
+		argv := append([]string{"systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "SubState", "--"}, m.Restart...)
+		return remote.Cmd("read systemd unit status", argv...), true, nil
 	}
 	return remote.Command{}, false, nil
 }

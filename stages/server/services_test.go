@@ -7,53 +7,87 @@ import (
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
+// TestRestartScripts runs the restart commands against fake tools that log
+// their arguments, in a root whose path needs quoting.
 func TestRestartScripts(t *testing.T) {
-	l := Layout{Root: "/srv/my app"}
+	l := newRoot(t)
+	mustMkRelease(t, l, id1)
+	writeFile(t, l.EnvPath(), "APP_MODE='it'\\''s $x'\n")
+	rel := l.ReleaseDir(id1)
+	env := " in " + rel + " release=" + id1 + " root=" + l.Root + " mode=it's $x"
 	for _, tc := range []struct {
-		name     string
-		m        config.Services
-		n        int
-		contains []string
+		name  string
+		m     config.Services
+		uid   string
+		calls string // what the fakes log, after the compose probe
+		where string // where compose ran, if it did
 	}{
-		{"compose", config.Services{Manager: "compose", Restart: []string{"app", "worker"}, File: "deploy/compose.yml"}, 1, []string{
-			"cd '/srv/my app/releases/" + id1 + "'",
-			"if docker compose version >/dev/null 2>&1; then set -- docker compose",
-			"elif command -v docker-compose >/dev/null 2>&1; then set -- docker-compose",
-			"neither docker compose nor docker-compose found",
-			`"$@" -f deploy/compose.yml -p restaurant-app up -d --remove-orphans app worker`,
-			". '/srv/my app/shared/.env'",
-		}},
-		{"compose all services", config.Services{Manager: "compose"}, 1, []string{`"$@" -p restaurant-app up -d --remove-orphans` + "\n"}},
-		{"systemd", config.Services{Manager: "systemd", Restart: []string{"app.service", "it's.service"}}, 1, []string{
-			`sudo="sudo -n"`, `$sudo systemctl restart -- app.service 'it'\''s.service'`,
-		}},
-		{"command", config.Services{Manager: "command", Restart: []string{"./bin/reload", "touch tmp/restart.txt"}}, 2, []string{
-			"./bin/reload", "touch tmp/restart.txt", "STAGECOACH_RELEASE=" + id1,
-		}},
-		{"none", config.Services{Manager: "none"}, 0, nil},
-		{"unset", config.Services{}, 0, nil},
+		{"compose", config.Services{Manager: "compose", Restart: []string{"app", "worker"}, File: "deploy/my compose.yml"}, "1000",
+			"docker [compose] [-f] [deploy/my compose.yml] [-p] [restaurant-app] [up] [-d] [--remove-orphans] [app] [worker]\n", env},
+		{"compose all services", config.Services{Manager: "compose"}, "1000",
+			"docker [compose] [-p] [restaurant-app] [up] [-d] [--remove-orphans]\n", env},
+		{"systemd", config.Services{Manager: "systemd", Restart: []string{"app.service", "it's.service"}}, "1000",
+			"id [-u]\nsudo [-n] [systemctl] [restart] [--] [app.service] [it's.service]\n", ""},
+		{"systemd as root", config.Services{Manager: "systemd", Restart: []string{"app.service"}}, "0",
+			"id [-u]\nsystemctl [restart] [--] [app.service]\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmds, err := Restart(tc.m, l, id1, "Restaurant App")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(cmds) != tc.n {
-				t.Fatalf("%d commands, want %d", len(cmds), tc.n)
+			if len(cmds) != 1 {
+				t.Fatalf("%d commands, want 1", len(cmds))
 			}
-			var all strings.Builder
-			for _, c := range cmds {
-				all.WriteString(c.Script)
+			// docker also says where it ran and with which environment.
+			where := filepath.Join(t.TempDir(), "where")
+			bin, log := fakeTools(t, map[string]string{"id": "echo " + tc.uid, "sudo": "", "systemctl": "",
+				"docker": `echo " in $PWD release=$STAGECOACH_RELEASE root=$STAGECOACH_ROOT mode=$APP_MODE" >> ` + remote.Quote(where)})
+			mustRun(t, withPath(cmds[0], bin+":/usr/bin:/bin"), nil)
+			got := strings.TrimPrefix(calls(t, log), "docker [compose] [version]\n")
+			if got != tc.calls {
+				t.Errorf("calls:\n%s\nwant:\n%s", got, tc.calls)
 			}
-			for _, want := range tc.contains {
-				if !strings.Contains(all.String(), want) {
-					t.Errorf("script lacks %q:\n%s", want, all.String())
+			if tc.where != "" {
+				w, _ := os.ReadFile(where)
+				if !strings.Contains(string(w), tc.where) {
+					t.Errorf("compose ran%s\nwant%s", w, tc.where)
 				}
 			}
 		})
 	}
+
+	// The command manager runs each command in the release, with its
+	// environment; stop commands too.
+	writeFile(t, filepath.Join(rel, "bin/reload"), "#!/bin/sh\necho \"reload $STAGECOACH_RELEASE $APP_MODE\"\n")
+	if err := os.Chmod(filepath.Join(rel, "bin/reload"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmds, err := Restart(config.Services{Manager: "command", Restart: []string{"./bin/reload", "touch tmp/restart.txt"}}, l, id1, "a")
+	if err != nil || len(cmds) != 2 {
+		t.Fatalf("%d commands, %v", len(cmds), err)
+	}
+	if err := os.MkdirAll(filepath.Join(rel, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustRun(t, cmds[0], nil); string(res.Stdout) != "reload "+id1+" it's $x\n" {
+		t.Errorf("reload printed %q", res.Stdout)
+	}
+	mustRun(t, cmds[1], nil)
+	if _, err := os.Stat(filepath.Join(rel, "tmp/restart.txt")); err != nil {
+		t.Errorf("touch did not run in the release: %v", err)
+	}
+	stops, err := Stop(config.Services{Manager: "command", Stop: []string{"echo stopped in \"$PWD\"; exit 3"}}, l, id1)
+	if err != nil || len(stops) != 1 {
+		t.Fatalf("stop %v %v", stops, err)
+	}
+	if res, err := run(t, stops[0]); ExitCode(err) != 3 || string(res.Stdout) != "stopped in "+rel+"\n" {
+		t.Errorf("stop: %q %v", res.Stdout, err)
+	}
+
 	if _, err := Restart(config.Services{Manager: "k8s"}, l, id1, "a"); err == nil || !strings.Contains(err.Error(), "unknown service manager") {
 		t.Errorf("unknown manager: %v", err)
 	}
@@ -63,9 +97,10 @@ func TestRestartScripts(t *testing.T) {
 	if _, err := Restart(config.Services{Manager: "none"}, l, "bad", "a"); err == nil {
 		t.Error("bad id accepted")
 	}
-	stops, err := Stop(config.Services{Manager: "command", Stop: []string{"./bin/stop"}}, l, id1)
-	if err != nil || len(stops) != 1 || !strings.HasSuffix(stops[0].Script, "./bin/stop\n") {
-		t.Errorf("stop %v %v", stops, err)
+	for _, m := range []string{"none", ""} {
+		if cmds, err := Restart(config.Services{Manager: m}, l, id1, "a"); err != nil || len(cmds) != 0 {
+			t.Errorf("manager %q: %v %v", m, cmds, err)
+		}
 	}
 	if stops, _ := Stop(config.Services{Manager: "compose", Stop: []string{"x"}}, l, id1); stops != nil {
 		t.Error("compose stop commands")
@@ -117,13 +152,31 @@ func TestComposeDetection(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	l := Layout{Root: "/srv/app"}
+	l := newRoot(t)
+	mustMkRelease(t, l, id1)
 	cmd, ok, err := Status(config.Services{Manager: "compose", File: "compose.yml"}, l, id1, "app")
-	if err != nil || !ok || !strings.Contains(cmd.Script, `"$@" -f compose.yml -p app ps -a -q`) || !strings.Contains(cmd.Script, "docker inspect --format") {
-		t.Errorf("compose status %v %v:\n%s", ok, err, cmd.Script)
+	if err != nil || !ok {
+		t.Fatalf("compose status %v %v", ok, err)
 	}
-	cmd, ok, _ = Status(config.Services{Manager: "systemd", Restart: []string{"a.service"}}, l, id1, "app")
-	if !ok || cmd.Script != "systemctl show -p Id -p ActiveState -p SubState -- a.service\n" {
+	// A fake docker with two containers, then with none.
+	for _, ids := range []string{"c1 c2", ""} {
+		bin, log := fakeTools(t, map[string]string{"docker": `case $1 in
+compose) [ "$2" = version ] || for c in ` + ids + `; do echo "$c"; done;;
+inspect) printf 'app\trunning\thealthy\nworker\texited\t\n';;
+esac`})
+		res := mustRun(t, withPath(cmd, bin+":/usr/bin:/bin"), nil)
+		want := "docker [compose] [version]\ndocker [compose] [-f] [compose.yml] [-p] [app] [ps] [-a] [-q]\n"
+		out := ""
+		if ids != "" {
+			want += "docker [inspect] [--format] [{{index .Config.Labels \"com.docker.compose.service\"}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}] [c1] [c2]\n"
+			out = "app\trunning\thealthy\nworker\texited\t\n"
+		}
+		if got := calls(t, log); got != want || string(res.Stdout) != out {
+			t.Errorf("containers %q: calls\n%s\nwant\n%s\nstdout %q", ids, got, want, res.Stdout)
+		}
+	}
+	cmd, ok, _ = Status(config.Services{Manager: "systemd", Restart: []string{"a.service", "it's.service"}}, l, id1, "app")
+	if !ok || cmd.Script != "systemctl show -p Id -p ActiveState -p SubState -- a.service 'it'\\''s.service'" {
 		t.Errorf("systemd status %q", cmd.Script)
 	}
 	if _, ok, _ := Status(config.Services{Manager: "command"}, l, id1, "app"); ok {

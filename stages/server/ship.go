@@ -21,39 +21,29 @@ const (
 var Tools = []string{"tar", "gzip", "sha256sum", "find", "df", "du", "xargs", "awk", "sort", "comm",
 	"stat", "date", "readlink", "ln", "mv", "cp", "mkdir", "rm", "touch", "mktemp"}
 
+var (
+	checkToolsScript    = load("check_tools.sh")
+	diskFreeScript      = load("disk_free.sh")
+	verifyArchiveScript = load("verify_archive.sh")
+)
+
 // CheckTools fails with ExitToolsMissing, naming every missing tool, when
 // the server lacks one of Tools or has non-GNU tar or coreutils.
 func CheckTools(l Layout) remote.Command {
-	return remote.Script("check server tools", checkToolsScript())
-}
-
-func checkToolsScript() string {
-	return `missing=
-for t in ` + strings.Join(Tools, " ") + `; do
-  command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-case "$missing" in *" tar"*) ;; *) tar --version 2>/dev/null | grep -q 'GNU tar' || missing="$missing GNU-tar";; esac
-case "$missing" in *" mv"*) ;; *) mv --version 2>/dev/null | grep -q 'GNU coreutils' || missing="$missing GNU-coreutils";; esac
-if [ -n "$missing" ]; then
-  echo "missing tools on the server:$missing (stagecoach needs GNU tar, GNU coreutils, gzip, findutils and awk)" >&2
-  exit ` + strconv.Itoa(ExitToolsMissing) + `
-fi
-`
+	return checkToolsScript.cmd("check server tools", append([]string{strconv.Itoa(ExitToolsMissing)}, Tools...)...)
 }
 
 // PrepareDirs creates the layout's directories (idempotent).
 func PrepareDirs(l Layout) remote.Command {
-	return remote.Script("create deploy directories", prepareDirsScript(l))
-}
-
-func prepareDirsScript(l Layout) string {
-	return "mkdir -p " + remote.Join(l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir()) + "\n"
+	return remote.Cmd("create deploy directories",
+		"mkdir", "-p", l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir())
 }
 
 // Prepare checks the tools, creates the directories and prints the free
 // space of the root's filesystem (for ParseDiskFree), in one round trip.
 func Prepare(l Layout) remote.Command {
-	return remote.Script("prepare server", checkToolsScript()+"set -e\n"+prepareDirsScript(l)+"df -Pk "+remote.Quote(l.Root)+"\n")
+	steps := []string{CheckTools(l).Script, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
+	return remote.Script("prepare server", strings.Join(steps, " &&\n")+"\n")
 }
 
 // DiskUsage is one `df -Pk` line.
@@ -69,10 +59,7 @@ type DiskUsage struct {
 // its nearest existing parent, before the first deploy). Parse the output
 // with ParseDiskFree.
 func DiskFree(l Layout) remote.Command {
-	return remote.Script("measure free disk", `d=`+remote.Quote(l.Root)+`
-while [ ! -e "$d" ]; do d=$(dirname "$d"); done
-df -Pk "$d"
-`)
+	return diskFreeScript.cmd("measure free disk", l.Root)
 }
 
 // ParseDiskFree reads `df -Pk` output with one filesystem.
@@ -107,15 +94,7 @@ func parseDfLine(line string) (DiskUsage, error) {
 // mismatch it prints "expected <sha>" and "actual <sha>" and exits
 // ExitArchiveMismatch; ArchiveMismatch turns that into an error.
 func VerifyArchive(path, sha256 string) remote.Command {
-	return remote.Script("verify archive checksum", `set -e
-sum=$(sha256sum < `+remote.Quote(path)+`)
-sum=${sum%% *}
-if [ "$sum" != `+remote.Quote(strings.ToLower(sha256))+` ]; then
-  echo `+remote.Quote("expected "+strings.ToLower(sha256))+`
-  echo "actual $sum"
-  exit `+strconv.Itoa(ExitArchiveMismatch)+`
-fi
-`)
+	return verifyArchiveScript.cmd("verify archive checksum", path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch))
 }
 
 // ArchiveMismatch turns VerifyArchive's output into the error to report.

@@ -236,14 +236,10 @@ func (s *State) Previous() (Release, bool) {
 // that release's manifest, each possibly empty, separated by NUL bytes
 // (which none of them contains). Parse it with ParseLive.
 func ReadLive(l Layout) remote.Command {
-	return remote.Script("read deploy state", fill(`cd {{root}} 2>/dev/null || { printf '\0\0'; exit 0; }
-cat .stagecoach/state.json 2>/dev/null || true
-printf '\0'
-cur=$(readlink current 2>/dev/null || true)
-printf '%s\0' "$cur"
-case $cur in releases/*) cat ".stagecoach/manifests/${cur#releases/}.json" 2>/dev/null || true;; esac
-`, "root", q(l.Root)))
+	return readLiveScript.cmd("read deploy state", l.Root)
 }
+
+var readLiveScript = load("read_live.sh")
 
 // Live is what ReadLive found; each field is empty when absent.
 type Live struct {

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+var (
+	backupFilesScript  = load("backup_files.sh")
+	restoreFilesScript = load("restore_files.sh")
+	runInScript        = load("run_in.sh")
+)
+
+// BackupFiles copies files (root-relative, e.g. shared/data/app.sqlite3)
+// into .stagecoach/backups/<id>/ before migrations. A SQLite database is
+// copied with the sqlite3 CLI's online .backup when the server has it (a
+// consistent copy even while the app writes); otherwise the file and its
+// -wal and -shm siblings are copied. A file that does not exist is recorded
+// as absent, so RestoreFiles can put that state back too.
+func BackupFiles(l Layout, id string, files []string) (remote.Command, error) {
+	if err := ValidID(id); err != nil {
+		return remote.Command{}, err
+	}
+	if err := validFiles(files); err != nil {
+		return remote.Command{}, fmt.Errorf("back up files for %s: %w", id, err)
+	}
+	args := append([]string{l.Root, l.BackupDir(id)}, files...)
+	return backupFilesScript.cmd("back up files before migrating "+id, args...), nil
+}
+
+// RestoreFiles puts back what BackupFiles saved for release id: each file
+// replaced by rename, stale -wal/-shm siblings removed (they would corrupt
+// the restored database). A file recorded as absent is moved aside to
+// <file>.before-rollback. Stop or restart the services using the files
+// around it.
+func RestoreFiles(l Layout, id string, files []string) (remote.Command, error) {
+	if err := ValidID(id); err != nil {
+		return remote.Command{}, err
+	}
+	if err := validFiles(files); err != nil {
+		return remote.Command{}, fmt.Errorf("restore files of %s: %w", id, err)
+	}
+	args := append([]string{l.Root, l.BackupDir(id), id}, files...)
+	return restoreFilesScript.cmd("restore files backed up before "+id, args...), nil
+}
+
+func validFiles(files []string) error {
+	for _, f := range files {
+		if err := ValidRelPath(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunIn runs shellCmd in release id's directory with shared/.env exported
+// (when present) and STAGECOACH_RELEASE and STAGECOACH_ROOT set: used for
+// migrations and the "command" service manager.
+func RunIn(l Layout, id, desc, shellCmd string) (remote.Command, error) {
+	return runIn(l, id, desc, "/bin/sh", "-c", shellCmd)
+}
+
+// runIn is RunIn for a command given as argv.
+func runIn(l Layout, id, desc string, argv ...string) (remote.Command, error) {
+	if err := ValidID(id); err != nil {
+		return remote.Command{}, err
+	}
+	args := append([]string{l.ReleaseDir(id), l.EnvPath(), id, l.Root}, argv...)
+	return runInScript.cmd(desc, args...), nil
+}

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"embed"
+	"fmt"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// The scripts run on the server are real files in scripts/, so shellcheck
+// reads them as they run, and values reach them only as quoted arguments
+// (or on stdin), never spliced into their text.
+//
+//go:embed scripts
+var scriptFiles embed.FS
+
+// loaded records the files load was asked for, so a test can tell that
+// none in scripts/ is left unused.
+var loaded = map[string]bool{}
+
+// script is one embedded file: a POSIX sh script, run with its arguments by
+// line or cmd, or an awk program handed to a script as an argument.
+type script struct {
+	name string // file name: the script's $0, which sh names in its errors
+	src  string
+}
+
+// load returns scripts/<name>. The scripts are package variables, so a
+// missing file panics when the package initialises, in every test run.
+func load(name string) script {
+	b, err := scriptFiles.ReadFile("scripts/" + name)
+	if err != nil {
+		panic(fmt.Sprintf("server: embedded script: %v", err))
+	}
+	loaded[name] = true
+	return script{name: name, src: string(b)}
+}
+
+// argv returns the command running s with args: s's source as the one
+// argument of `/bin/sh -c`, then its $0 and the arguments. /bin/sh rather
+// than sh: the runner runs /bin/sh too, and a PATH that a caller or
+// shared/.env changed must not choose the shell.
+func (s script) argv(args ...string) []string {
+	return append([]string{"/bin/sh", "-c", s.src, s.name}, args...)
+}
+
+// line returns the shell command line running s with args, each quoted.
+func (s script) line(args ...string) string {
+	return remote.Join(s.argv(args...)...)
+}
+
+// cmd returns a Command running s with args.
+func (s script) cmd(desc string, args ...string) remote.Command {
+	return remote.Command{Desc: desc, Script: s.line(args...)}
+}

@@ -1,0 +1,32 @@
+# shellcheck shell=sh
+# backup_files.sh ROOT BACKUP_DIR FILE...
+#
+# Copies each FILE (ROOT-relative) to BACKUP_DIR/FILE: a SQLite database
+# with the sqlite3 CLI's online .backup when there is one, else the file
+# with its -wal and -shm siblings. A missing file is recorded as FILE.absent.
+set -e
+umask 077
+root=$1 backup=$2
+shift 2
+i=0
+for f do
+  src=$root/$f dst=$backup/$f
+  dir=${dst%/*}
+  # .backup parses its argument itself, so it gets a plain name in the
+  # destination's directory rather than the path.
+  tmp=.stagecoach-backup-$i.tmp
+  i=$((i + 1))
+  mkdir -p "$dir"
+  rm -f "$dst" "$dst.absent" "$dst-wal" "$dst-shm"
+  if [ ! -e "$src" ]; then
+    : > "$dst.absent"
+  elif command -v sqlite3 >/dev/null 2>&1 && [ "$(head -c 15 "$src")" = "SQLite format 3" ]; then
+    (cd "$dir" && rm -f "$tmp" && sqlite3 "$src" ".backup $tmp")
+    mv -f "$dir/$tmp" "$dst"
+  else
+    cp -p "$src" "$dst"
+    for x in -wal -shm; do
+      if [ -e "$src$x" ]; then cp -p "$src$x" "$dst$x"; fi
+    done
+  fi
+done

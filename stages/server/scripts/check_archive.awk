@@ -1,0 +1,29 @@
+# check_archive.awk reads `tar -tzv --numeric-owner --quoting-style=escape`
+# (or the -xvv listing, which has the same format) and prints one line per
+# entry that is not a plain file, directory or symlink, has an absolute name
+# or a ".." component, or is a symlink whose target leaves the release; it
+# exits 1 when it printed any. GNU tar refuses most of these by itself: this
+# is a second fence, the archive's SHA-256 being the real guarantee.
+function bad(why, name) { print "unsafe archive entry " name ": " why; n++ }
+{
+  t = substr($0, 1, 1); rest = $0
+  sub(/^[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ /, "", rest)
+  name = rest; target = ""
+  if (t == "l") { i = index(rest, " -> "); name = substr(rest, 1, i - 1); target = substr(rest, i + 4) }
+  if (t != "-" && t != "d" && t != "l") { bad("type " t " is not a file, directory or symlink", name); next }
+  if (substr(name, 1, 1) == "/") { bad("absolute name", name); next }
+  k = split(name, c, "/"); depth = 0
+  for (j = 1; j <= k; j++) {
+    if (c[j] == "..") { bad("\"..\" in name", name); next }
+    if (c[j] != "" && c[j] != ".") depth++
+  }
+  if (t != "l") next
+  if (substr(target, 1, 1) == "/") { bad("symlink to absolute path " target, name); next }
+  depth--
+  k = split(target, c, "/")
+  for (j = 1; j <= k; j++) {
+    if (c[j] == "..") depth--; else if (c[j] != "" && c[j] != ".") depth++
+    if (depth < 0) { bad("symlink " target " leaves the release", name); next }
+  }
+}
+END { exit n > 0 }

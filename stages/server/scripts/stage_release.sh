@@ -1,0 +1,53 @@
+# shellcheck shell=sh
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH
+#
+# Assembles release ID in STAGING: hard-links the files listed on stdin
+# (NUL-separated, as reuse_link.sh takes them) from the previous release
+# PREV unless PREV is empty, extracts ARCHIVE, checks its listing with
+# CHECK_ARCHIVE_AWK (exit EXIT_UNSAFE) and the tree against SUMS and LINKS
+# with VERIFY_TREE_SH (exit EXIT_MISMATCH, the differences on stdout), and
+# only then renames STAGING to FINAL. META holds the scratch directory. Any
+# failure removes STAGING.
+set -eu
+umask 022
+st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
+exit_unsafe=$9 exit_mismatch=${10}
+verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
+
+if [ -e "$final" ]; then
+  echo "release $id already exists on the server" >&2
+  exit 1
+fi
+rm -rf "$st"
+mkdir -p "$meta"
+tmp=$(mktemp -d "$meta/stage.XXXXXX")
+cleanup() {
+  rc=$?
+  rm -rf "$tmp"
+  [ "$rc" -eq 0 ] || rm -rf "$st"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+mkdir -p "$st"
+if [ -n "$prev" ]; then
+  (cd "$prev" && xargs -0 -r sh -c "$reuse_link_sh" reuse_link.sh "$st")
+fi
+# One pass: -vv lists every entry as it is extracted, in the format of
+# tar -tv, and the listing is checked before the tree is verified and
+# renamed into place. GNU tar itself never writes through a symlink it has
+# just extracted, so an escaping entry cannot reach outside the staging
+# directory meanwhile. --touch: the archive's fixed mtimes would give a
+# changed file of the same size the same ETag (nginx derives it from mtime
+# and size) and a stale 304; hard-linked reused files keep their mtime, as
+# their content is unchanged.
+trc=0
+tar -xzvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
+  --no-same-owner --same-permissions --delay-directory-restore --touch > "$tmp/listing" || trc=$?
+awk "$check_archive_awk" "$tmp/listing" >&2 || exit "$exit_unsafe"
+[ "$trc" -eq 0 ] || exit "$trc"
+vrc=0
+/bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" || vrc=$?
+if [ "$vrc" -eq 1 ]; then exit "$exit_mismatch"; elif [ "$vrc" -ne 0 ]; then exit 1; fi
+mv -T "$st" "$final"

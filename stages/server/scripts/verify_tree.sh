@@ -1,0 +1,63 @@
+# shellcheck shell=sh
+# verify_tree.sh DIR SUMS LINKS TMP SKIP EXTRA_OK JOBS FILTER_AWK
+#
+# Compares the release tree DIR with its manifest lists, SUMS (a sha256sum
+# list) and LINKS ("path -> target" lines), and prints one line per
+# difference: "modified P", "missing P", "extra P" or "badlink P". Paths in
+# SKIP (newline-separated: the shared links) and below them are left out;
+# extra regular files are allowed below EXTRA_OK (carried assets) unless it
+# is empty. TMP is a scratch directory. JOBS sha256sum processes hash the
+# files; empty means one per CPU. FILTER_AWK is the program of filter.awk.
+# Exits 0 when the tree matches, 1 when it differs, 2 when it could not check.
+set -u
+dir=$1 sums=$2 links=$3 tmp=$4 extra_ok=$6 jobs=$7 filter_awk=$8
+SC_SKIP=$5
+export SC_SKIP
+
+# hash_check runs `sha256sum -c` of $tmp/sums into $tmp/check (failures
+# only), in $jobs processes. The list is dealt round-robin into four parts
+# per process so that a few large files do not leave one process hashing
+# alone. Returns non-zero when any file failed or could not be read.
+hash_check() {
+  n=$jobs
+  [ -n "$n" ] || n=$(nproc 2>/dev/null || echo 1)
+  [ "$(wc -l < "$tmp/sums")" -ge 64 ] || n=1
+  if [ "$n" -le 1 ]; then
+    sha256sum -c --quiet --strict "$tmp/sums" > "$tmp/check" 2>/dev/null
+    return
+  fi
+  split -n "r/$((n * 4))" "$tmp/sums" "$tmp/part."
+  hrc=0
+  # Each part gets its own output file: parallel writers to one pipe could
+  # interleave their lines.
+  # shellcheck disable=SC2016 # "$1" is the inner sh's, not to expand here
+  for p in "$tmp"/part.*; do
+    if [ -s "$p" ]; then printf '%s\n' "$p"; fi
+  done | xargs -r -d '\n' -P "$n" -n 1 sh -c 'sha256sum -c --quiet --strict "$1" > "$1.out" 2>/dev/null' sh || hrc=$?
+  cat "$tmp"/part.*.out 2>/dev/null | LC_ALL=C sort > "$tmp/check"
+  rm -f "$tmp"/part.*
+  return "$hrc"
+}
+
+cd "$dir" || exit 2
+[ -f "$sums" ] || { echo "manifest list $sums is missing" >&2; exit 2; }
+awk -v kind=sums "$filter_awk" "$sums" > "$tmp/sums"
+if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links"; fi | LC_ALL=C sort > "$tmp/links"
+rc=0
+: > "$tmp/check"
+if [ -s "$tmp/sums" ]; then hash_check || rc=$?; fi
+awk '/: FAILED open or read$/ { sub(/: FAILED open or read$/, ""); print "missing " $0; next }
+     /: FAILED$/ { sub(/: FAILED$/, ""); print "modified " $0 }' "$tmp/check" > "$tmp/report"
+if [ "$rc" -ne 0 ] && [ ! -s "$tmp/report" ]; then
+  echo "sha256sum could not check the list $sums" >&2
+  exit 2
+fi
+find . -mindepth 1 \( -type f -o -type l \) -printf '%P\n' | awk -v kind=plain "$filter_awk" | LC_ALL=C sort > "$tmp/have"
+{ cut -c67- "$tmp/sums"; sed 's/ -> .*//' "$tmp/links"; } | LC_ALL=C sort > "$tmp/want"
+LC_ALL=C comm -23 "$tmp/have" "$tmp/want" |
+  awk -v ok="$extra_ok" 'ok == "" || index($0, ok "/") != 1 { print "extra " $0 }' >> "$tmp/report"
+find . -mindepth 1 ! -type f ! -type l ! -type d -printf 'extra %P\n' >> "$tmp/report"
+find . -mindepth 1 -type l -printf '%P -> %l\n' | awk -v kind=links "$filter_awk" | LC_ALL=C sort > "$tmp/havelinks"
+LC_ALL=C comm -13 "$tmp/havelinks" "$tmp/links" | sed 's/ -> .*//; s/^/badlink /' >> "$tmp/report"
+cat "$tmp/report"
+[ ! -s "$tmp/report" ]
