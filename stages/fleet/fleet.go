@@ -107,6 +107,11 @@ func (f *Fleet) Reconnect(ctx context.Context, h *Host) error {
 	if err != nil {
 		return fmt.Errorf("connection lost, and reconnecting failed: %w", err)
 	}
+	if l := h.lease; l != nil {
+		// The lease's heartbeat reads h.Runner from its own goroutine.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
 	h.Runner.Close()
 	h.Runner = runner
 	h.Log.Infof("reconnected after the connection was lost")

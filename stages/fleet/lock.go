@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"sync"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -32,6 +33,9 @@ type lease struct {
 	done  chan struct{}
 	// broke names the holder of a stale lock this run broke, for the history.
 	broke string
+	// mu orders the heartbeat's reads of the host's Runner after a
+	// Reconnect's replacing it.
+	mu sync.Mutex
 }
 
 // Locked reports whether this run holds h's deploy lock.
@@ -89,7 +93,10 @@ func (f *Fleet) heartbeat(ctx context.Context, h *Host, l *lease) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := h.Runner.Run(ctx, server.Heartbeat(h.Layout, l.token)); err != nil && ctx.Err() == nil {
+			l.mu.Lock()
+			r := h.Runner
+			l.mu.Unlock()
+			if _, err := r.Run(ctx, server.Heartbeat(h.Layout, l.token)); err != nil && ctx.Err() == nil {
 				h.Log.Warnf("deploy lock heartbeat failed: %v", err)
 			}
 		}
