@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -92,13 +93,14 @@ func (r checker) healHost(ctx context.Context, h *fleet.Host, checked, cause str
 	if !ok {
 		return "", fmt.Errorf("releases/%s is unhealthy and there is no previous release to roll back to", h.Live)
 	}
-	cmd, err := server.VerifyRelease(h.Layout, prev.ID, server.VerifySpec{Shared: r.Env.Shared, AssetsDir: r.Env.Assets.Dir})
+	verify, err := server.VerifyRelease(h.Layout, prev.ID, server.VerifySpec{Shared: r.Env.Shared, AssetsDir: r.Env.Assets.Dir})
 	if err != nil {
 		return "", err
 	}
-	if out, err := h.Run(ctx, cmd); err != nil {
-		if server.ExitCode(err) == server.ExitTreeMismatch {
-			return "", fmt.Errorf("previous release %s differs from its manifest (%s): not rolling back to it", prev.ID, server.ParseTreeReport(out.Stdout))
+	if _, err := server.Run(ctx, h, verify); err != nil {
+		var mismatch *server.TreeMismatchError
+		if errors.As(err, &mismatch) {
+			return "", fmt.Errorf("previous release %s differs from its manifest (%s): not rolling back to it", prev.ID, mismatch.Report)
 		}
 		return "", fmt.Errorf("verify previous release %s: %w", prev.ID, err)
 	}

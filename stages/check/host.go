@@ -65,12 +65,15 @@ func (r checker) checkState(ctx context.Context, h *fleet.Host) Result {
 		res.couldNotRun(fmt.Errorf("read state file %s: %w", path, err))
 		return done()
 	}
-	out, err := h.Run(ctx, server.ReadCurrent(h.Layout))
+	// Running and decoding apart: a command that did not run is not a
+	// current that is wrong.
+	readCurrent := server.ReadCurrent(h.Layout)
+	out, err := h.Run(ctx, readCurrent.Cmd)
 	if err != nil {
 		res.couldNotRun(err)
 		return done()
 	}
-	live, err := server.ParseCurrent(out.Stdout)
+	live, err := readCurrent.Decode(out, nil)
 	if err != nil {
 		res.fail(StatusFailed, fmt.Sprintf("%s: %v", h.Layout.CurrentLink(), err),
 			"point current back at a release: mage rollback with STAGECOACH_RELEASE=<id>, or deploy")
@@ -112,23 +115,23 @@ func (r checker) checkState(ctx context.Context, h *fleet.Host) Result {
 // manifest, naming the files that differ.
 func (r checker) checkIntegrity(ctx context.Context, h *fleet.Host) Result {
 	res, done := timedCheck(h, KindIntegrity, KindIntegrity)
-	cmd, err := server.VerifyRelease(h.Layout, h.Live, server.VerifySpec{Shared: r.Env.Shared, AssetsDir: r.Env.Assets.Dir})
+	verify, err := server.VerifyRelease(h.Layout, h.Live, server.VerifySpec{Shared: r.Env.Shared, AssetsDir: r.Env.Assets.Dir})
 	if err != nil {
 		res.couldNotRun(err)
 		return done()
 	}
-	out, err := h.Run(ctx, cmd)
-	switch code := server.ExitCode(err); {
+	_, err = server.Run(ctx, h, verify)
+	var mismatch *server.TreeMismatchError
+	var unchecked *server.TreeUncheckedError
+	switch {
 	case err == nil:
 		res.Message = "every file of releases/" + h.Live + " matches its manifest"
-	case code == server.ExitTreeMismatch:
-		tr := server.ParseTreeReport(out.Stdout)
+	case errors.As(err, &mismatch):
+		tr := mismatch.Report
 		res.Files = &FileDiffs{Modified: tr.Modified, Missing: tr.Missing, Extra: tr.Extra, BadLinks: tr.BadLinks}
 		res.fail(StatusFailed, fmt.Sprintf("releases/%s differs from its manifest: %s", h.Live, tr),
 			"files of the live release changed on the server after the deploy (a hand edit, tampering or disk corruption): find out which and why; mage rollback, or a deploy of a new commit, puts a verified tree live again")
-	case code == 2:
-		// verify_tree could not compare: the manifest lists or the
-		// release directory are gone.
+	case errors.As(err, &unchecked):
 		res.fail(StatusFailed, fmt.Sprintf("cannot verify releases/%s: %s", h.Live, exitStderr(err)),
 			"the live release or its manifest lists (.stagecoach/manifests) are missing: deploy, or roll back to a complete release")
 	default:
@@ -149,12 +152,7 @@ func exitStderr(err error) string {
 // threshold.
 func (r checker) checkDisk(ctx context.Context, h *fleet.Host, min DiskThreshold) Result {
 	res, done := timedCheck(h, KindDisk, KindDisk)
-	out, err := h.Run(ctx, server.DiskFree(h.Layout))
-	if err != nil {
-		res.couldNotRun(err)
-		return done()
-	}
-	du, err := server.ParseDiskFree(out.Stdout)
+	du, err := server.Run(ctx, h, server.DiskFree(h.Layout))
 	if err != nil {
 		res.couldNotRun(err)
 		return done()
@@ -180,12 +178,13 @@ func percent(part, whole int64) string {
 // the server's clock.
 func (r checker) checkLock(ctx context.Context, h *fleet.Host) Result {
 	res, done := timedCheck(h, KindLock, KindLock)
-	out, err := h.Run(ctx, server.ReadLock(h.Layout))
+	readLock := server.ReadLock(h.Layout)
+	out, err := h.Run(ctx, readLock.Cmd)
 	if err != nil {
 		res.couldNotRun(err)
 		return done()
 	}
-	st, err := server.ParseLock(out.Stdout)
+	st, err := readLock.Decode(out, nil)
 	if err != nil {
 		res.fail(StatusFailed, fmt.Sprintf("deploy lock %s is unreadable: %v", h.Layout.LockDir(), err),
 			"if no deploy is running, remove the lock directory by hand")
@@ -214,7 +213,7 @@ func (r checker) checkLock(ctx context.Context, h *fleet.Host) Result {
 func (r checker) checkServices(ctx context.Context, h *fleet.Host) []Result {
 	res, done := timedCheck(h, KindService, KindService)
 	m := r.Env.Services
-	cmd, ok, err := server.Status(m, h.Layout, h.Live, r.Cfg.App)
+	status, ok, err := server.Status(m, h.Layout, h.Live, r.Cfg.App)
 	if err != nil {
 		res.couldNotRun(err)
 		return []Result{done()}
@@ -224,12 +223,7 @@ func (r checker) checkServices(ctx context.Context, h *fleet.Host) []Result {
 		res.Message = fmt.Sprintf("the %s service manager reports no status; the health checks stand for the services", ui.Or(m.Manager, server.ManagerNone))
 		return []Result{done()}
 	}
-	out, err := h.Run(ctx, cmd)
-	if err != nil {
-		res.couldNotRun(err)
-		return []Result{done()}
-	}
-	statuses, err := server.ParseStatus(m.Manager, out.Stdout)
+	statuses, err := server.Run(ctx, h, status)
 	if err != nil {
 		res.couldNotRun(err)
 		return []Result{done()}

@@ -29,7 +29,7 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		if prev, ok := h.State.Previous(); ok {
 			protect = append(protect, prev.ID)
 		}
-		cmd, err := server.Cleanup(h.Layout, server.CleanupSpec{
+		clean, err := server.Cleanup(h.Layout, server.CleanupSpec{
 			Keep:           rc.Env.KeepReleases,
 			Protect:        protect,
 			IncomingMaxAge: rc.Env.Cleanup.IncomingMaxAge,
@@ -40,11 +40,7 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		if err != nil {
 			return err
 		}
-		res, err := h.Run(ctx, cmd)
-		if err != nil {
-			return err
-		}
-		rep, err := server.ParseCleanup(res.Stdout)
+		rep, err := server.Run(ctx, h, clean)
 		if err != nil {
 			return err
 		}

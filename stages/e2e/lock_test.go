@@ -72,12 +72,12 @@ func TestStaleLock(t *testing.T) {
 	changeFrontend(t, p, "deployed over a stale lock")
 
 	l := server.Layout{Root: p.Root}
-	cmd, err := server.Lock(l, server.LockInfo{Holder: "ghost@old-laptop", PID: 4242,
+	take, err := server.Lock(l, server.LockInfo{Holder: "ghost@old-laptop", PID: 4242,
 		Started: time.Now().Add(-10 * time.Minute).UTC(), Token: "ghost-token", Command: "deploy"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := remote.NewLocal().Run(context.Background(), cmd); err != nil {
+	if _, err := server.Run(context.Background(), remote.NewLocal(), take); err != nil {
 		t.Fatal(err)
 	}
 

@@ -36,15 +36,14 @@ var (
 func verifyLive(t *testing.T, root string) string {
 	t.Helper()
 	id := live(t, root)
-	cmd, err := server.VerifyRelease(server.Layout{Root: root}, id, server.VerifySpec{Shared: sharedPaths, AssetsDir: assetsDir})
+	verify, err := server.VerifyRelease(server.Layout{Root: root}, id, server.VerifySpec{Shared: sharedPaths, AssetsDir: assetsDir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := remote.NewLocal().Run(ctx, cmd)
-	if err != nil {
-		t.Fatalf("live release %s does not match its manifest: %v\n%s", id, err, server.ParseTreeReport(res.Stdout))
+	if _, err := server.Run(ctx, remote.NewLocal(), verify); err != nil {
+		t.Fatalf("live release %s does not match its manifest: %v", id, err)
 	}
 	return id
 }

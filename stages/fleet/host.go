@@ -79,11 +79,7 @@ func (h *Host) ReadOptional(ctx context.Context, path string) ([]byte, error) {
 // manifest, in one round trip. A host without state gets an empty one for
 // app.
 func (h *Host) LoadState(ctx context.Context, app string) error {
-	res, err := h.Run(ctx, server.ReadLive(h.Layout))
-	if err != nil {
-		return err
-	}
-	live, err := server.ParseLive(res.Stdout)
+	live, err := server.Run(ctx, h, server.ReadLive(h.Layout))
 	if err != nil {
 		return err
 	}

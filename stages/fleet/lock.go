@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -45,24 +46,22 @@ func (h *Host) Locked() bool { return h.lease != nil }
 // breakStale is set, and keeps it alive with a heartbeat until Unlock.
 func (f *Fleet) Lock(ctx context.Context, h *Host, command string, breakStale bool) error {
 	info := server.LockInfo{Holder: WhoAmI(), PID: os.Getpid(), Started: f.Now().UTC(), Token: randomToken(), Command: command}
-	cmd, err := server.Lock(h.Layout, info)
+	take, err := server.Lock(h.Layout, info)
 	if err != nil {
 		return err
 	}
 	ttl := f.Lease.TTL
 	var broke string
 	for attempt := 0; ; attempt++ {
-		res, err := h.Run(ctx, cmd)
+		_, err := server.Run(ctx, h, take)
 		if err == nil {
 			break
 		}
-		if server.ExitCode(err) != server.ExitLockHeld {
+		var locked *server.LockHeldError
+		if !errors.As(err, &locked) {
 			return err
 		}
-		held, perr := server.ParseLockHeld(res.Stdout)
-		if perr != nil {
-			return fmt.Errorf("deploy lock is held and its owner is unreadable: %v", perr)
-		}
+		held := locked.Held
 		if !held.Stale(ttl) || !breakStale || attempt > 0 {
 			msg := held.Describe(ttl)
 			if held.Stale(ttl) {

@@ -13,7 +13,7 @@ import (
 func BenchmarkStageReuse2000(b *testing.B) {
 	root := filepath.Join(b.TempDir(), "root")
 	l := Layout{Root: root}
-	if out, err := exec.Command("/bin/sh", "-c", Prepare(l).Script).CombinedOutput(); err != nil {
+	if out, err := exec.Command("/bin/sh", "-c", Prepare(l).Cmd.Script).CombinedOutput(); err != nil {
 		b.Fatalf("%v %s", err, out)
 	}
 	src := b.TempDir()
@@ -52,7 +52,7 @@ func benchStage(b *testing.B, l Layout, id, src string, s StageSpec, only ...str
 	}
 	benchWrite(b, l.SumsPath(id), string(sums))
 	benchWrite(b, l.LinksPath(id), string(links))
-	cmd, err := StageRelease(l, s)
+	cmd, err := cmdOf(StageRelease(l, s))
 	if err != nil {
 		b.Fatal(err)
 	}

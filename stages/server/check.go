@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
 // LockStatus is the deploy lock as a health check sees it, without
@@ -26,9 +24,9 @@ type LockStatus struct {
 // ReadLock reports the deploy lock without taking or changing it: it
 // prints "stagecoach-lock free" when nobody holds it, else a line with the
 // lock directory's age ("stagecoach-lock created=<epoch>") followed by what
-// Lock prints for a holder. Parse with ParseLock.
-func ReadLock(l Layout) remote.Command {
-	return lockScript.cmd("read deploy lock", "read", l.LockDir())
+// Lock prints for a holder, decoded by ParseLock.
+func ReadLock(l Layout) Op[*LockStatus] {
+	return op(lockScript.cmd("read deploy lock", "read", l.LockDir()), ParseLock)
 }
 
 // ParseLock reads what ReadLock printed.

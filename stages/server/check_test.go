@@ -58,11 +58,11 @@ func TestParseLock(t *testing.T) {
 
 func TestReadLock(t *testing.T) {
 	l := newRoot(t)
-	st, err := ParseLock(mustRun(t, ReadLock(l), nil).Stdout)
+	st, err := ParseLock(mustRun(t, ReadLock(l).Cmd, nil).Stdout)
 	if err != nil || st.Held {
 		t.Fatalf("free lock read as %+v, %v", st, err)
 	}
-	cmd, err := Lock(l, LockInfo{Holder: "bob@ci", PID: 7, Started: time.Now(), Token: "tok", Command: "deploy"})
+	cmd, err := cmdOf(Lock(l, LockInfo{Holder: "bob@ci", PID: 7, Started: time.Now(), Token: "tok", Command: "deploy"}))
 	mustRun(t, cmd, err)
 	old := time.Now().Add(-2 * time.Hour)
 	for _, p := range []string{l.LockDir(), filepath.Join(l.LockDir(), "info.json")} {
@@ -70,7 +70,7 @@ func TestReadLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err = ParseLock(mustRun(t, ReadLock(l), nil).Stdout)
+	st, err = ParseLock(mustRun(t, ReadLock(l).Cmd, nil).Stdout)
 	if err != nil || !st.Held || st.Holder.Info.Holder != "bob@ci" {
 		t.Fatalf("%+v %v", st, err)
 	}
@@ -122,7 +122,7 @@ func TestVerifyReleaseParallel(t *testing.T) {
 	}
 	writeRelease(t, l, id, files)
 	for _, jobs := range []int{0, 1, 3} {
-		if _, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs}))); err != nil {
+		if _, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})).Cmd); err != nil {
 			t.Fatalf("jobs=%d: intact release fails: %v", jobs, err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestVerifyReleaseParallel(t *testing.T) {
 	}
 	want := TreeReport{Modified: []string{"d3/f 010.txt", "d5/f 299.txt"}, Missing: []string{"d1/f 001.txt"}, Extra: []string{"d0/new.php"}}
 	for _, jobs := range []int{0, 1, 3} {
-		res, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})))
+		res, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})).Cmd)
 		if ExitCode(err) != ExitTreeMismatch {
 			t.Fatalf("jobs=%d: %v", jobs, err)
 		}
@@ -174,7 +174,7 @@ func BenchmarkCheckIntegrity(b *testing.B) {
 			name = fmt.Sprintf("parallel-%d", jobs)
 		}
 		b.Run(name, func(b *testing.B) {
-			cmd, err := VerifyRelease(l, id, VerifySpec{Jobs: jobs})
+			cmd, err := cmdOf(VerifyRelease(l, id, VerifySpec{Jobs: jobs}))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -65,14 +65,14 @@ func PlanCleanup(ids []string, keep int, protect []string) []string {
 //	removed-backup <id>
 //	removed-incoming N
 //	after free_kb=N releases_kb=N
-func Cleanup(l Layout, s CleanupSpec) (remote.Command, error) {
+func Cleanup(l Layout, s CleanupSpec) (Op[CleanupReport], error) {
 	keep := s.Keep
 	if keep < 1 {
 		keep = 1
 	}
 	for _, p := range s.Protect {
 		if err := ValidID(p); err != nil {
-			return remote.Command{}, fmt.Errorf("cleanup: protected release: %w", err)
+			return Op[CleanupReport]{}, fmt.Errorf("cleanup: protected release: %w", err)
 		}
 	}
 	age := s.IncomingMaxAge
@@ -80,8 +80,9 @@ func Cleanup(l Layout, s CleanupSpec) (remote.Command, error) {
 		age = 24 * time.Hour
 	}
 	minutes := int64((age + time.Minute - 1) / time.Minute)
-	return cleanupScript.cmd("clean up old releases", l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
-		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages)), nil
+	cmd := cleanupScript.cmd("clean up old releases", l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
+		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages))
+	return op(cmd, ParseCleanup), nil
 }
 
 // flag is a boolean as the scripts take it.

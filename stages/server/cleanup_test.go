@@ -73,7 +73,7 @@ func TestCleanupScript(t *testing.T) {
 	}
 
 	// Protect only id1: the script protects current by itself.
-	cmd, err := Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id1}})
+	cmd, err := cmdOf(Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id1}}))
 	res := mustRun(t, cmd, err)
 	r, err := ParseCleanup(res.Stdout)
 	if err != nil {
@@ -118,7 +118,7 @@ func TestCleanupDockerSteps(t *testing.T) {
 		{CleanupSpec{DockerPrune: true}, "docker [system] [prune] [-f]\n"},
 	} {
 		bin, log := fakeTools(t, map[string]string{"docker": "", "sudo": "", "id": "echo 1000"})
-		mustRun(t, withPath(mustCmd(Cleanup(l, tc.spec)), bin+":"+os.Getenv("PATH")), nil)
+		mustRun(t, withPath(mustCmd(Cleanup(l, tc.spec)).Cmd, bin+":"+os.Getenv("PATH")), nil)
 		if got := calls(t, log); got != tc.calls {
 			t.Errorf("%+v: calls\n%s\nwant\n%s", tc.spec, got, tc.calls)
 		}
@@ -154,7 +154,7 @@ func TestCleanupRemovesReleaseImages(t *testing.T) {
 		writeFile(t, filepath.Join(l.ReleaseDir(id), "f"), "f")
 	}
 	mustRun(t, mustCmd(Switch(l, id2)), nil)
-	mustRun(t, mustCmd(Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id2}, ReleaseImages: true})), nil)
+	mustRun(t, mustCmd(Cleanup(l, CleanupSpec{Keep: 1, Protect: []string{id2}, ReleaseImages: true})).Cmd, nil)
 
 	images := func() string {
 		out, err := exec.Command("docker", "images", "--format", "{{.Tag}}", repo).Output()

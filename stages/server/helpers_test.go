@@ -47,7 +47,7 @@ func mustRun(t *testing.T, cmd remote.Command, err error) remote.Result {
 func newRoot(t *testing.T) Layout {
 	t.Helper()
 	l := Layout{Root: filepath.Join(t.TempDir(), "srv root")} // a space, to prove quoting
-	mustRun(t, Prepare(l), nil)
+	mustRun(t, Prepare(l).Cmd, nil)
 	return l
 }
 
@@ -143,3 +143,6 @@ func pathWithout(t *testing.T, names ...string) string {
 	}
 	return dir
 }
+
+// cmdOf is the command of an op a builder returned, with the builder's error.
+func cmdOf[T any](o Op[T], err error) (remote.Command, error) { return o.Cmd, err }

@@ -42,7 +42,8 @@ type LockHeld struct {
 func (h *LockHeld) Stale(ttl time.Duration) bool { return h.Age > ttl }
 
 // Describe says who holds the lock, for an error message:
-// "deploy locked by alice@laptop (pid 123) since 12:03:04, heartbeat 5s ago".
+// "deploy locked by alice@laptop (pid 123) since 12:03:04, heartbeat 5s ago",
+// and, for a lease ttl > 0, whether the lock is stale.
 func (h *LockHeld) Describe(ttl time.Duration) string {
 	who := h.Info.Holder
 	if who == "" {
@@ -56,7 +57,7 @@ func (h *LockHeld) Describe(ttl time.Duration) string {
 		s += " since " + h.Info.Started.Local().Format("15:04:05")
 	}
 	s += fmt.Sprintf(", heartbeat %s ago", h.Age.Round(time.Second))
-	if h.Stale(ttl) {
+	if ttl > 0 && h.Stale(ttl) {
 		s = "stale lock: " + s + fmt.Sprintf(" (lease %s expired; break it explicitly if that deploy is dead)", ttl)
 	}
 	return s
@@ -67,16 +68,28 @@ var lockScript = load("lock.sh")
 // Lock takes the deploy lock: mkdir is atomic, so of two deploys exactly
 // one creates the directory. The winner writes its token and info.json
 // (through a rename, so readers never see half a file). A loser prints the
-// holder's info and exits ExitLockHeld; parse that with ParseLockHeld.
-func Lock(l Layout, info LockInfo) (remote.Command, error) {
+// holder's info and exits ExitLockHeld, which the Op decodes into a
+// *LockHeldError.
+func Lock(l Layout, info LockInfo) (Op[struct{}], error) {
 	if info.Token == "" {
-		return remote.Command{}, errors.New("lock: empty token")
+		return Op[struct{}]{}, errors.New("lock: empty token")
 	}
 	js, err := json.Marshal(info)
 	if err != nil {
-		return remote.Command{}, fmt.Errorf("lock: %w", err)
+		return Op[struct{}]{}, fmt.Errorf("lock: %w", err)
 	}
-	return lockScript.cmd("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)), nil
+	o := action(lockScript.cmd("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)))
+	o.failed = func(res remote.Result, code int, _ error) error {
+		if code != ExitLockHeld {
+			return nil
+		}
+		held, err := ParseLockHeld(res.Stdout)
+		if err != nil {
+			return fmt.Errorf("deploy lock is held and its owner is unreadable: %v", err)
+		}
+		return &LockHeldError{Held: held}
+	}
+	return o, nil
 }
 
 // ParseLockHeld reads what Lock printed when it exited ExitLockHeld (or

@@ -42,11 +42,11 @@ func TestLockScripts(t *testing.T) {
 	alice := LockInfo{Holder: "alice@laptop", PID: 123, Started: time.Now(), Token: "tok-alice", Command: "deploy production"}
 	bob := LockInfo{Holder: "bob@ci", PID: 9, Started: time.Now(), Token: "tok-bob'; rm -rf /", Command: "deploy"}
 
-	cmd, err := Lock(l, alice)
+	cmd, err := cmdOf(Lock(l, alice))
 	mustRun(t, cmd, err)
 
 	// A second deploy is refused and told who holds the lock.
-	cmd, _ = Lock(l, bob)
+	cmd, _ = cmdOf(Lock(l, bob))
 	res, err := run(t, cmd)
 	if ExitCode(err) != ExitLockHeld {
 		t.Fatalf("second lock: %v", err)
@@ -91,7 +91,7 @@ func TestLockScripts(t *testing.T) {
 	}
 
 	// Bob takes it now, and unlocks his own.
-	cmd, _ = Lock(l, bob)
+	cmd, _ = cmdOf(Lock(l, bob))
 	mustRun(t, cmd, nil)
 	mustRun(t, Unlock(l, bob.Token), nil)
 	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
@@ -111,7 +111,7 @@ func TestLockRace(t *testing.T) {
 	codes := make(chan int, n)
 	for i := 0; i < n; i++ {
 		go func(i int) {
-			cmd, _ := Lock(l, LockInfo{Holder: "h", Token: "t" + string(rune('a'+i))})
+			cmd, _ := cmdOf(Lock(l, LockInfo{Holder: "h", Token: "t" + string(rune('a'+i))}))
 			_, err := run(t, cmd)
 			if err == nil {
 				codes <- 0

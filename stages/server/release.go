@@ -16,6 +16,8 @@ import (
 const (
 	ExitTreeMismatch  = 80 // StageRelease, VerifyRelease: stdout lists the differences (ParseTreeReport)
 	ExitUnsafeArchive = 81 // StageRelease: an archive entry is absolute, has "..", escapes by symlink or is not a file, dir or symlink
+	// exitTreeUnchecked is verify_tree.sh's: the tree could not be compared.
+	exitTreeUnchecked = 2
 )
 
 var (
@@ -87,19 +89,20 @@ type StageSpec struct {
 // directory renamed to releases/<id>. Any failure removes the staging
 // directory; current is never touched. Extracted files get the time of
 // extraction as mtime, so web servers see changed files as new. Exit
-// codes: ExitUnsafeArchive, ExitTreeMismatch (stdout as ParseTreeReport
-// reads it), 1 otherwise (IsDiskFull tells a full disk).
-func StageRelease(l Layout, s StageSpec) (remote.Command, error) {
+// codes ExitUnsafeArchive and ExitTreeMismatch decode into an
+// *UnsafeArchiveError and a *TreeMismatchError; other failures are returned
+// as they are (IsDiskFull tells a full disk).
+func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	if err := ValidID(s.ID); err != nil {
-		return remote.Command{}, err
+		return Op[struct{}]{}, err
 	}
 	if s.PrevID != "" {
 		if err := ValidID(s.PrevID); err != nil {
-			return remote.Command{}, err
+			return Op[struct{}]{}, err
 		}
 	}
 	if len(s.Reuse) > 0 && s.PrevID == "" {
-		return remote.Command{}, errors.New("stage release: files to reuse but no previous release")
+		return Op[struct{}]{}, errors.New("stage release: files to reuse but no previous release")
 	}
 	archive := s.Archive
 	if archive == "" {
@@ -111,7 +114,7 @@ func StageRelease(l Layout, s StageSpec) (remote.Command, error) {
 	for _, p := range s.Reuse {
 		for _, x := range []string{p.From, p.To} {
 			if err := ValidRelPath(x); err != nil {
-				return remote.Command{}, fmt.Errorf("stage release %s: reuse: %w", s.ID, err)
+				return Op[struct{}]{}, fmt.Errorf("stage release %s: reuse: %w", s.ID, err)
 			}
 		}
 		if p.From == p.To {
@@ -130,7 +133,17 @@ func StageRelease(l Layout, s StageSpec) (remote.Command, error) {
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
 		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src)
 	cmd.Stdin = &stdin
-	return cmd, nil
+	o := action(cmd)
+	o.failed = func(res remote.Result, code int, err error) error {
+		switch code {
+		case ExitTreeMismatch:
+			return &TreeMismatchError{Release: s.ID, Report: ParseTreeReport(res.Stdout)}
+		case ExitUnsafeArchive:
+			return &UnsafeArchiveError{Release: s.ID, Err: err}
+		}
+		return nil
+	}
+	return o, nil
 }
 
 // VerifySpec says which differences a live release may have from its
@@ -148,16 +161,16 @@ type VerifySpec struct {
 }
 
 // VerifyRelease checks releases/<id> against its manifest lists as
-// StageRelease did, allowing what LinkShared and CarryAssets changed. It
-// exits ExitTreeMismatch with ParseTreeReport's input on stdout when the
-// tree differs. Checking current: read it with ReadCurrent first.
-func VerifyRelease(l Layout, id string, v VerifySpec) (remote.Command, error) {
+// StageRelease did, allowing what LinkShared and CarryAssets changed. A
+// tree that differs fails with a *TreeMismatchError. Checking current:
+// read it with ReadCurrent first.
+func VerifyRelease(l Layout, id string, v VerifySpec) (Op[struct{}], error) {
 	if err := ValidID(id); err != nil {
-		return remote.Command{}, err
+		return Op[struct{}]{}, err
 	}
 	for _, p := range append(append([]string(nil), v.Shared...), nonEmpty(v.AssetsDir)...) {
 		if err := ValidRelPath(p); err != nil {
-			return remote.Command{}, fmt.Errorf("verify release %s: %w", id, err)
+			return Op[struct{}]{}, fmt.Errorf("verify release %s: %w", id, err)
 		}
 	}
 	args := []string{l.ReleaseDir(id), l.SumsPath(id), l.LinksPath(id),
@@ -166,7 +179,17 @@ func VerifyRelease(l Layout, id string, v VerifySpec) (remote.Command, error) {
 	for _, p := range v.Shared {
 		args = append(args, p, sharedTarget(p))
 	}
-	return verifyReleaseScript.cmd("verify release "+id, args...), nil
+	o := action(verifyReleaseScript.cmd("verify release "+id, args...))
+	o.failed = func(res remote.Result, code int, err error) error {
+		switch code {
+		case ExitTreeMismatch:
+			return &TreeMismatchError{Release: id, Report: ParseTreeReport(res.Stdout)}
+		case exitTreeUnchecked:
+			return &TreeUncheckedError{Release: id, Err: err}
+		}
+		return nil
+	}
+	return o, nil
 }
 
 // jobsArg is a process count as verify_tree.sh takes it: empty for "one

@@ -97,7 +97,7 @@ func TestStageReleaseValidation(t *testing.T) {
 			t.Errorf("accepted %+v", s)
 		}
 	}
-	cmd, err := StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: []LinkPair{{"a", "a"}, {"old/b", "new/b"}}})
+	cmd, err := cmdOf(StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: []LinkPair{{"a", "a"}, {"old/b", "new/b"}}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestStageReleaseValidation(t *testing.T) {
 	if !strings.Contains(cmd.Script, prev) {
 		t.Errorf("previous release not passed:\n%s", cmd.Script)
 	}
-	if cmd := mustCmd(StageRelease(l, StageSpec{ID: id2, PrevID: id1})); strings.Contains(cmd.Script, prev) {
+	if cmd := mustCmd(StageRelease(l, StageSpec{ID: id2, PrevID: id1})).Cmd; strings.Contains(cmd.Script, prev) {
 		t.Errorf("previous release passed without files to reuse:\n%s", cmd.Script)
 	}
 }
@@ -135,7 +135,7 @@ func TestStageRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	ship(t, l, id1, src, nil, tree(t, src))
-	cmd, err := StageRelease(l, StageSpec{ID: id1})
+	cmd, err := cmdOf(StageRelease(l, StageSpec{ID: id1}))
 	mustRun(t, cmd, err)
 	if fi, err := os.Stat(filepath.Join(l.ReleaseDir(id1), "bin/server")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("mode not kept: %v %v", fi, err)
@@ -155,7 +155,7 @@ func TestStageRelease(t *testing.T) {
 	}
 	reuse = append(reuse, LinkPair{"moved/old.txt", "moved/new.txt"})
 	ship(t, l, id2, src, []string{"./bin/server", "./static/server-link"}, tree(t, src))
-	cmd, err = StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: reuse})
+	cmd, err = cmdOf(StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: reuse}))
 	mustRun(t, cmd, err)
 	for _, p := range []string{"static/d07/f 0007.txt", "static/d49/f 1999.txt"} {
 		if inode(t, filepath.Join(l.ReleaseDir(id1), p)) != inode(t, filepath.Join(l.ReleaseDir(id2), p)) {
@@ -239,7 +239,7 @@ func TestStageReleaseRejects(t *testing.T) {
 				}
 			}
 			ship(t, l, id2, src, nil, clean)
-			cmd, err := StageRelease(l, StageSpec{ID: id2})
+			cmd, err := cmdOf(StageRelease(l, StageSpec{ID: id2}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -94,7 +94,7 @@ func TestAwkwardNames(t *testing.T) {
 			mark := filepath.Join(t.TempDir(), "pwned")
 			x := strings.ReplaceAll(tc.path, "MARK", mark)
 			l := Layout{Root: filepath.Join(t.TempDir(), strings.ReplaceAll(tc.root, "MARK", mark))}
-			mustRun(t, Prepare(l), nil)
+			mustRun(t, Prepare(l).Cmd, nil)
 			testAwkwardDeploy(t, l, x)
 			if _, err := os.Lstat(mark); !os.IsNotExist(err) {
 				t.Errorf("a name ran as code: %s exists", mark)
@@ -109,9 +109,9 @@ func testAwkwardDeploy(t *testing.T, l Layout, x string) {
 	reused, moved := "r/"+x+"/f.txt", "r/"+x+"/g.txt"
 	asset1, asset2 := "assets/"+leaf+"-1.js", "assets/"+leaf+"-2.js"
 
-	lk := mustCmd(Lock(l, LockInfo{Holder: x, Token: x}))
+	lk := mustCmd(Lock(l, LockInfo{Holder: x, Token: x})).Cmd
 	mustRun(t, lk, nil)
-	if st, err := ParseLock(mustRun(t, ReadLock(l), nil).Stdout); err != nil || !st.Held || st.Holder.Info.Holder != x {
+	if st, err := ParseLock(mustRun(t, ReadLock(l).Cmd, nil).Stdout); err != nil || !st.Held || st.Holder.Info.Holder != x {
 		t.Fatalf("lock: %+v %v", st, err)
 	}
 	mustRun(t, Heartbeat(l, x), nil)
@@ -126,11 +126,11 @@ func testAwkwardDeploy(t *testing.T, l Layout, x string) {
 	}
 	ship(t, l, id1, src, nil, tree(t, src))
 	sum := sha256.Sum256(mustRead(t, l.IncomingPath(id1)))
-	mustRun(t, VerifyArchive(l.IncomingPath(id1), hex.EncodeToString(sum[:])), nil)
-	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})), nil)
+	mustRun(t, VerifyArchive(l.IncomingPath(id1), hex.EncodeToString(sum[:])).Cmd, nil)
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
 	furnish(t, l, id1, nil, shared, x)
 	spec := VerifySpec{Shared: []string{shared}, AssetsDir: "assets", Jobs: 2}
-	mustRun(t, mustCmd(VerifyRelease(l, id1, spec)), nil)
+	mustRun(t, mustCmd(VerifyRelease(l, id1, spec)).Cmd, nil)
 	mustRun(t, mustCmd(Switch(l, id1)), nil)
 
 	// Release 2 ships app.txt and a new asset, moves a file and reuses
@@ -151,18 +151,18 @@ func testAwkwardDeploy(t *testing.T, l Layout, x string) {
 	}
 	full := tree(t, src)
 	ship(t, l, id2, src, only, full)
-	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: []LinkPair{{reused, moved}, {shared + "/seed", shared + "/seed"}}})), nil)
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: []LinkPair{{reused, moved}, {shared + "/seed", shared + "/seed"}}})).Cmd, nil)
 	if inode(t, filepath.Join(l.ReleaseDir(id1), reused)) != inode(t, filepath.Join(l.ReleaseDir(id2), moved)) {
 		t.Error("moved file not hard-linked")
 	}
 	furnish(t, l, id2, []string{id1}, shared, x)
-	mustRun(t, mustCmd(VerifyRelease(l, id2, spec)), nil)
+	mustRun(t, mustCmd(VerifyRelease(l, id2, spec)).Cmd, nil)
 	if b := mustRead(t, filepath.Join(l.ReleaseDir(id2), asset1)); string(b) != "one" {
 		t.Errorf("carried asset %q", b)
 	}
 	// A tampered file in the awkward directory is reported by its name.
 	writeFile(t, filepath.Join(l.ReleaseDir(id2), moved), "tampered")
-	res, err := run(t, mustCmd(VerifyRelease(l, id2, spec)))
+	res, err := run(t, mustCmd(VerifyRelease(l, id2, spec)).Cmd)
 	if r := ParseTreeReport(res.Stdout); ExitCode(err) != ExitTreeMismatch || !reflect.DeepEqual(r.Modified, []string{moved}) {
 		t.Errorf("tampered: %v %+v", err, r)
 	}
@@ -212,19 +212,19 @@ func testAwkwardDeploy(t *testing.T, l Layout, x string) {
 		t.Errorf("run in: got %q\nwant %q", res.Stdout, want)
 	}
 	mustRun(t, mustCmd(Switch(l, id2)), nil)
-	if cur, err := ParseCurrent(mustRun(t, ReadCurrent(l), nil).Stdout); err != nil || cur != id2 {
+	if cur, err := ParseCurrent(mustRun(t, ReadCurrent(l).Cmd, nil).Stdout); err != nil || cur != id2 {
 		t.Errorf("current %q %v", cur, err)
 	}
 	writeFile(t, l.ManifestPath(id2), "{}")
-	if live, err := ParseLive(mustRun(t, ReadLive(l), nil).Stdout); err != nil || live.Current != id2 || string(live.Manifest) != "{}" {
+	if live, err := ParseLive(mustRun(t, ReadLive(l).Cmd, nil).Stdout); err != nil || live.Current != id2 || string(live.Manifest) != "{}" {
 		t.Errorf("live %+v %v", live, err)
 	}
-	if u, err := ParseDiskFree(mustRun(t, DiskFree(l), nil).Stdout); err != nil || u.AvailKB <= 0 {
+	if u, err := ParseDiskFree(mustRun(t, DiskFree(l).Cmd, nil).Stdout); err != nil || u.AvailKB <= 0 {
 		t.Errorf("disk free %+v %v", u, err)
 	}
 	mustRun(t, Unlock(l, x), nil)
 
-	r, err := ParseCleanup(mustRun(t, mustCmd(Cleanup(l, CleanupSpec{Keep: 1, IncomingMaxAge: time.Minute})), nil).Stdout)
+	r, err := ParseCleanup(mustRun(t, mustCmd(Cleanup(l, CleanupSpec{Keep: 1, IncomingMaxAge: time.Minute})).Cmd, nil).Stdout)
 	if err != nil || !reflect.DeepEqual(r.Removed, []string{id1}) {
 		t.Errorf("cleanup %+v %v", r, err)
 	}

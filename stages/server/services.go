@@ -111,24 +111,24 @@ func (s ServiceStatus) Healthy() bool {
 	return false
 }
 
-// Status returns a command printing the state of app's services for
-// release id, to be read by ParseStatus with the same manager. Compose
-// prints "service<TAB>state<TAB>health" per container (through docker
-// inspect, which v1 and v2 share); systemd prints `systemctl show` blocks.
-// Managers without status return ok=false.
-func Status(m config.Services, l Layout, id, app string) (cmd remote.Command, ok bool, err error) {
+// Status reads the state of app's services for release id. Compose prints
+// "service<TAB>state<TAB>health" per container (through docker inspect,
+// which v1 and v2 share); systemd prints `systemctl show` blocks; ParseStatus
+// reads either. Managers without status return ok=false.
+func Status(m config.Services, l Layout, id, app string) (o Op[[]ServiceStatus], ok bool, err error) {
+	parse := func(stdout []byte) ([]ServiceStatus, error) { return ParseStatus(m.Manager, stdout) }
 	switch m.Manager {
 	case ManagerCompose:
 		c, err := compose(m, l, id, app, "read compose service status", "status")
-		return c, err == nil, err
+		return op(c, parse), err == nil, err
 	case ManagerSystemd:
 		if len(m.Restart) == 0 {
-			return remote.Command{}, false, nil
+			return o, false, nil
 		}
 		argv := append([]string{"systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "SubState", "--"}, m.Restart...)
-		return remote.Cmd("read systemd unit status", argv...), true, nil
+		return op(remote.Cmd("read systemd unit status", argv...), parse), true, nil
 	}
-	return remote.Command{}, false, nil
+	return o, false, nil
 }
 
 // ParseStatus reads what Status printed for manager.

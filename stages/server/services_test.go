@@ -154,7 +154,7 @@ func TestComposeDetection(t *testing.T) {
 func TestStatus(t *testing.T) {
 	l := newRoot(t)
 	mustMkRelease(t, l, id1)
-	cmd, ok, err := Status(config.Services{Manager: "compose", File: "compose.yml"}, l, id1, "app")
+	status, ok, err := Status(config.Services{Manager: "compose", File: "compose.yml"}, l, id1, "app")
 	if err != nil || !ok {
 		t.Fatalf("compose status %v %v", ok, err)
 	}
@@ -164,7 +164,7 @@ func TestStatus(t *testing.T) {
 compose) [ "$2" = version ] || for c in ` + ids + `; do echo "$c"; done;;
 inspect) printf 'app\trunning\thealthy\nworker\texited\t\n';;
 esac`})
-		res := mustRun(t, withPath(cmd, bin+":/usr/bin:/bin"), nil)
+		res := mustRun(t, withPath(status.Cmd, bin+":/usr/bin:/bin"), nil)
 		want := "docker [compose] [version]\ndocker [compose] [-f] [compose.yml] [-p] [app] [ps] [-a] [-q]\n"
 		out := ""
 		if ids != "" {
@@ -175,9 +175,9 @@ esac`})
 			t.Errorf("containers %q: calls\n%s\nwant\n%s\nstdout %q", ids, got, want, res.Stdout)
 		}
 	}
-	cmd, ok, _ = Status(config.Services{Manager: "systemd", Restart: []string{"a.service", "it's.service"}}, l, id1, "app")
-	if !ok || cmd.Script != "systemctl show -p Id -p ActiveState -p SubState -- a.service 'it'\\''s.service'" {
-		t.Errorf("systemd status %q", cmd.Script)
+	status, ok, _ = Status(config.Services{Manager: "systemd", Restart: []string{"a.service", "it's.service"}}, l, id1, "app")
+	if cmd := status.Cmd; !ok || cmd.Script != "systemctl show -p Id -p ActiveState -p SubState -- a.service 'it'\\''s.service'" {
+		t.Errorf("systemd status %q", status.Cmd.Script)
 	}
 	if _, ok, _ := Status(config.Services{Manager: "command"}, l, id1, "app"); ok {
 		t.Error("command manager has a status")

@@ -14,7 +14,7 @@ func TestLinkSharedAndVerify(t *testing.T) {
 	writeFile(t, filepath.Join(src, "public/uploads/seed.png"), "seed")
 	writeFile(t, filepath.Join(src, "public/assets/app-1.js"), "one")
 	ship(t, l, id1, src, nil, tree(t, src))
-	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})), nil)
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
 	shared := []string{"public/uploads", "data"}
 	mustRun(t, mustCmd(LinkShared(l, id1, shared)), nil)
 	// The release's initial content moved into shared/; data was created.
@@ -36,7 +36,7 @@ func TestLinkSharedAndVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ship(t, l, id2, src, nil, tree(t, src))
-	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id2})), nil)
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id2})).Cmd, nil)
 	mustRun(t, mustCmd(LinkShared(l, id2, shared)), nil)
 	if b, _ := os.ReadFile(filepath.Join(l.ReleaseDir(id2), "public/uploads/seed.png")); string(b) != "seed" {
 		t.Errorf("shared content replaced: %q", b)
@@ -56,7 +56,7 @@ func TestLinkSharedAndVerify(t *testing.T) {
 	}
 
 	spec := VerifySpec{Shared: shared, AssetsDir: "public/assets"}
-	mustRun(t, mustCmd(VerifyRelease(l, id2, spec)), nil)
+	mustRun(t, mustCmd(VerifyRelease(l, id2, spec)).Cmd, nil)
 
 	// Added and changed files are caught, carried ones are not.
 	writeFile(t, filepath.Join(l.ReleaseDir(id2), "backdoor.php"), "<?php")
@@ -64,7 +64,7 @@ func TestLinkSharedAndVerify(t *testing.T) {
 	if err := os.Remove(filepath.Join(l.ReleaseDir(id2), "data")); err != nil {
 		t.Fatal(err)
 	}
-	res, err := run(t, mustCmd(VerifyRelease(l, id2, spec)))
+	res, err := run(t, mustCmd(VerifyRelease(l, id2, spec)).Cmd)
 	if ExitCode(err) != ExitTreeMismatch {
 		t.Fatalf("verify: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestLinkSharedAndVerify(t *testing.T) {
 		t.Errorf("report %+v", r)
 	}
 	// Without the assets allowance, carried files are extra.
-	res, _ = run(t, mustCmd(VerifyRelease(l, id2, VerifySpec{Shared: shared})))
+	res, _ = run(t, mustCmd(VerifyRelease(l, id2, VerifySpec{Shared: shared})).Cmd)
 	if r := ParseTreeReport(res.Stdout); !strings.Contains(strings.Join(r.Extra, ","), "public/assets/app-1.js") {
 		t.Errorf("report %+v", r)
 	}

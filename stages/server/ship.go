@@ -39,11 +39,11 @@ func PrepareDirs(l Layout) remote.Command {
 		"mkdir", "-p", l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir())
 }
 
-// Prepare checks the tools, creates the directories and prints the free
-// space of the root's filesystem (for ParseDiskFree), in one round trip.
-func Prepare(l Layout) remote.Command {
+// Prepare checks the tools, creates the directories and reports the free
+// space of the root's filesystem, in one round trip.
+func Prepare(l Layout) Op[DiskUsage] {
 	steps := []string{CheckTools(l).Script, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
-	return remote.Script("prepare server", strings.Join(steps, " &&\n")+"\n")
+	return op(remote.Script("prepare server", strings.Join(steps, " &&\n")+"\n"), ParseDiskFree)
 }
 
 // DiskUsage is one `df -Pk` line.
@@ -56,10 +56,9 @@ type DiskUsage struct {
 }
 
 // DiskFree reports the free space of the filesystem holding the root (or
-// its nearest existing parent, before the first deploy). Parse the output
-// with ParseDiskFree.
-func DiskFree(l Layout) remote.Command {
-	return diskFreeScript.cmd("measure free disk", l.Root)
+// its nearest existing parent, before the first deploy).
+func DiskFree(l Layout) Op[DiskUsage] {
+	return op(diskFreeScript.cmd("measure free disk", l.Root), ParseDiskFree)
 }
 
 // ParseDiskFree reads `df -Pk` output with one filesystem.
@@ -92,23 +91,35 @@ func parseDfLine(line string) (DiskUsage, error) {
 
 // VerifyArchive checks an uploaded archive's SHA-256 on the server. On a
 // mismatch it prints "expected <sha>" and "actual <sha>" and exits
-// ExitArchiveMismatch; ArchiveMismatch turns that into an error.
-func VerifyArchive(path, sha256 string) remote.Command {
-	return verifyArchiveScript.cmd("verify archive checksum", path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch))
+// ExitArchiveMismatch, which the Op decodes into an *ArchiveMismatchError.
+func VerifyArchive(path, sha256 string) Op[struct{}] {
+	o := action(verifyArchiveScript.cmd("verify archive checksum", path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch)))
+	o.failed = func(res remote.Result, code int, _ error) error {
+		if code != ExitArchiveMismatch {
+			return nil
+		}
+		return archiveMismatch(path, res.Stdout)
+	}
+	return o
 }
 
-// ArchiveMismatch turns VerifyArchive's output into the error to report.
-func ArchiveMismatch(path string, stdout []byte) error {
-	var expected, actual string
+// archiveMismatch reads VerifyArchive's report of a mismatch.
+func archiveMismatch(path string, stdout []byte) *ArchiveMismatchError {
+	e := &ArchiveMismatchError{Path: path}
 	for _, line := range strings.Split(string(stdout), "\n") {
 		if v, ok := strings.CutPrefix(line, "expected "); ok {
-			expected = v
+			e.Expected = v
 		}
 		if v, ok := strings.CutPrefix(line, "actual "); ok {
-			actual = v
+			e.Actual = v
 		}
 	}
-	return fmt.Errorf("archive %s is corrupt or was tampered with in transit: sha256 %s, expected %s", path, actual, expected)
+	return e
+}
+
+// RemoveUpload removes the upload of release id, which failed its check.
+func RemoveUpload(l Layout, id string) remote.Command {
+	return remote.Cmd("remove corrupt upload", "rm", "-f", l.IncomingPath(id))
 }
 
 // ExitCode returns the exit code of a command error (a *remote.ExitError),

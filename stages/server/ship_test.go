@@ -26,7 +26,7 @@ func TestParseDiskFree(t *testing.T) {
 
 func TestDiskFreeRuns(t *testing.T) {
 	l := Layout{Root: filepath.Join(t.TempDir(), "not", "yet")}
-	res := mustRun(t, DiskFree(l), nil)
+	res := mustRun(t, DiskFree(l).Cmd, nil)
 	if u, err := ParseDiskFree(res.Stdout); err != nil || u.AvailKB <= 0 {
 		t.Errorf("%+v %v", u, err)
 	}
@@ -50,14 +50,16 @@ func TestVerifyArchive(t *testing.T) {
 	writeFile(t, p, "archive bytes")
 	sum := sha256.Sum256([]byte("archive bytes"))
 	good := hex.EncodeToString(sum[:])
-	mustRun(t, VerifyArchive(p, good), nil)
+	mustRun(t, VerifyArchive(p, good).Cmd, nil)
 
 	bad := strings.Repeat("0", 64)
-	res, err := run(t, VerifyArchive(p, bad))
-	if ExitCode(err) != ExitArchiveMismatch {
+	op := VerifyArchive(p, bad)
+	_, err := op.Decode(run(t, op.Cmd))
+	var mismatch *ArchiveMismatchError
+	if !errors.As(err, &mismatch) || mismatch.Expected != bad || mismatch.Actual != good {
 		t.Fatalf("mismatch: %v", err)
 	}
-	msg := ArchiveMismatch(p, res.Stdout).Error()
+	msg := err.Error()
 	want := "archive " + p + " is corrupt or was tampered with in transit: sha256 " + good + ", expected " + bad
 	if msg != want {
 		t.Errorf("got  %s\nwant %s", msg, want)

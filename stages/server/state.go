@@ -234,9 +234,9 @@ func (s *State) Previous() (Release, bool) {
 // ReadLive prints, in one round trip, what a deploy needs to know of a
 // host before it starts: the state file, the release current points at and
 // that release's manifest, each possibly empty, separated by NUL bytes
-// (which none of them contains). Parse it with ParseLive.
-func ReadLive(l Layout) remote.Command {
-	return readLiveScript.cmd("read deploy state", l.Root)
+// (which none of them contains), decoded by ParseLive.
+func ReadLive(l Layout) Op[Live] {
+	return op(readLiveScript.cmd("read deploy state", l.Root), ParseLive)
 }
 
 var readLiveScript = load("read_live.sh")

@@ -182,7 +182,7 @@ func TestReadLive(t *testing.T) {
 	l := newRoot(t)
 	read := func() Live {
 		t.Helper()
-		live, err := ParseLive(mustRun(t, ReadLive(l), nil).Stdout)
+		live, err := ParseLive(mustRun(t, ReadLive(l).Cmd, nil).Stdout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestReadLive(t *testing.T) {
 	if got := read(); len(got.State) != 0 || got.Current != "" || len(got.Manifest) != 0 {
 		t.Fatalf("nothing deployed: %+v", got)
 	}
-	if live, err := ParseLive(mustRun(t, ReadLive(Layout{Root: l.Root + "/missing"}), nil).Stdout); err != nil || live.Current != "" {
+	if live, err := ParseLive(mustRun(t, ReadLive(Layout{Root: l.Root + "/missing"}).Cmd, nil).Stdout); err != nil || live.Current != "" {
 		t.Fatalf("missing root: %+v %v", live, err)
 	}
 	mustMkRelease(t, l, id1)

@@ -29,10 +29,10 @@ func Switch(l Layout, id string) (remote.Command, error) {
 	return switchScript.cmd("switch current to "+id, l.Root, id, strconv.Itoa(ExitSwitchFailed)), nil
 }
 
-// ReadCurrent prints current's target, or nothing when there is no
-// current yet. Parse with ParseCurrent.
-func ReadCurrent(l Layout) remote.Command {
-	return readCurrentScript.cmd("read current release", l.CurrentLink())
+// ReadCurrent reads the release current points at, "" when there is no
+// current yet.
+func ReadCurrent(l Layout) Op[string] {
+	return op(readCurrentScript.cmd("read current release", l.CurrentLink()), ParseCurrent)
 }
 
 // ParseCurrent returns the release id current points at, "" when none.

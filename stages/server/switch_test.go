@@ -11,7 +11,7 @@ import (
 
 func TestSwitchAndReadCurrent(t *testing.T) {
 	l := newRoot(t)
-	res := mustRun(t, ReadCurrent(l), nil)
+	res := mustRun(t, ReadCurrent(l).Cmd, nil)
 	if id, err := ParseCurrent(res.Stdout); err != nil || id != "" {
 		t.Errorf("no current: %q %v", id, err)
 	}
@@ -22,7 +22,7 @@ func TestSwitchAndReadCurrent(t *testing.T) {
 	mustMkRelease(t, l, id2)
 	mustRun(t, mustCmd(Switch(l, id1)), nil)
 	mustRun(t, mustCmd(Switch(l, id2)), nil)
-	res = mustRun(t, ReadCurrent(l), nil)
+	res = mustRun(t, ReadCurrent(l).Cmd, nil)
 	if id, err := ParseCurrent(res.Stdout); err != nil || id != id2 {
 		t.Errorf("current %q %v", id, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -60,11 +61,11 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 	if m.Base != "" && m.Base != h.Live {
 		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
 	}
-	res, err := h.Run(ctx, server.Prepare(h.Layout))
+	df, err := server.Run(ctx, h, server.Prepare(h.Layout))
 	if err != nil {
 		return err
 	}
-	return checkDiskRoom(h, res.Stdout, need)
+	return checkDiskRoom(h, df, need)
 }
 
 // finish verifies the uploaded archive's SHA-256 on h, then writes the
@@ -72,11 +73,10 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 func finish(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	m := p.Manifest
 	incoming := h.Layout.IncomingPath(m.Release)
-	res, err := h.Run(ctx, server.VerifyArchive(incoming, m.Archive.SHA256))
-	if err != nil {
-		if server.ExitCode(err) == server.ExitArchiveMismatch {
-			h.Run(context.WithoutCancel(ctx), remote.Cmd("remove corrupt upload", "rm", "-f", incoming))
-			return server.ArchiveMismatch(incoming, res.Stdout)
+	if _, err := server.Run(ctx, h, server.VerifyArchive(incoming, m.Archive.SHA256)); err != nil {
+		var corrupt *server.ArchiveMismatchError
+		if errors.As(err, &corrupt) {
+			h.Run(context.WithoutCancel(ctx), server.RemoveUpload(h.Layout, m.Release))
 		}
 		return err
 	}
@@ -160,14 +160,9 @@ func treeEntries(files []archive.File) []server.TreeEntry {
 	return out
 }
 
-// checkDiskRoom refuses to ship when the host's filesystem, as `df`
-// reported it, cannot hold the archive and the files it unpacks to, before
+// checkDiskRoom refuses to ship when the host's filesystem cannot hold the archive and the files it unpacks to, before
 // anything is written.
-func checkDiskRoom(h *fleet.Host, dfOutput []byte, need int64) error {
-	df, err := server.ParseDiskFree(dfOutput)
-	if err != nil {
-		return err
-	}
+func checkDiskRoom(h *fleet.Host, df server.DiskUsage, need int64) error {
 	need += need / 10 // headroom for directories and the state file
 	if free := df.AvailKB * 1024; free < need {
 		return fmt.Errorf("disk full on %s at %s: %s free, the release needs about %s; run cleanup or free space",

@@ -7,6 +7,7 @@ package swap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stagecoach/stagecoach/stages/fleet"
@@ -63,18 +64,19 @@ func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	for _, re := range m.Reuse {
 		spec.Reuse = append(spec.Reuse, server.LinkPair{From: re.From, To: re.Path})
 	}
-	cmd, err := server.StageRelease(h.Layout, spec)
+	stage, err := server.StageRelease(h.Layout, spec)
 	if err != nil {
 		return err
 	}
-	res, err := h.Run(ctx, cmd)
-	switch code := server.ExitCode(err); {
-	case err == nil:
-	case code == server.ExitTreeMismatch:
-		return fmt.Errorf("release %s does not match its manifest after unpacking: %s", m.Release, server.ParseTreeReport(res.Stdout))
-	case code == server.ExitUnsafeArchive:
-		return fmt.Errorf("archive of %s refused: %w", m.Release, err)
-	default:
+	if _, err := server.Run(ctx, h, stage); err != nil {
+		var mismatch *server.TreeMismatchError
+		var unsafe *server.UnsafeArchiveError
+		switch {
+		case errors.As(err, &mismatch):
+			return fmt.Errorf("release %s does not match its manifest after unpacking: %s", m.Release, mismatch.Report)
+		case errors.As(err, &unsafe):
+			return err
+		}
 		return h.DiskFullOr(err)
 	}
 	h.Staged = true
