@@ -189,7 +189,7 @@ func TestCleanupKeepsReleases(t *testing.T) {
 				t.Errorf("report %+v, want %d removed and backups %q", rep, removed, tc.backupsGone)
 			}
 			// The state is written only when cleanup forgot a release.
-			if n := e.Fake(0).Count("upload " + h.Layout.StatePath()); n != min(removed, 1) {
+			if n := e.Fake(0).Count(h.Layout.StatePath()); n != min(removed, 1) {
 				t.Errorf("state saved %d times after removing %d releases", n, removed)
 			}
 		})
@@ -224,7 +224,7 @@ func TestCleanupEachHostByItsOwnState(t *testing.T) {
 		if got := onDisk(t, e.Roots[i]); !reflect.DeepEqual(got, want) {
 			t.Errorf("host %d keeps %q, want %q", i, got, want)
 		}
-		saved := e.Fake(i).Count("upload "+rc.Hosts[i].Layout.StatePath()) > 0
+		saved := e.Fake(i).Count(rc.Hosts[i].Layout.StatePath()) > 0
 		if saved != (i != 1) {
 			t.Errorf("host %d: state saved %v", i, saved)
 		}
@@ -250,7 +250,7 @@ func TestCleanupFailures(t *testing.T) {
 			"cleanup output is incomplete"},
 		{"saving the state fails", host{n: 5, live: 5},
 			func(f *remotetest.Fake, l server.Layout) {
-				f.On("upload "+l.StatePath()).Exit(1, "No space left on device")
+				f.On(l.StatePath()).Exit(1, "No space left on device")
 			},
 			"write state"},
 	} {

@@ -107,13 +107,13 @@ func (h *Host) LoadState(ctx context.Context, app string) error {
 	return nil
 }
 
-// SaveState writes h's state with one temp-then-rename upload.
+// SaveState writes h's state in one round trip, through a rename.
 func (h *Host) SaveState(ctx context.Context) error {
 	data, err := h.State.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := h.Runner.Upload(ctx, bytes.NewReader(data), h.Layout.StatePath(), nil); err != nil {
+	if _, err := h.Run(ctx, server.WriteState(h.Layout, data)); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil

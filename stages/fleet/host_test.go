@@ -135,12 +135,13 @@ func TestSaveStateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The state directory is made by the lock; without it the upload fails.
-	if err := h.SaveState(ctx); err == nil || !strings.Contains(err.Error(), "write state") {
-		t.Fatalf("SaveState without .stagecoach: %v", err)
-	}
+	// The state directory is made by the lock, as in a deploy.
 	if err := os.MkdirAll(filepath.Join(root, ".stagecoach"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	f.dialer.Host(h.Name).On(h.Layout.StatePath()).Times(1).Exit(1, "No space left on device")
+	if err := h.SaveState(ctx); err == nil || !strings.Contains(err.Error(), "write state") {
+		t.Fatalf("SaveState on a full disk: %v", err)
 	}
 	if err := h.SaveState(ctx); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
@@ -14,7 +15,7 @@ var (
 	linkSharedScript  = load("link_shared.sh")
 	carryAssetsScript = load("carry_assets.sh")
 	carryScript       = load("carry.sh")
-	writeEnvScript    = load("write_env.sh")
+	writeFileScript   = load("write_file.sh")
 )
 
 // sharedTarget is the relative symlink target from releases/<id>/<p> to
@@ -87,11 +88,17 @@ func FormatEnv(vars map[string]string) ([]byte, error) {
 }
 
 // WriteEnv replaces shared/.env with content (FormatEnv's), in one round
-// trip: the content comes on stdin into a file created owner-only (umask
-// 077, so the secrets are never readable by others, not even for a moment)
-// and renamed over the old one.
+// trip, owner-only (see writeRemoteFile).
 func WriteEnv(l Layout, content []byte) remote.Command {
-	cmd := writeEnvScript.cmd("write shared/.env", l.SharedDir(), l.EnvPath())
+	return writeRemoteFile("write shared/.env", l.EnvPath(), "600", content)
+}
+
+// writeRemoteFile replaces path by content in one round trip: the content comes
+// on stdin into a file created owner-only (umask 077, so secrets are
+// never readable by others, not even for a moment), checked for its size,
+// given mode and renamed over the old one.
+func writeRemoteFile(desc, path, mode string, content []byte) remote.Command {
+	cmd := writeFileScript.cmd(desc, path, mode, strconv.Itoa(len(content)))
 	cmd.Stdin = bytes.NewReader(content)
 	return cmd
 }

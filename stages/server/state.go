@@ -231,6 +231,12 @@ func (s *State) Previous() (Release, bool) {
 	return Release{}, false
 }
 
+// WriteState replaces the state file by data in one round trip, through a
+// rename, so readers never see half a state.
+func WriteState(l Layout, data []byte) remote.Command {
+	return writeRemoteFile("write "+l.StatePath(), l.StatePath(), "644", data)
+}
+
 // ReadLive prints, in one round trip, what a deploy needs to know of a
 // host before it starts: the state file, the release current points at and
 // that release's manifest, each possibly empty, separated by NUL bytes

@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +206,27 @@ func TestReadLive(t *testing.T) {
 	}
 	if _, err := ParseLive([]byte("no separators")); err == nil {
 		t.Error("accepted output without separators")
+	}
+}
+
+// TestWriteState: the state is replaced whole with mode 0644, and a stream
+// cut short leaves the old state as it was.
+func TestWriteState(t *testing.T) {
+	l := newRoot(t)
+	mustRun(t, WriteState(l, []byte(`{"version":1}`)), nil)
+	cut := WriteState(l, []byte(`{"version":2}`))
+	cut.Stdin = strings.NewReader(`{"vers`)
+	if _, err := run(t, cut); err == nil {
+		t.Fatal("a truncated state was accepted")
+	}
+	data, err := os.ReadFile(l.StatePath())
+	if err != nil || string(data) != `{"version":1}` {
+		t.Fatalf("state after a cut write: %q %v", data, err)
+	}
+	if fi, _ := os.Stat(l.StatePath()); fi.Mode().Perm() != 0o644 {
+		t.Errorf("state mode %v", fi.Mode().Perm())
+	}
+	if left, _ := filepath.Glob(l.StatePath() + ".tmp.*"); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

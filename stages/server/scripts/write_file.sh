@@ -1,0 +1,22 @@
+# shellcheck shell=sh
+# write_file.sh FILE MODE SIZE < CONTENT
+#
+# Replaces FILE by stdin through a rename, creating its directory. The
+# content is written owner-only (umask 077) and given MODE only once whole:
+# secrets are never readable by others, not even for a moment, and a
+# stream cut short (SIZE bytes were sent) never replaces the file.
+set -e
+file=$1 mode=$2 size=$3
+umask 077
+mkdir -p "$(dirname "$file")"
+tmp=$file.tmp.$$
+cleanup() { rm -f "$tmp"; }
+trap cleanup EXIT
+cat > "$tmp"
+got=$(wc -c < "$tmp")
+if [ "$got" -ne "$size" ]; then
+  echo "write $file: got $got bytes of $size; left unchanged" >&2
+  exit 1
+fi
+chmod "$mode" "$tmp"
+mv -f "$tmp" "$file"
