@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
@@ -47,6 +48,17 @@ func (h *Host) BrokeLock() string {
 func (h *Host) Run(ctx context.Context, cmd remote.Command) (remote.Result, error) {
 	defer h.Log.Step(cmd.Desc)()
 	return h.Runner.Run(ctx, cmd)
+}
+
+// RunBatch runs cmds on h in order, in one round trip where the transport
+// allows, stopping at the first that fails (see remote.RunBatch).
+func (h *Host) RunBatch(ctx context.Context, cmds ...remote.Command) ([]remote.Result, []error) {
+	descs := make([]string, len(cmds))
+	for i, c := range cmds {
+		descs[i] = c.Desc
+	}
+	defer h.Log.Step(strings.Join(descs, ", "))()
+	return remote.RunBatch(ctx, h.Runner, cmds...)
 }
 
 // Exec returns a function that runs a built command on h, taking the

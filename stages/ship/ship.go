@@ -69,18 +69,9 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 }
 
 // finish verifies the uploaded archive's SHA-256 on h, then writes the
-// release's lists and manifest there.
+// release's lists and manifest there, in one round trip.
 func finish(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	m := p.Manifest
-	incoming := h.Layout.IncomingPath(m.Release)
-	if _, err := server.Run(ctx, h, server.VerifyArchive(incoming, m.Archive.SHA256)); err != nil {
-		var corrupt *server.ArchiveMismatchError
-		if errors.As(err, &corrupt) {
-			h.Run(context.WithoutCancel(ctx), server.RemoveUpload(h.Layout, m.Release))
-		}
-		return err
-	}
-
 	sums, links, err := server.TreeLists(treeEntries(m.Files))
 	if err != nil {
 		return err
@@ -97,7 +88,16 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.Run(ctx, cmd); err != nil {
+	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256)
+	results, errs := h.RunBatch(ctx, verify.Cmd, cmd)
+	if _, err := verify.Decode(results[0], errs[0]); err != nil {
+		var corrupt *server.ArchiveMismatchError
+		if errors.As(err, &corrupt) {
+			h.Run(context.WithoutCancel(ctx), server.RemoveUpload(h.Layout, m.Release))
+		}
+		return err
+	}
+	if err := errs[1]; err != nil {
 		return h.DiskFullOr(err)
 	}
 	h.BytesSent += sent
