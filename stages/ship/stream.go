@@ -43,8 +43,13 @@ func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Pa
 	written := make(chan struct{})
 	var ok bool // set before written is closed
 	shipped := make(chan error, 1)
+	// Every host reads at once: the writer feeds them together, so a host
+	// waiting for its turn would block it, and the hosts it waits for.
+	// Deploy streams to at most Parallel hosts.
+	all := *rc.Fleet
+	all.Parallel = max(all.Parallel, len(hosts))
 	go func() {
-		shipped <- rc.Fleet.Each(ctx, hosts, "ship "+p.Manifest.Release+" to", func(ctx context.Context, h *fleet.Host) error {
+		shipped <- all.Each(ctx, hosts, "ship "+p.Manifest.Release+" to", func(ctx context.Context, h *fleet.Host) error {
 			return streamTo(ctx, h, p, readers[h], written, &ok)
 		})
 	}()
