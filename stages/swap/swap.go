@@ -114,8 +114,8 @@ func Discard(ctx context.Context, rc *run.Context) {
 // Activate makes the staged release live on h: it backs up the database
 // and migrates when migrations are pending, stops the live release's
 // services, switches current and starts the new release's services.
-// Until the switch, a failure leaves current untouched; after it, the
-// caller rolls back.
+// Until the switch, a failure leaves current untouched and the live
+// release's services running; after it, the caller rolls back.
 func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	id := rc.Plan.Release
 	if err := migrate(ctx, rc, h); err != nil {
@@ -128,16 +128,30 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 		}
 		for _, c := range stops {
 			if _, err := h.Run(ctx, c); err != nil {
-				return err
+				return restartLive(ctx, rc, h, err)
 			}
 		}
 	}
 	if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
-		return err
+		return restartLive(ctx, rc, h, err)
 	}
 	h.Switched = true
 	h.Log.Infof("current -> releases/%s", id)
 	return h.Restart(ctx, rc.Env.Services, rc.Cfg.App, id)
+}
+
+// restartLive starts the live release's services again after a failure
+// between stopping them and the switch: current still points at that
+// release, and a host that did not switch is rolled back only when it
+// migrated.
+func restartLive(ctx context.Context, rc *run.Context, h *fleet.Host, cause error) error {
+	if h.Live == "" {
+		return cause
+	}
+	if err := h.Restart(context.WithoutCancel(ctx), rc.Env.Services, rc.Cfg.App, h.Live); err != nil {
+		return fmt.Errorf("%w; restarting %s failed too: %v", cause, h.Live, err)
+	}
+	return cause
 }
 
 // assetSources lists the releases whose assets the new release carries:
