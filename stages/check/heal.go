@@ -71,10 +71,7 @@ func (r checker) selfHeal(ctx context.Context, sick []*fleet.Host, causes map[*f
 // again under it; on failure it gives back the locks it took.
 func (r checker) hold(ctx context.Context, hosts []*fleet.Host) error {
 	err := r.Fleet.Each(ctx, hosts, "lock", func(ctx context.Context, h *fleet.Host) error {
-		if err := r.Fleet.Lock(ctx, h, "check (self-heal)", r.Opts.BreakLock); err != nil {
-			return err
-		}
-		return h.LoadState(ctx, r.Cfg.App)
+		return r.Fleet.Hold(ctx, h, "check (self-heal)", r.Opts.BreakLock, r.Cfg.App)
 	})
 	if err != nil {
 		r.Fleet.Unlock(hosts)

@@ -95,6 +95,12 @@ func (h *Host) LoadState(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
+	return h.setLive(live, app)
+}
+
+// setLive takes in what ReadLive found on h.
+func (h *Host) setLive(live server.Live, app string) error {
+	var err error
 	h.State = &server.State{Version: server.StateVersion, App: app}
 	if len(live.State) > 0 {
 		if h.State, err = server.ParseState(h.Layout.StatePath(), live.State); err != nil {

@@ -45,6 +45,36 @@ func (h *Host) Locked() bool { return h.lease != nil }
 // Lock takes h's deploy lock for command, breaking a stale one only when
 // breakStale is set, and keeps it alive with a heartbeat until Unlock.
 func (f *Fleet) Lock(ctx context.Context, h *Host, command string, breakStale bool) error {
+	return f.lock(ctx, h, command, breakStale, nil)
+}
+
+// Hold takes h's deploy lock as Lock does and reads h's state under it (see
+// LoadState for app), in the same round trip when the lock is free.
+func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bool, app string) error {
+	read := server.ReadLive(h.Layout)
+	var live server.Live
+	var readErr error
+	err := f.lock(ctx, h, command, breakStale, func(take server.Op[struct{}]) error {
+		results, errs := h.RunBatch(ctx, take.Cmd, read.Cmd)
+		live, readErr = read.Decode(results[1], errs[1])
+		_, err := take.Decode(results[0], errs[0])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if errors.Is(readErr, remote.ErrSkipped) {
+		// The lock was taken only after breaking a stale one.
+		return h.LoadState(ctx, app)
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return h.setLive(live, app)
+}
+
+// lock is Lock; first, when set, makes the first attempt to take it.
+func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bool, first func(server.Op[struct{}]) error) error {
 	info := server.LockInfo{Holder: WhoAmI(), PID: os.Getpid(), Started: f.Now().UTC(), Token: randomToken(), Command: command}
 	take, err := server.Lock(h.Layout, info)
 	if err != nil {
@@ -53,7 +83,11 @@ func (f *Fleet) Lock(ctx context.Context, h *Host, command string, breakStale bo
 	ttl := f.Lease.TTL
 	var broke string
 	for attempt := 0; ; attempt++ {
-		_, err := server.Run(ctx, h, take)
+		if attempt == 0 && first != nil {
+			err = first(take)
+		} else {
+			_, err = server.Run(ctx, h, take)
+		}
 		if err == nil {
 			break
 		}

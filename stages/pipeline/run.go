@@ -108,11 +108,8 @@ func (r *Run) Hold(ctx context.Context) (release func(), err error) {
 		return func() {}, err
 	}
 	err = r.Each(ctx, "lock", func(ctx context.Context, h *fleet.Host) error {
-		return r.Fleet.Lock(ctx, h, r.Command, r.Opts.BreakLock)
+		return r.Fleet.Hold(ctx, h, r.Command, r.Opts.BreakLock, r.Cfg.App)
 	})
-	if err == nil {
-		err = r.loadState(ctx)
-	}
 	if err != nil {
 		release()
 		return func() {}, err
