@@ -11,6 +11,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/probe"
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/server"
 )
@@ -100,6 +101,14 @@ func onRequest(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	}
 	leaving := h.Live
 	if mig := rc.Cfg.Migrations; rc.Opts.RestoreDB && mig != nil && len(mig.Backup) > 0 {
+		// Restore only when the switch can follow, or the live release
+		// is left on the database of an older one.
+		if _, err := h.Run(ctx, remote.Cmd("look for release "+target, "test", "-d", h.Layout.ReleaseDir(target))); err != nil {
+			if server.ExitCode(err) == 1 {
+				return fmt.Errorf("release %s does not exist on the server", target)
+			}
+			return err
+		}
 		if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, leaving, mig.Backup)); err != nil {
 			return fmt.Errorf("restore the database backup taken before %s: %w", leaving, err)
 		}
