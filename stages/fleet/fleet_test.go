@@ -21,7 +21,9 @@ import (
 )
 
 // testFleet is a fleet of fake hosts that run the real server scripts on
-// this machine, with a short lease so heartbeats are observable quickly.
+// this machine, with a fast heartbeat so it is observed quickly. The TTL
+// stays well above a second: the server tells ages in whole seconds, so a
+// shorter one could take a live lock for a stale one.
 type testFleet struct {
 	*fleet.Fleet
 	dialer *remotetest.Dialer
@@ -33,7 +35,7 @@ func newFleet(parallel int) *testFleet {
 	log := &testenv.SyncBuffer{}
 	return &testFleet{
 		Fleet: &fleet.Fleet{Dial: d.Dial, Parallel: parallel, Log: ui.New(log, true),
-			Lease: fleet.LeaseTiming{Heartbeat: 5 * time.Millisecond, TTL: 200 * time.Millisecond}, Now: time.Now},
+			Lease: fleet.LeaseTiming{Heartbeat: 5 * time.Millisecond, TTL: 5 * time.Second}, Now: time.Now},
 		dialer: d, log: log,
 	}
 }
@@ -74,8 +76,9 @@ func TestSSHDialer(t *testing.T) {
 	if err != nil || r.Target() != remote.LocalTarget {
 		t.Fatalf("dial local = %v, %v; want the local transport", r, err)
 	}
-	// The settings reach the SSH transport: with only a missing key it
-	// fails before touching the network, naming the host.
+	// The settings reach the SSH transport: with only a missing key (and,
+	// should an agent offer one, loopback's closed port 1) it fails at
+	// once, naming the host.
 	if _, err := dial(ctx, "deploy@127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("dial over SSH with a missing key: %v, want an error naming the host", err)
 	}
