@@ -57,7 +57,7 @@ func ActivateAll(ctx context.Context, rc *run.Context) error {
 
 // Stage assembles releases/<id> on h from the shipped archive and the live
 // release's unchanged files, verifies it against the manifest and
-// furnishes it. Nothing live changes.
+// furnishes it, in one round trip. Nothing live changes.
 func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	m := rc.Packaged.Manifest
 	spec := server.StageSpec{ID: m.Release, PrevID: m.Base}
@@ -68,28 +68,25 @@ func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	if err != nil {
 		return err
 	}
-	if _, err := server.Run(ctx, h, stage); err != nil {
-		var mismatch *server.TreeMismatchError
-		var unsafe *server.UnsafeArchiveError
-		switch {
-		case errors.As(err, &mismatch):
-			return fmt.Errorf("release %s does not match its manifest after unpacking: %s", m.Release, mismatch.Report)
-		case errors.As(err, &unsafe):
-			return err
-		}
-		return h.DiskFullOr(err)
-	}
-	h.Staged = true
 	furnish, err := furnishing(rc, h)
 	if err != nil {
 		return err
 	}
+	cmds := []remote.Command{stage.Cmd}
 	if furnish.Script != "" {
-		if _, err := h.Run(ctx, furnish); err != nil {
-			return h.DiskFullOr(err)
-		}
+		cmds = append(cmds, furnish)
 	}
-	return nil
+	results, errs := h.RunBatch(ctx, cmds...)
+	if _, err := stage.Decode(results[0], errs[0]); err != nil {
+		var mismatch *server.TreeMismatchError
+		var unsafe *server.UnsafeArchiveError
+		if errors.As(err, &mismatch) || errors.As(err, &unsafe) {
+			return fmt.Errorf("unpack %s: %w", m.Release, err)
+		}
+		return h.DiskFullOr(err)
+	}
+	h.Staged = true
+	return h.DiskFullOr(remote.FirstError(errs[1:]))
 }
 
 // Discard removes the release, staged or only shipped, from every host
@@ -111,33 +108,114 @@ func Discard(ctx context.Context, rc *run.Context) {
 	}
 }
 
-// Activate makes the staged release live on h: it backs up the database
-// and migrates when migrations are pending, stops the live release's
-// services, switches current and starts the new release's services.
-// Until the switch, a failure leaves current untouched and the live
-// release's services running; after it, the caller rolls back.
+// Activate makes the staged release live on h, in one round trip: it
+// backs up the database and migrates when migrations are pending, stops
+// the live release's services, switches current and starts the new
+// release's services. Until the switch, a failure leaves current untouched
+// and the live release's services running; after it, the caller rolls
+// back.
 func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	id := rc.Plan.Release
-	if err := migrate(ctx, rc, h); err != nil {
+	steps, err := activation(rc, h)
+	if err != nil {
 		return err
+	}
+	cmds := make([]remote.Command, len(steps))
+	for i, st := range steps {
+		cmds[i] = st.cmd
+	}
+	_, errs := h.RunBatch(ctx, cmds...)
+	for i, st := range steps {
+		err := errs[i]
+		if st.kind == migrateStep {
+			h.Migrated = true // it ran, or may have: a rollback restores the backup
+		}
+		if err != nil {
+			return activationFailed(ctx, rc, h, st.kind, err)
+		}
+		switch st.kind {
+		case migrateStep:
+			h.Log.Infof("migrations applied")
+		case switchStep:
+			h.Switched = true
+			h.Log.Infof("current -> releases/%s", id)
+		}
+	}
+	return nil
+}
+
+// stepKind says what a command of an activation does, which decides what
+// its failure must undo.
+type stepKind int
+
+const (
+	backupStep stepKind = iota
+	migrateStep
+	stopStep
+	switchStep
+	restartStep
+)
+
+type activationStep struct {
+	kind stepKind
+	cmd  remote.Command
+}
+
+// activation lists the commands that activate the staged release on h.
+func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
+	id := rc.Plan.Release
+	var steps []activationStep
+	add := func(kind stepKind, cmds ...remote.Command) {
+		for _, c := range cmds {
+			steps = append(steps, activationStep{kind, c})
+		}
+	}
+	if mig := rc.Cfg.Migrations; mig != nil && rc.Plan.Migrations.Pending {
+		if len(mig.Backup) > 0 {
+			backup, err := server.BackupFiles(h.Layout, id, mig.Backup)
+			if err != nil {
+				return nil, err
+			}
+			add(backupStep, backup)
+		}
+		migrate, err := server.RunIn(h.Layout, id, "migrate", mig.Run)
+		if err != nil {
+			return nil, err
+		}
+		add(migrateStep, migrate)
 	}
 	if h.Live != "" {
 		stops, err := server.Stop(rc.Env.Services, h.Layout, h.Live)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, c := range stops {
-			if _, err := h.Run(ctx, c); err != nil {
-				return restartLive(ctx, rc, h, err)
-			}
-		}
+		add(stopStep, stops...)
 	}
-	if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
+	switchTo, err := server.Switch(h.Layout, id)
+	if err != nil {
+		return nil, err
+	}
+	add(switchStep, switchTo)
+	restarts, err := server.Restart(rc.Env.Services, h.Layout, id, rc.Cfg.App)
+	if err != nil {
+		return nil, err
+	}
+	add(restartStep, restarts...)
+	return steps, nil
+}
+
+// activationFailed undoes what a failed step of an activation left half
+// done, and says what failed.
+func activationFailed(ctx context.Context, rc *run.Context, h *fleet.Host, kind stepKind, err error) error {
+	switch kind {
+	case backupStep:
+		return fmt.Errorf("back up database: %w", h.DiskFullOr(err))
+	case migrateStep:
+		return migrationFailed(ctx, rc, h, err)
+	case stopStep, switchStep:
 		return restartLive(ctx, rc, h, err)
 	}
-	h.Switched = true
-	h.Log.Infof("current -> releases/%s", id)
-	return h.Restart(ctx, rc.Env.Services, rc.Cfg.App, id)
+	return fmt.Errorf("restart services: %w", err)
 }
 
 // restartLive starts the live release's services again after a failure
@@ -201,39 +279,20 @@ func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
 	return remote.Chain("link shared paths, carry assets, write shared/.env into "+id, steps...)
 }
 
-// migrate backs up the configured database files and runs the migrations,
-// when Detect found some pending. A failing migration restores the backup
-// before returning, so the database is as the live release left it.
-func migrate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
-	mig := rc.Cfg.Migrations
-	if mig == nil || !rc.Plan.Migrations.Pending {
-		return nil
+// migrationFailed restores the database backup taken before the failed
+// migration, so the database is as the live release left it, and restarts
+// the live release's services on it.
+func migrationFailed(ctx context.Context, rc *run.Context, h *fleet.Host, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	if rerr := h.RestoreDatabase(ctx, rc.Cfg.Migrations, rc.Plan.Release); rerr != nil {
+		return fmt.Errorf("migration failed: %w; restoring the database backup failed too: %v", err, rerr)
 	}
-	id := rc.Plan.Release
-	if len(mig.Backup) > 0 {
-		if err := h.Exec(ctx)(server.BackupFiles(h.Layout, id, mig.Backup)); err != nil {
-			return fmt.Errorf("back up database: %w", h.DiskFullOr(err))
+	// The restore replaced the database file under the live release's
+	// services: restart them, or they keep writing to the old file.
+	if h.Live != "" {
+		if rerr := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, h.Live); rerr != nil {
+			return fmt.Errorf("migration failed (database restored from the backup, but restarting %s failed: %v): %w", h.Live, rerr, err)
 		}
 	}
-	cmd, err := server.RunIn(h.Layout, id, "migrate", mig.Run)
-	if err != nil {
-		return err
-	}
-	h.Migrated = true
-	if _, err := h.Run(ctx, cmd); err != nil {
-		ctx := context.WithoutCancel(ctx)
-		if rerr := h.RestoreDatabase(ctx, mig, id); rerr != nil {
-			return fmt.Errorf("migration failed: %w; restoring the database backup failed too: %v", err, rerr)
-		}
-		// The restore replaced the database file under the live release's
-		// services: restart them, or they keep writing to the old file.
-		if h.Live != "" {
-			if rerr := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, h.Live); rerr != nil {
-				return fmt.Errorf("migration failed (database restored from the backup, but restarting %s failed: %v): %w", h.Live, rerr, err)
-			}
-		}
-		return fmt.Errorf("migration failed (database restored from the backup): %w", err)
-	}
-	h.Log.Infof("migrations applied")
-	return nil
+	return fmt.Errorf("migration failed (database restored from the backup): %w", err)
 }
