@@ -108,7 +108,8 @@ func (r checker) healHost(ctx context.Context, h *fleet.Host, checked, cause str
 		Result: server.ResultSelfHeal, Stage: "health", Error: r.Log.Redact("health failed on " + left + ": " + cause)}
 	if err := rollback.To(ctx, r.Context, h, prev.ID, false); err != nil {
 		h.Log.Errorf("self-heal: %v; putting releases/%s back", err, left)
-		if serr := h.Exec(ctx)(server.Switch(h.Layout, left)); serr == nil {
+		serr := h.Exec(ctx)(server.Switch(h.Layout, left))
+		if serr == nil {
 			if rerr := h.Restart(ctx, r.Env.Services, r.Cfg.App, left); rerr != nil {
 				h.Log.Errorf("self-heal: restart %s: %v", left, rerr)
 			}
@@ -117,6 +118,14 @@ func (r checker) healHost(ctx context.Context, h *fleet.Host, checked, cause str
 		}
 		d.ID, d.Revision, d.Duration = left, "", time.Since(start)
 		d.Error = r.Log.Redact(fmt.Sprintf("%s; rollback to %s failed: %v", d.Error, prev.ID, err))
+		if serr != nil {
+			// current stayed on the previous release: the history and
+			// the error say so, not that the checked one is back.
+			d.ID, d.Revision = prev.ID, prev.Revision
+			d.Error = r.Log.Redact(fmt.Sprintf("%s; switching back to %s failed too: %v", d.Error, left, serr))
+			r.recordHeal(ctx, h, d)
+			return "", fmt.Errorf("rolled back to %s but it is not healthy either, and switching back to %s failed too (%v), so releases/%s stays live: %w", prev.ID, left, serr, prev.ID, err)
+		}
 		r.recordHeal(ctx, h, d)
 		return "", fmt.Errorf("rolled back to %s but it is not healthy either, so releases/%s is live again: %w", prev.ID, left, err)
 	}
