@@ -16,8 +16,16 @@ func TestSSHConfigDefaults(t *testing.T) {
 	if cfg.IdentityFiles == nil || len(cfg.IdentityFiles) != 0 {
 		t.Errorf("identity files %q, want none found (non-nil)", cfg.IdentityFiles)
 	}
-	if cfg.UseAgent || cfg.DialTimeout != DefaultDialTimeout || cfg.KeepAlive != DefaultKeepAlive || cfg.MaxSessions != DefaultMaxSessions {
+	if cfg.UseAgent || cfg.DialTimeout != DefaultDialTimeout || cfg.KeepAlive != DefaultKeepAlive || cfg.MaxSessions != DefaultMaxSessions || cfg.MaxAgents != DefaultMaxAgents {
 		t.Errorf("defaults %+v", cfg)
+	}
+	// Persistent shells leave sessions for uploads.
+	for _, tc := range []struct{ sessions, agents, want int }{
+		{1, 0, -1}, {3, 0, 1}, {3, 10, 2}, {8, -1, -1}, {20, 0, DefaultMaxAgents}, {20, 6, 6},
+	} {
+		if got := (SSHConfig{MaxSessions: tc.sessions, MaxAgents: tc.agents}).withDefaults().MaxAgents; got != tc.want {
+			t.Errorf("MaxSessions %d, MaxAgents %d: %d agents, want %d", tc.sessions, tc.agents, got, tc.want)
+		}
 	}
 	t.Setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
 	if !NewSSHConfig("web1").UseAgent {

@@ -29,8 +29,12 @@ func NewLocal() *Local { return &Local{} }
 // Target is "local".
 func (l *Local) Target() string { return LocalTarget }
 
-// Stats counts sessions; a local runner opens no connections.
-func (l *Local) Stats() Stats { return Stats{Sessions: l.sessions.Load()} }
+// Stats counts every operation as a session and a round trip; a local
+// runner opens no connections.
+func (l *Local) Stats() Stats {
+	n := l.sessions.Load()
+	return Stats{Sessions: n, RoundTrips: n}
+}
 
 // Close does nothing: there is no connection.
 func (l *Local) Close() error { return nil }

@@ -8,21 +8,24 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // proxy forwards loopback TCP connections to a host, counting them, and can
-// freeze traffic to imitate a peer that stopped answering.
+// freeze traffic to imitate a peer that stopped answering, or delay it to
+// imitate a distant one.
 type proxy struct {
 	ln       net.Listener
 	accepted atomic.Int64
+	delay    atomic.Int64 // nanoseconds each chunk waits, each way
 	mu       sync.Mutex
 	frozen   chan struct{} // closed while traffic flows
 }
 
-func startProxy(t *testing.T, to string) *proxy {
+func startProxy(t testing.TB, to string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,6 +57,9 @@ func startProxy(t *testing.T, to string) *proxy {
 					gate := p.frozen
 					p.mu.Unlock()
 					<-gate
+					if d := p.delay.Load(); d > 0 && n > 0 {
+						time.Sleep(time.Duration(d))
+					}
 					if n > 0 {
 						if _, werr := dst.Write(buf[:n]); werr != nil {
 							break
@@ -85,7 +91,7 @@ func (p *proxy) freeze(t *testing.T) {
 func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
 // knownHostsFor writes a known_hosts file trusting h's key at addr.
-func knownHostsFor(t *testing.T, h *testenv.Host, port int) string {
+func knownHostsFor(t testing.TB, h *testenv.Host, port int) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "known_hosts")
 	line := knownhosts.Line([]string{net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, h.HostKey)

@@ -14,7 +14,8 @@ import (
 )
 
 // Runner executes operations on one target. Implementations must be safe for
-// concurrent use: sessions are multiplexed on one connection.
+// concurrent use: health checks, lock heartbeats and parallel checks share
+// one runner, and its connection.
 type Runner interface {
 	// Target names the host for logs and errors, e.g. "deploy@web1:22" or "local".
 	Target() string
@@ -28,7 +29,8 @@ type Runner interface {
 	Upload(ctx context.Context, r io.Reader, path string, progress func(n int)) error
 	// ReadFile returns the content of a file on the target.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
-	// Stats reports how many connections and sessions this runner has opened.
+	// Stats reports how many connections and sessions this runner has
+	// opened and how many round trips it made.
 	Stats() Stats
 	// Close releases the connection.
 	Close() error
@@ -37,7 +39,14 @@ type Runner interface {
 // Stats counts transport usage so tests and reports can show it.
 type Stats struct {
 	Connections int64 // TCP connections dialled (0 for the local transport)
-	Sessions    int64 // commands, uploads and reads run
+	// Sessions counts SSH sessions opened: one per persistent shell, upload,
+	// and command run outside a shell. The local transport counts its
+	// operations.
+	Sessions int64
+	// RoundTrips counts the requests that waited for the server: each
+	// session opened and each command sent to a persistent shell. The
+	// local transport counts its operations.
+	RoundTrips int64
 }
 
 // Command is one remote operation as data: a POSIX shell script plus its
@@ -50,7 +59,9 @@ type Command struct {
 	// Stdin feeds the command; nil means empty input.
 	Stdin io.Reader
 	// Stdout and Stderr, when set, receive output as it arrives in addition
-	// to the captured copy in Result.
+	// to the captured copy in Result. Over SSH such a command runs on a
+	// session of its own (a round trip and a login shell more), as the
+	// persistent shell returns output only at the end.
 	Stdout, Stderr io.Writer
 }
 

@@ -28,34 +28,48 @@ func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), e
 	if s.closed() {
 		return nil, nil, fmt.Errorf("open session: %w", errRunnerClosed)
 	}
+	// Idle persistent shells hold sessions too: one gives way rather than
+	// make an upload wait, or be refused by a server allowing fewer
+	// sessions than we do.
 	select {
 	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+	default:
+		s.agents.evict()
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
 	}
 	type opened struct {
 		sess *ssh.Session
 		err  error
 	}
 	ch := make(chan opened, 1)
-	go func() {
+	open := func() {
 		sess, err := s.client.NewSession()
 		ch <- opened{sess, err}
-	}()
+	}
+	go open()
 	select {
 	case o := <-ch:
+		var refused *ssh.OpenChannelError
+		if errors.As(o.err, &refused) && s.agents.evict() {
+			go open()
+			o = <-ch
+		}
 		if o.err != nil {
 			<-s.sem
 			err := fmt.Errorf("open session: %w", o.err)
 			// A refusal (too many sessions) comes over a working
 			// connection; any other failure means it is gone.
-			var refused *ssh.OpenChannelError
 			if !errors.As(o.err, &refused) {
 				err = s.lostErr(err)
 			}
 			return nil, nil, err
 		}
 		s.sessions.Add(1)
+		s.roundTrips.Add(1)
 		return o.sess, func() { o.sess.Close(); <-s.sem }, nil
 	case <-ctx.Done():
 		go func() {
@@ -69,8 +83,9 @@ func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), e
 }
 
 // wait waits for a started session to end. On cancellation it stops the
-// remote process group, closes the channel and returns ctx.Err().
-func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture) error {
+// remote process group (unless the session is itself a control command),
+// closes the channel and returns ctx.Err().
+func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture, control bool) error {
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
@@ -80,8 +95,8 @@ func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture) 
 		// OpenSSH honours signal requests only for sessions of non-root
 		// users, so also kill the group from a session of our own.
 		sess.Signal(ssh.SIGTERM)
-		if pgid := group.pgid.Load(); pgid > 0 {
-			s.killGroup(pgid)
+		if pgid := group.pgid.Load(); pgid > 0 && !control {
+			s.stopGroup(pgid)
 		}
 		sess.Close()
 		select {
@@ -90,18 +105,6 @@ func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture) 
 		}
 		return ctx.Err()
 	}
-}
-
-// killGroup sends TERM to a remote process group, and KILL shortly after
-// to whatever ignored it.
-func (s *SSH) killGroup(pgid int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
-	defer cancel()
-	g := strconv.FormatInt(-pgid, 10)
-	// No "--": dash's kill does not take it, and a negative number after
-	// the signal already means a group.
-	s.Run(ctx, Script("stop cancelled command", fmt.Sprintf(
-		"kill -TERM %s 2>/dev/null || exit 0\n(sleep 2; kill -KILL %s) >/dev/null 2>&1 </dev/null &", g, g)))
 }
 
 // groupMarker starts the line on which the remote login shell reports its
@@ -185,8 +188,41 @@ func tee(buf *bytes.Buffer, user io.Writer, mu *sync.Mutex) io.Writer {
 	return io.MultiWriter(buf, syncWriter{mu, user})
 }
 
-// Run executes cmd.Script with /bin/sh on the host.
+// Run executes cmd.Script with /bin/sh on the host, on one of the runner's
+// persistent shells (see SSHConfig.MaxAgents). A command with Stdout or
+// Stderr writers, or with more than 16 MiB of input, runs on a session of
+// its own instead, so its output streams as it comes and its input is not
+// held in memory; so does every command on a host that cannot run the
+// persistent shell.
 func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
+	if cmd.Stdout != nil || cmd.Stderr != nil || !s.agents.enabled() {
+		return s.runSession(ctx, cmd, false)
+	}
+	var stdin []byte
+	if cmd.Stdin != nil {
+		b, err := io.ReadAll(io.LimitReader(cmd.Stdin, maxAgentStdin+1))
+		if err != nil {
+			return Result{}, fmt.Errorf("%s on %s: read input: %w", describe(cmd), s.target, err)
+		}
+		if len(b) > maxAgentStdin {
+			cmd.Stdin = io.MultiReader(bytes.NewReader(b), cmd.Stdin)
+			return s.runSession(ctx, cmd, false)
+		}
+		stdin = b
+	}
+	res, err := s.runAgent(ctx, cmd, stdin, false)
+	if errors.Is(err, errNoAgent) {
+		if cmd.Stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		return s.runSession(ctx, cmd, false)
+	}
+	return res, err
+}
+
+// runSession runs cmd on a session of its own; control is for the commands
+// that stop another, which are not stopped in turn.
+func (s *SSH) runSession(ctx context.Context, cmd Command, control bool) (Result, error) {
 	start := time.Now()
 	desc := describe(cmd)
 	sess, release, err := s.session(ctx)
@@ -217,7 +253,7 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
 			stdin.Close()
 		}()
 	}
-	err = s.wait(ctx, sess, group)
+	err = s.wait(ctx, sess, group, control)
 	if ctx.Err() != nil && err == ctx.Err() {
 		return Result{Duration: time.Since(start)}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
 	}
@@ -383,7 +419,7 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 		}
 		copied <- stdin.Close()
 	}()
-	werr := s.wait(ctx, sess, group)
+	werr := s.wait(ctx, sess, group, false)
 	if werr != nil {
 		// The session is over, so the copy ends once the source's current
 		// Read returns; wait for it a little to report its cause.

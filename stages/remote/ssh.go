@@ -53,6 +53,12 @@ type SSHConfig struct {
 	KeepAlive time.Duration
 	// MaxSessions bounds concurrent sessions on the connection; default 8.
 	MaxSessions int
+	// MaxAgents bounds the persistent shells that run commands, each a
+	// session held open for the runner's lifetime. Default (0):
+	// DefaultMaxAgents, at most half of MaxSessions; a positive value is
+	// capped at MaxSessions-1 so uploads keep a session; negative: none,
+	// every command opens a session of its own.
+	MaxAgents int
 }
 
 // NewSSHConfig returns the configuration for target with every default
@@ -92,6 +98,15 @@ func (c SSHConfig) withDefaults() SSHConfig {
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = DefaultMaxSessions
 	}
+	switch {
+	case c.MaxAgents == 0:
+		c.MaxAgents = min(DefaultMaxAgents, c.MaxSessions/2)
+	case c.MaxAgents > 0:
+		c.MaxAgents = min(c.MaxAgents, c.MaxSessions-1)
+	}
+	if c.MaxAgents == 0 {
+		c.MaxAgents = -1
+	}
 	return c
 }
 
@@ -104,15 +119,20 @@ func expandHome(path, home string) string {
 }
 
 // SSH runs operations on one host over a single SSH connection held for the
-// runner's lifetime; every operation is a session multiplexed on it.
+// runner's lifetime. Commands run on a few persistent shells ("agents"),
+// each a long-lived session reading requests on its stdin, so a command
+// costs one round trip instead of a channel, an exec and a login shell;
+// uploads, and commands an agent cannot carry, are sessions of their own.
 type SSH struct {
 	target string // as given, for messages
 	client *ssh.Client
 	conn   net.Conn
 	sem    chan struct{}
+	agents *agentPool
 
 	connections atomic.Int64
 	sessions    atomic.Int64
+	roundTrips  atomic.Int64
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -213,6 +233,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		client: ssh.NewClient(c, chans, reqs),
 		conn:   conn,
 		sem:    make(chan struct{}, cfg.MaxSessions),
+		agents: newAgentPool(cfg.MaxAgents),
 		stop:   make(chan struct{}),
 	}
 	s.connections.Add(1)
@@ -266,9 +287,10 @@ func (s *SSH) keepAlive(interval time.Duration) {
 // Target names the host as "user@host[:port]".
 func (s *SSH) Target() string { return s.target }
 
-// Stats reports the connections dialled (always 1) and sessions opened.
+// Stats reports the connections dialled (always 1), the sessions opened
+// and the round trips made.
 func (s *SSH) Stats() Stats {
-	return Stats{Connections: s.connections.Load(), Sessions: s.sessions.Load()}
+	return Stats{Connections: s.connections.Load(), Sessions: s.sessions.Load(), RoundTrips: s.roundTrips.Load()}
 }
 
 // Close ends the connection; running sessions fail.
@@ -276,6 +298,7 @@ func (s *SSH) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.stop)
+		s.agents.close()
 		err = s.client.Close()
 		if errors.Is(err, net.ErrClosed) {
 			err = nil

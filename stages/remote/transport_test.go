@@ -226,16 +226,24 @@ func TestReadFileMissing(t *testing.T) {
 	})
 }
 
-func TestStatsCountSessions(t *testing.T) {
+// TestStatsCountRoundTrips: every run is a round trip; over SSH the runs
+// share one persistent shell, whose session is a round trip too.
+func TestStatsCountRoundTrips(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, r remote.Runner) {
-		before := r.Stats().Sessions
+		before := r.Stats()
 		for i := 0; i < 3; i++ {
 			if _, err := r.Run(context.Background(), remote.Cmd("echo", "echo", strconv.Itoa(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if got := r.Stats().Sessions - before; got != 3 {
-			t.Errorf("3 runs counted as %d sessions", got)
+		st := r.Stats()
+		sessions, trips := st.Sessions-before.Sessions, st.RoundTrips-before.RoundTrips
+		if _, ssh := r.(*remote.SSH); ssh {
+			if sessions != 1 || trips != 4 {
+				t.Errorf("3 runs counted as %d sessions, %d round trips; want 1 and 4", sessions, trips)
+			}
+		} else if sessions != 3 || trips != 3 {
+			t.Errorf("3 runs counted as %d sessions, %d round trips; want 3 and 3", sessions, trips)
 		}
 	})
 }
