@@ -38,9 +38,6 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	if err := r.BuildPlugins(ctx); err != nil {
 		return r.finish(err, server.ResultFailed)
 	}
-	if err := r.peek(ctx); err != nil {
-		return r.finish(err, server.ResultFailed)
-	}
 	if err := r.step(ctx, detect.Step{}); err != nil {
 		return r.finish(err, server.ResultFailed)
 	}
@@ -54,6 +51,9 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		return r.finish(err, server.ResultFailed)
 	}
 	if stage, err := r.packageAndShip(ctx); err != nil {
+		// The hosts that got the archive drop it at once: it is of no use
+		// to any later deploy, and it may be what filled the disk.
+		swap.Discard(ctx, r.Context)
 		r.record(ctx, server.ResultFailed, stage, err)
 		return r.finish(err, server.ResultFailed)
 	}

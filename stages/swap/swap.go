@@ -89,14 +89,15 @@ func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	return h.DiskFullOr(remote.FirstError(errs[1:]))
 }
 
-// Discard removes the release, staged or only shipped, from every host
-// that has it but did not switch to it, with a context of its own: it runs
-// after a failure, maybe an interrupt.
+// Discard removes the release, staged, shipped or half uploaded, from
+// every host that did not switch to it, with a context of its own: it runs
+// after a failure, maybe an interrupt. The server refuses to remove a
+// release that is live.
 func Discard(ctx context.Context, rc *run.Context) {
 	ctx = context.WithoutCancel(ctx)
 	id := rc.Plan.Release
 	for _, h := range rc.Hosts {
-		if !(h.Shipped || h.Staged) || h.Switched {
+		if h.Switched {
 			continue
 		}
 		if err := h.Exec(ctx)(server.DiscardRelease(h.Layout, id)); err != nil {
