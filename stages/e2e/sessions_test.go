@@ -8,15 +8,18 @@ import (
 
 // TestSessionsPerDeploy counts what a full, a small-change and a no-change
 // deploy cost one host in SSH sessions (each starts the account's login
-// shell) and round trips, from the deploy report.
+// shell) and round trips, from the deploy report: commands share one
+// remote shell, the upload streams on a second session, and each phase of
+// a host's deploy is one round trip or a few.
 func TestSessionsPerDeploy(t *testing.T) {
 	t.Parallel()
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	for _, sc := range []struct {
-		name   string
-		change string
-	}{{"full", ""}, {"small change", "a small change"}, {"no change", ""}} {
+		name     string
+		change   string
+		sessions float64 // at most
+	}{{"full", "", 3}, {"small change", "a small change", 3}, {"no change", "", 1}} {
 		if sc.change != "" {
 			changeFrontend(t, p, sc.change)
 		}
@@ -27,5 +30,8 @@ func TestSessionsPerDeploy(t *testing.T) {
 		}
 		hr := hostReport(t, report(t, p, release), host.Target())
 		t.Logf("%s deploy: %v connections, %v sessions, %v round trips", sc.name, hr["connections"], hr["sessions"], hr["round_trips"])
+		if hr["connections"] != 1.0 || hr["sessions"].(float64) > sc.sessions {
+			t.Errorf("%s deploy: %v connections and %v sessions, want 1 and at most %v", sc.name, hr["connections"], hr["sessions"], sc.sessions)
+		}
 	}
 }

@@ -179,7 +179,7 @@ func (r *Run) finish(err error, result string) error {
 		hr.BytesSent = h.BytesSent
 		if h.Runner != nil {
 			st := h.Runner.Stats()
-			hr.Connections, hr.Sessions = st.Connections, st.Sessions
+			hr.Connections, hr.Sessions, hr.RoundTrips = st.Connections, st.Sessions, st.RoundTrips
 		}
 		hr.After = h.Live
 		if h.Switched {

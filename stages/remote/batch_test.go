@@ -1,8 +1,11 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -10,24 +13,93 @@ import (
 // run and are marked skipped; each command keeps its own output.
 func TestRunBatchStopsAtFirstFailure(t *testing.T) {
 	dir := t.TempDir()
-	results, errs := RunBatch(context.Background(), NewLocal(),
-		Script("first", "echo one"),
-		Script("second", "echo two; exit 3"),
+	r := NewLocal()
+	results, errs := RunBatch(context.Background(), r,
+		Script("first", "echo one; echo warn >&2"),
+		Script("second", "printf two; exit 3"),
 		Script("third", "touch "+Quote(dir+"/ran")))
-	if string(results[0].Stdout) != "one\n" || errs[0] != nil {
-		t.Errorf("first: %q %v", results[0].Stdout, errs[0])
+	if string(results[0].Stdout) != "one\n" || string(results[0].Stderr) != "warn\n" || errs[0] != nil {
+		t.Errorf("first: %q %q %v", results[0].Stdout, results[0].Stderr, errs[0])
 	}
 	var ee *ExitError
-	if !errors.As(errs[1], &ee) || ee.Code != 3 || string(results[1].Stdout) != "two\n" {
+	if !errors.As(errs[1], &ee) || ee.Code != 3 || ee.Desc != "second" || string(results[1].Stdout) != "two" {
 		t.Errorf("second: %q %v", results[1].Stdout, errs[1])
 	}
 	if !errors.Is(errs[2], ErrSkipped) {
 		t.Errorf("third: %v, want skipped", errs[2])
 	}
+	if _, err := os.Stat(dir + "/ran"); !os.IsNotExist(err) {
+		t.Error("the command after the failing one ran")
+	}
 	if !errors.As(FirstError(errs), &ee) {
 		t.Errorf("FirstError = %v", FirstError(errs))
 	}
-	if _, errs := RunBatch(context.Background(), NewLocal(), Script("ok", "true")); FirstError(errs) != nil {
-		t.Errorf("a batch that succeeds: %v", errs)
+	if st := r.Stats(); st.RoundTrips != 1 {
+		t.Errorf("%d round trips for one batch", st.RoundTrips)
+	}
+}
+
+// TestRunBatchOutputAndStdin: output of any bytes, without a final
+// newline or looking like the framing, comes back exactly, and the one
+// command that reads stdin gets it.
+func TestRunBatchOutputAndStdin(t *testing.T) {
+	binary := make([]byte, 3000)
+	for i := range binary {
+		binary[i] = byte(i)
+	}
+	feed := Script("stdin", "cat")
+	feed.Stdin = bytes.NewReader(binary)
+	results, errs := RunBatch(context.Background(), NewLocal(),
+		Script("framing", `printf 'stagecoach-batch 2 0 0 0\nno newline'`),
+		feed,
+		Script("no stdin", "cat; echo done"))
+	if err := FirstError(errs); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(results[0].Stdout); got != "stagecoach-batch 2 0 0 0\nno newline" {
+		t.Errorf("framing-like output: %q", got)
+	}
+	if !bytes.Equal(results[1].Stdout, binary) {
+		t.Errorf("stdin came back as %d bytes, want %d", len(results[1].Stdout), len(binary))
+	}
+	if got := string(results[2].Stdout); got != "done\n" {
+		t.Errorf("a command without stdin read %q", got)
+	}
+	two := Script("b", "cat")
+	two.Stdin = strings.NewReader("x")
+	if _, errs := RunBatch(context.Background(), NewLocal(), feed, two); !strings.Contains(FirstError(errs).Error(), "more than one command reads stdin") {
+		t.Errorf("two readers of stdin: %v", errs)
+	}
+}
+
+// TestRunBatchLost: commands whose results never came get the batch's
+// error.
+func TestRunBatchLost(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, errs := RunBatch(ctx, NewLocal(), Script("a", "true"), Script("b", "true"))
+	for i, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("command %d: %v, want the cancellation", i, err)
+		}
+	}
+}
+
+// batcher is a Batcher that records the batch it was given.
+type batcher struct {
+	Runner
+	got []Command
+}
+
+func (b *batcher) RunBatch(ctx context.Context, cmds []Command) ([]Result, []error) {
+	b.got = cmds
+	return make([]Result, len(cmds)), make([]error, len(cmds))
+}
+
+func TestRunBatchBatcher(t *testing.T) {
+	b := &batcher{Runner: NewLocal()}
+	RunBatch(context.Background(), b, Script("a", "true"), Script("b", "true"))
+	if len(b.got) != 2 || b.got[1].Desc != "b" {
+		t.Errorf("the Batcher got %v", b.got)
 	}
 }

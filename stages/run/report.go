@@ -71,7 +71,8 @@ type HostReport struct {
 	FilesSent   int                   `json:"files_sent"`
 	FilesReused int                   `json:"files_reused"`
 	Connections int64                 `json:"connections"`
-	Sessions    int64                 `json:"sessions"`
+	Sessions    int64                 `json:"sessions"`    // each starts the account's login shell
+	RoundTrips  int64                 `json:"round_trips"` // requests that waited for the host
 	Cleanup     *server.CleanupReport `json:"cleanup,omitempty"`
 }
 
@@ -140,9 +141,9 @@ func (rep *Report) PrintSummary(w io.Writer) {
 	rows = rows[:0]
 	for _, h := range rep.Hosts {
 		rows = append(rows, []string{h.Name, ui.Or(h.Before, "-"), ui.Or(h.After, "-"), ui.Bytes(h.BytesSent),
-			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d", h.Connections, h.Sessions)})
+			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d/%d", h.Connections, h.Sessions, h.RoundTrips)})
 	}
-	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESSIONS"}, rows)
+	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESS/TRIPS"}, rows)
 	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, ui.Or(rep.Release, "-"), ui.Round(rep.Duration))
 	if rep.Error != "" {
 		fmt.Fprintf(w, ": %s", rep.Error)

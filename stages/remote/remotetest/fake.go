@@ -141,6 +141,13 @@ func (f *Fake) Run(ctx context.Context, cmd remote.Command) (remote.Result, erro
 	return f.own().Run(ctx, cmd)
 }
 
+// RunBatch runs each command by the rules or through Inner in turn, so a
+// rule can fail any command of a batch; it stops at the first failure as
+// remote.RunBatch does.
+func (f *Fake) RunBatch(ctx context.Context, cmds []remote.Command) ([]remote.Result, []error) {
+	return f.own().RunBatch(ctx, cmds)
+}
+
 // Upload reads r to the end (or until ctx ends), then answers by the rules
 // or passes the data to Inner. progress is called as the data is read when
 // the Fake receives it itself, by Inner when it does.
@@ -306,7 +313,12 @@ type conn struct {
 func (c *conn) Target() string { return c.f.Target() }
 
 func (c *conn) Stats() remote.Stats {
-	return remote.Stats{Connections: 1, Sessions: c.sessions.Load()}
+	n := c.sessions.Load()
+	return remote.Stats{Connections: 1, Sessions: n, RoundTrips: n}
+}
+
+func (c *conn) RunBatch(ctx context.Context, cmds []remote.Command) ([]remote.Result, []error) {
+	return remote.RunInTurn(ctx, c, cmds)
 }
 
 func (c *conn) Close() error {
