@@ -74,7 +74,7 @@ func healthz(t *testing.T, port int) string {
 	return string(b)
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -33,7 +33,7 @@ func deploy(t *testing.T, ctx context.Context, p *testenv.Project, opts pipeline
 
 // openRun opens a run on p's test environment with a verbose log that the
 // test can read.
-func openRun(t *testing.T, p *testenv.Project, opts pipeline.Options) (*pipeline.Run, *testenv.SyncBuffer) {
+func openRun(t testing.TB, p *testenv.Project, opts pipeline.Options) (*pipeline.Run, *testenv.SyncBuffer) {
 	t.Helper()
 	out := &testenv.SyncBuffer{}
 	opts.ConfigPath, opts.Environment = p.Config, "test"

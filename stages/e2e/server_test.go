@@ -170,7 +170,7 @@ func mustNotExist(t *testing.T, path string) {
 
 // changeFrontend commits a small frontend change, so the next deploy has a
 // new release to ship.
-func changeFrontend(t *testing.T, p *testenv.Project, note string) {
+func changeFrontend(t testing.TB, p *testenv.Project, note string) {
 	t.Helper()
 	p.Write("frontend/src/app.js", readFile(t, filepath.Join(p.Dir, "frontend/src/app.js"))+"\n// "+note+"\n")
 	p.Commit(note)

@@ -18,8 +18,8 @@ import (
 // TestStreamToHostsOneFails deploys to two hosts while the archive is
 // being written, and kills one host's connection after the first megabyte:
 // the other host still receives the whole archive and verifies it, the
-// local package is complete, the deploy fails naming the dead host, and
-// neither host's current moves.
+// local package is complete, the deploy fails naming the dead host,
+// neither host's current moves, and the upload is discarded.
 func TestStreamToHostsOneFails(t *testing.T) {
 	t.Parallel()
 	hosts := []*testenv.Host{testenv.StartSSHD(t), testenv.StartSSHD(t, testenv.WithAddr("127.0.0.2"))}
@@ -74,11 +74,14 @@ func TestStreamToHostsOneFails(t *testing.T) {
 	if !alive.Shipped {
 		t.Errorf("%s did not get the archive while %s failed\n%s", alive.Name, dead.Name, out.String())
 	}
-	got, err := archive.FileSHA256(server.Layout{Root: p.HostRoot(hosts[0].Addr)}.IncomingPath(r.Plan.Release))
-	if err != nil || got != sum {
-		t.Errorf("%s holds an archive with sha256 %s (%v), want %s", alive.Name, got, err, sum)
+	if alive.BytesSent < r.Packaged.Manifest.Archive.Size {
+		t.Errorf("%s got %d bytes of a %d-byte archive", alive.Name, alive.BytesSent, r.Packaged.Manifest.Archive.Size)
 	}
-	mustNotExist(t, server.Layout{Root: p.HostRoot(hosts[1].Addr)}.IncomingPath(r.Plan.Release))
+	// The failed deploy then discards the upload everywhere: it is of no
+	// use to a later deploy.
+	for _, h := range hosts {
+		mustNotExist(t, server.Layout{Root: p.HostRoot(h.Addr)}.IncomingPath(r.Plan.Release))
+	}
 	for _, h := range hosts {
 		mustNotExist(t, lockDir(p.HostRoot(h.Addr)))
 	}

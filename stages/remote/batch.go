@@ -32,7 +32,7 @@ var batchScript string
 // RunBatch runs cmds on r in order, in one round trip, stopping at the
 // first that fails: its error is at its index, and every later command's
 // is ErrSkipped. Each command keeps its own result, so each decoder reads
-// only its own output. At most one command may read stdin. Commands are
+// only its own output, and each reads only its own stdin. Commands are
 // sent as one program that runs each in a shell of its own; a Batcher
 // runs the batch itself.
 func RunBatch(ctx context.Context, r Runner, cmds ...Command) ([]Result, []error) {
@@ -82,22 +82,30 @@ func RunInTurn(ctx context.Context, r Runner, cmds []Command) ([]Result, []error
 	return results, errs
 }
 
-// batchCommand is the one command that runs cmds as batch.sh does.
+// batchCommand is the one command that runs cmds as batch.sh does. The
+// commands' inputs are read here, to tell batch.sh their lengths: a batch
+// is for commands with small inputs (lists, state, environment files).
 func batchCommand(cmds []Command) (Command, error) {
 	descs := make([]string, len(cmds))
-	argv := []string{"/bin/sh", "-c", batchScript, "batch.sh", "0"}
-	var stdin io.Reader
+	lengths := make([]string, len(cmds))
+	var stdin bytes.Buffer
+	scripts := make([]string, len(cmds))
 	for i, c := range cmds {
-		descs[i] = describe(c)
+		descs[i], scripts[i], lengths[i] = describe(c), c.Script, "-"
 		if c.Stdin != nil {
-			if stdin != nil {
-				return Command{}, fmt.Errorf("batch %s: more than one command reads stdin", strings.Join(descs, ", "))
+			n, err := io.Copy(&stdin, c.Stdin)
+			if err != nil {
+				return Command{}, fmt.Errorf("%s: read its input: %w", descs[i], err)
 			}
-			stdin, argv[4] = c.Stdin, strconv.Itoa(i+1)
+			lengths[i] = strconv.FormatInt(n, 10)
 		}
-		argv = append(argv, c.Script)
 	}
-	return Command{Desc: strings.Join(descs, ", "), Script: Join(argv...), Stdin: stdin}, nil
+	argv := append([]string{"/bin/sh", "-c", batchScript, "batch.sh", strings.Join(lengths, " ")}, scripts...)
+	batch := Command{Desc: strings.Join(descs, ", "), Script: Join(argv...)}
+	if stdin.Len() > 0 {
+		batch.Stdin = &stdin
+	}
+	return batch, nil
 }
 
 // decodeBatch splits batch.sh's output into results and errs and returns

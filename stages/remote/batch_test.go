@@ -65,10 +65,25 @@ func TestRunBatchOutputAndStdin(t *testing.T) {
 	if got := string(results[2].Stdout); got != "done\n" {
 		t.Errorf("a command without stdin read %q", got)
 	}
-	two := Script("b", "cat")
-	two.Stdin = strings.NewReader("x")
-	if _, errs := RunBatch(context.Background(), NewLocal(), feed, two); !strings.Contains(FirstError(errs).Error(), "more than one command reads stdin") {
-		t.Errorf("two readers of stdin: %v", errs)
+}
+
+// TestRunBatchStdins: each command reads its own input and no more, also
+// after a command that reads nothing or an empty input.
+func TestRunBatchStdins(t *testing.T) {
+	in := func(name, data string) Command {
+		c := Script(name, "cat; echo .")
+		c.Stdin = strings.NewReader(data)
+		return c
+	}
+	results, errs := RunBatch(context.Background(), NewLocal(),
+		in("a", "first\n"), Script("none", "cat; echo none"), in("empty", ""), in("b", strings.Repeat("x", 100000)))
+	if err := FirstError(errs); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"first\n.\n", "none\n", ".\n", strings.Repeat("x", 100000) + ".\n"} {
+		if got := string(results[i].Stdout); got != want {
+			t.Errorf("command %d read %d bytes, want %d", i, len(got), len(want))
+		}
 	}
 }
 

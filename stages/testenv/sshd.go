@@ -49,8 +49,9 @@ type Host struct {
 }
 
 type options struct {
-	addr  string
-	extra []string
+	addr       string
+	extra      []string
+	loginDelay time.Duration
 }
 
 // Option changes how StartSSHD starts the server.
@@ -59,6 +60,12 @@ type Option func(*options)
 // WithAddr makes the server listen on another loopback address
 // (127.0.0.2, 127.0.0.3, ...) so several hosts can run side by side.
 func WithAddr(ip string) Option { return func(o *options) { o.addr = ip } }
+
+// WithLoginDelay makes every session wait d before its command starts, as
+// a deploy account whose login shell loads rbenv, nvm or pyenv does. It
+// goes through a ForceCommand script of the test's own: no account's
+// dotfiles are touched.
+func WithLoginDelay(d time.Duration) Option { return func(o *options) { o.loginDelay = d } }
 
 // WithConfig appends lines to the generated sshd_config.
 func WithConfig(lines ...string) Option {
@@ -99,6 +106,14 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 		t.Fatal(err)
 	}
 
+	if o.loginDelay > 0 {
+		shell := filepath.Join(dir, "slow-login-shell")
+		script := fmt.Sprintf("#!/bin/sh\nsleep %.3f\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n", o.loginDelay.Seconds())
+		if err := os.WriteFile(shell, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		o.extra = append(o.extra, "ForceCommand "+shell)
+	}
 	// A port found free may be taken before sshd binds it: retry.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
