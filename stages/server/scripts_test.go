@@ -13,28 +13,21 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 func TestScriptsShellcheckClean(t *testing.T) {
-	const install = "install shellcheck (apt-get install shellcheck)"
-	bin, err := exec.LookPath("shellcheck")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(install)
-		}
-		t.Skip(install)
-	}
-	files, err := fs.Glob(scriptFiles, "scripts/*.sh")
-	if err != nil || len(files) == 0 {
+	names, err := fs.Glob(scriptFiles, "scripts/*.sh")
+	if err != nil || len(names) == 0 {
 		t.Fatalf("no embedded scripts: %v", err)
 	}
-	// The embedded files are the package's own scripts/ directory, the
-	// test's working directory. --norc: a shellcheckrc on this machine must
-	// not switch checks off.
-	out, err := exec.Command(bin, append([]string{"--norc", "--shell=sh", "--severity=style"}, files...)...).CombinedOutput()
-	if err != nil {
-		t.Errorf("shellcheck: %v\n%s", err, out)
+	files := map[string][]byte{}
+	for _, name := range names {
+		if files[name], err = fs.ReadFile(scriptFiles, name); err != nil {
+			t.Fatal(err)
+		}
 	}
+	testenv.Shellcheck(t, files)
 }
 
 func TestScriptsAllUsed(t *testing.T) {
