@@ -225,26 +225,40 @@ func waitBeats(t *testing.T, c <-chan struct{}, n int) {
 	}
 }
 
-func TestHeartbeatRefreshesTheLock(t *testing.T) {
-	f := newFleet(1)
-	root := t.TempDir()
-	h := f.open(t, "deploy@web1", root)
-	c := beats(f, h)
+// heartbeating takes the lock of a host of f on a new root, the returned
+// channel told of its heartbeats (see beats).
+func heartbeating(t *testing.T, f *testFleet) (h *fleet.Host, root string, c <-chan struct{}) {
+	t.Helper()
+	root = t.TempDir()
+	h = f.open(t, "deploy@web1", root)
+	c = beats(f, h)
 	if err := f.Lock(context.Background(), h, "deploy", false); err != nil {
 		t.Fatal(err)
 	}
+	return h, root, c
+}
+
+// waitNewBeat waits until a heartbeat has run wholly after the call.
+// Heartbeats told of before it may have begun before; of the next two,
+// the second began after the first ended (a heartbeat starts only when
+// the one before ended).
+func waitNewBeat(t *testing.T, c <-chan struct{}) {
+	t.Helper()
+	for len(c) > 0 {
+		<-c
+	}
+	waitBeats(t, c, 2)
+}
+
+func TestHeartbeatRefreshesTheLock(t *testing.T) {
+	f := newFleet(1)
+	h, root, c := heartbeating(t, f)
 	info := filepath.Join(root, ".stagecoach", "lock", "info.json")
 	old := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(info, old, old); err != nil {
 		t.Fatal(err)
 	}
-	// Heartbeats told of before now may have touched the file before
-	// the Chtimes; of the next two, the first ran wholly after it (a
-	// heartbeat starts only when the one before ended).
-	for len(c) > 0 {
-		<-c
-	}
-	waitBeats(t, c, 2)
+	waitNewBeat(t, c)
 	st, err := os.Stat(info)
 	if err != nil || time.Since(st.ModTime()) > time.Minute {
 		t.Errorf("heartbeat %v ago (%v): the lease was not renewed", time.Since(st.ModTime()), err)
@@ -259,11 +273,7 @@ func TestHeartbeatRefreshesTheLock(t *testing.T) {
 
 func TestHeartbeatFailureIsAWarning(t *testing.T) {
 	f := newFleet(1)
-	h := f.open(t, "deploy@web1", t.TempDir())
-	c := beats(f, h)
-	if err := f.Lock(context.Background(), h, "deploy", false); err != nil {
-		t.Fatal(err)
-	}
+	h, _, c := heartbeating(t, f)
 	// Someone removes the lock under the run: its heartbeats find it gone.
 	if err := os.RemoveAll(h.Layout.LockDir()); err != nil {
 		t.Fatal(err)
@@ -335,12 +345,7 @@ func TestUnlock(t *testing.T) {
 // new connection.
 func TestHeartbeatGoesOnOverANewConnection(t *testing.T) {
 	f := newFleet(1)
-	root := t.TempDir()
-	h := f.open(t, "deploy@web1", root)
-	c := beats(f, h)
-	if err := f.Lock(context.Background(), h, "deploy", false); err != nil {
-		t.Fatal(err)
-	}
+	h, _, c := heartbeating(t, f)
 	defer f.Unlock([]*fleet.Host{h})
 	for range 3 {
 		if err := f.Reconnect(context.Background(), h); err != nil {
@@ -348,10 +353,7 @@ func TestHeartbeatGoesOnOverANewConnection(t *testing.T) {
 		}
 		waitBeats(t, c, 1)
 	}
-	for len(c) > 0 {
-		<-c
-	}
-	waitBeats(t, c, 2)
+	waitNewBeat(t, c)
 	calls := f.dialer.Host(h.Name).Calls()
 	if last := calls[len(calls)-1]; last.Desc != "renew deploy lock" || last.Conn != 4 || last.Err != nil {
 		t.Errorf("last call %+v, want a heartbeat over connection 4", last)
