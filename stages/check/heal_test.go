@@ -77,7 +77,7 @@ func TestSelfHeal(t *testing.T) {
 		},
 		{
 			name:  "another deploy holds the lock",
-			fault: func(t *testing.T, p *project, _, _ string) { p.holdLock(t, 0, time.Minute, 0) },
+			fault: func(t *testing.T, p *project, _, _ string) { p.TakeLock(t, 0, "alice@laptop", time.Minute, 0) },
 			code:  exitcode.Unhealthy, says: "could not take the deploy lock: lock deploy@web1: deploy locked by alice@laptop", live: "LIVE",
 		},
 		{
@@ -110,7 +110,7 @@ func (c healCase) run(t *testing.T, p *project, old, live string) {
 		keep(t, path)
 	}
 	before := p.Services(t, 0)
-	history := len(p.state(t, 0).Deploys)
+	history := len(p.State(t, 0).Deploys)
 	p.sick(t)
 	c.fault(t, p, old, live)
 	rep, err := p.check(t)
@@ -143,11 +143,11 @@ func (c healCase) run(t *testing.T, p *project, old, live string) {
 		t.Errorf("services got %q, want %q", got, services)
 	}
 	// Only another holder's lock may be left.
-	if token, err := os.ReadFile(p.path(0, ".stagecoach", "lock", "token")); err == nil && strings.TrimSpace(string(token)) != "alice" {
+	if token, err := os.ReadFile(p.path(0, ".stagecoach", "lock", "token")); err == nil && strings.TrimSpace(string(token)) != "token-of-alice@laptop" {
 		t.Error("self-heal left its deploy lock behind")
 	}
 	// What self-heal did is in the history; what it did not try is not.
-	s := p.state(t, 0)
+	s := p.State(t, 0)
 	if c.services == nil {
 		if len(s.Deploys) != history {
 			t.Errorf("history grew to %+v although self-heal changed nothing", s.Deploys[len(s.Deploys)-1])

@@ -14,20 +14,12 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/check"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
-	"github.com/stagecoach/stagecoach/stages/fleet"
-	"github.com/stagecoach/stagecoach/stages/pipeline"
-	"github.com/stagecoach/stagecoach/stages/remote"
-	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/server"
-	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
-
-// lease keeps renewals rare (each costs a shell per host) and makes a
-// heartbeat of a second ago fresh, one of an hour ago stale.
-var lease = fleet.LeaseTiming{Heartbeat: time.Second, TTL: time.Minute}
 
 // project is a test project whose health check fails while its marker
 // file exists.
@@ -44,17 +36,14 @@ func newProject(t *testing.T, hosts int, env string) *project {
 	return &project{Env: e, marker: marker}
 }
 
-// open opens a run of the project; tweak, when given, changes it.
+// quickRollback makes a rollback's health checks give up soon.
+func quickRollback(rc *run.Context) { rc.Env.HealthWait.Deadline = 100 * time.Millisecond }
+
+// open opens a run of the project (see quickRollback); tweak, when given,
+// changes it.
 func (p *project) open(t *testing.T, opts run.Options, tweak ...func(*run.Context)) *run.Context {
 	t.Helper()
-	rc := p.Open(t, opts)
-	rc.Fleet.Lease = lease
-	// A rollback's health checks give up soon.
-	rc.Env.HealthWait.Deadline = 100 * time.Millisecond
-	for _, fn := range tweak {
-		fn(rc)
-	}
-	return rc
+	return p.Open(t, opts, append([]func(*run.Context){quickRollback}, tweak...)...)
 }
 
 // deploy deploys n releases, each a change of the web page, and returns
@@ -67,11 +56,7 @@ func (p *project) deploy(t *testing.T, n int) []string {
 			p.Write(t, "site/index.html", strings.Repeat("<p>again</p>\n", i))
 			p.Commit(t, "change")
 		}
-		r := pipeline.New(p.open(t, run.Options{}))
-		if err := r.Deploy(context.Background()); err != nil {
-			t.Fatalf("deploy: %v\n%s", err, p.Log)
-		}
-		ids = append(ids, r.Plan.Release)
+		ids = append(ids, pipelinetest.Deploy(t, p.Env, quickRollback))
 	}
 	return ids
 }
@@ -94,10 +79,7 @@ func (p *project) sick(t *testing.T) {
 // fresh is p with new fake hosts (no rules, no calls) and log, for one
 // case of a table whose cases share p's directories.
 func (p *project) fresh() *project {
-	e := *p.Env
-	e.Dialer = &remotetest.Dialer{Inner: remote.NewLocal()}
-	e.Log = &testenv.SyncBuffer{}
-	return &project{Env: &e, marker: p.marker}
+	return &project{Env: p.Fresh(), marker: p.marker}
 }
 
 // keep puts the file or symlink at path back as it is now when t ends,
@@ -177,52 +159,16 @@ func (p *project) remove(t *testing.T, path string) {
 	}
 }
 
-// state reads host i's deploy state.
-func (p *project) state(t *testing.T, i int) *server.State {
-	t.Helper()
-	path := p.path(i, ".stagecoach", "state.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.ParseState(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // editState changes host i's state file.
 func (p *project) editState(t *testing.T, i int, edit func(*server.State)) {
 	t.Helper()
-	s := p.state(t, i)
+	s := p.State(t, i)
 	edit(s)
 	data, err := s.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.write(t, p.path(i, ".stagecoach", "state.json"), string(data))
-}
-
-// holdLock takes host i's deploy lock as another deploy would, until t
-// ends: taken heldFor ago, its last heartbeat heartbeat ago.
-func (p *project) holdLock(t *testing.T, i int, heldFor, heartbeat time.Duration) {
-	t.Helper()
-	l := server.Layout{Root: p.Roots[i]}
-	t.Cleanup(func() { os.RemoveAll(l.LockDir()) })
-	lock, err := server.Lock(l, server.LockInfo{Holder: "alice@laptop", PID: 4242, Token: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.Run(context.Background(), remote.NewLocal(), lock); err != nil {
-		t.Fatal(err)
-	}
-	for path, age := range map[string]time.Duration{filepath.Join(l.LockDir(), "info.json"): heartbeat, l.LockDir(): heldFor} {
-		then := time.Now().Add(-age)
-		if err := os.Chtimes(path, then, then); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // df is `df -Pk` output of a filesystem with avail of total KiB free.
@@ -368,19 +314,19 @@ func TestCheckFindsFaults(t *testing.T) {
 		},
 		{
 			name:  "a deploy is running",
-			fault: func(t *testing.T, p *project, _ string) { p.holdLock(t, 1, time.Minute, 0) },
+			fault: func(t *testing.T, p *project, _ string) { p.TakeLock(t, 1, "alice@laptop", time.Minute, 0) },
 			check: "lock", status: check.StatusOK, says: "deploy running for 1m", code: exitcode.OK,
 		},
 		{
 			name:  "a live deploy holds the lock too long",
 			tweak: func(rc *run.Context) { rc.Env.Check.LockMaxAge = 30 * time.Second },
-			fault: func(t *testing.T, p *project, _ string) { p.holdLock(t, 1, time.Hour, 0) },
+			fault: func(t *testing.T, p *project, _ string) { p.TakeLock(t, 1, "alice@laptop", time.Hour, 0) },
 			check: "lock", status: check.StatusFailed, says: "lock_max_age 30s", action: "holder is alive", code: exitcode.Unhealthy,
 		},
 		{
 			name:  "a dead deploy left its lock",
 			tweak: func(rc *run.Context) { rc.Env.Check.LockMaxAge = 30 * time.Second },
-			fault: func(t *testing.T, p *project, _ string) { p.holdLock(t, 1, time.Hour, time.Hour) },
+			fault: func(t *testing.T, p *project, _ string) { p.TakeLock(t, 1, "alice@laptop", time.Hour, time.Hour) },
 			check: "lock", status: check.StatusFailed, says: "deploy lock stuck", action: "STAGECOACH_BREAK_LOCK=1", code: exitcode.Unhealthy,
 		},
 		{

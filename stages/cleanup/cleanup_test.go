@@ -116,25 +116,6 @@ func onDisk(t *testing.T, root string) []string {
 	return ids
 }
 
-// inState lists the releases the state file on root knows.
-func inState(t *testing.T, root string) []string {
-	t.Helper()
-	path := server.Layout{Root: root}.StatePath()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := server.ParseState(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, r := range st.Releases {
-		ids = append(ids, r.ID)
-	}
-	return ids
-}
-
 func sorted(ids []string) []string {
 	ids = append([]string(nil), ids...)
 	sort.Strings(ids)
@@ -164,7 +145,7 @@ func TestCleanupKeepsReleases(t *testing.T) {
 			if got := onDisk(t, root); !reflect.DeepEqual(got, tc.kept) {
 				t.Errorf("releases on disk %q, want %q", got, tc.kept)
 			}
-			if got := inState(t, root); !reflect.DeepEqual(got, tc.kept) {
+			if got := releaseIDs(e.State(t, 0)); !reflect.DeepEqual(got, tc.kept) {
 				t.Errorf("state knows %q, want %q", got, tc.kept)
 			}
 			h := rc.Hosts[0]
@@ -196,6 +177,7 @@ func TestCleanupKeepsReleases(t *testing.T) {
 	}
 }
 
+// releaseIDs lists the releases s knows, in its order.
 func releaseIDs(s *server.State) []string {
 	var ids []string
 	for _, r := range s.Releases {
@@ -257,12 +239,12 @@ func TestCleanupFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, rc := open(t, 3, tc.host)
 			tc.rules(e.Fake(0), rc.Hosts[0].Layout)
-			before := inState(t, e.Roots[0])
+			before := releaseIDs(e.State(t, 0))
 			err := (cleanup.Step{}).Run(context.Background(), rc)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("cleanup = %v, want %q", err, tc.want)
 			}
-			if got := inState(t, e.Roots[0]); !reflect.DeepEqual(got, before) {
+			if got := releaseIDs(e.State(t, 0)); !reflect.DeepEqual(got, before) {
 				t.Errorf("state file changed to %q after a failure", got)
 			}
 		})

@@ -38,7 +38,7 @@ func TestDeploySucceedsOnEveryHost(t *testing.T) {
 			assertRecorded(t, e, r, server.ResultSuccess, "")
 			for i := range e.Names {
 				assertServices(t, e, i, []string{"restart NEW"}, "", id)
-				s := stateOf(t, e, i)
+				s := e.State(t, i)
 				if rel, _ := s.Release(id); s.Current != id || s.Revision != r.Plan.Revision || rel.Status != server.StatusLive {
 					t.Errorf("host %d state: current %s, revision %s, release %+v", i, s.Current, s.Revision, rel)
 				}
@@ -85,7 +85,7 @@ func TestDeployWithoutChangeTouchesNothing(t *testing.T) {
 		if d := lastDeploy(t, e, i); d.ID != id {
 			t.Errorf("host %d recorded the no-change deploy as %s, want the live %s", i, d.ID, id)
 		}
-		if n := len(stateOf(t, e, i).Releases); n != 1 {
+		if n := len(e.State(t, i).Releases); n != 1 {
 			t.Errorf("host %d has %d releases", i, n)
 		}
 	}
@@ -265,7 +265,7 @@ func (c deployFault) run(t *testing.T, f *fixture) {
 	c.fault(t, e, f.marker)
 	var opts run.Options
 	if c.previous {
-		opts.Previous = stateOf(t, e, 0).Revision
+		opts.Previous = e.State(t, 0).Revision
 	}
 	r, err := deploy(context.Background(), t, e, opts, quickHealth)
 	assertCode(t, e, err, c.code, c.says...)

@@ -12,34 +12,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
-	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/remote"
-	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/server"
-	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
-// lease is the deploy lock timing of the tests' runs: a heartbeat of a
-// second ago is fresh, one of an hour ago is stale, and renewals are
-// rare, as they cost a shell per host.
-var lease = fleet.LeaseTiming{Heartbeat: time.Second, TTL: time.Minute}
-
-// open opens a run of e with the tests' lease; tweak, when given, changes
-// its context.
+// open opens a run of e; tweak, when given, changes its context.
 func open(t *testing.T, e *runtest.Env, opts run.Options, tweak ...func(*run.Context)) *Run {
 	t.Helper()
-	rc := e.Open(t, opts)
-	rc.Fleet.Lease = lease
-	for _, fn := range tweak {
-		fn(rc)
-	}
-	return New(rc)
+	return New(e.Open(t, opts, tweak...))
 }
 
 // deploy runs one deploy of e's HEAD (see open).
@@ -129,10 +114,7 @@ func (f *fixture) restore(t *testing.T) *runtest.Env {
 	if err := os.Remove(f.marker); err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	e := *f.env
-	e.Dialer = &remotetest.Dialer{Inner: remote.NewLocal()}
-	e.Log = &testenv.SyncBuffer{}
-	return &e
+	return f.env.Fresh()
 }
 
 // copyTree copies the directory src to dst, which must not exist, with
@@ -153,25 +135,10 @@ func removeSite(t *testing.T, e *runtest.Env) {
 	}
 }
 
-// stateOf reads host i's deploy state.
-func stateOf(t *testing.T, e *runtest.Env, i int) *server.State {
-	t.Helper()
-	path := filepath.Join(e.Roots[i], ".stagecoach", "state.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.ParseState(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // lastDeploy is the newest entry of host i's deploy history.
 func lastDeploy(t *testing.T, e *runtest.Env, i int) server.Deploy {
 	t.Helper()
-	s := stateOf(t, e, i)
+	s := e.State(t, i)
 	if len(s.Deploys) == 0 {
 		t.Fatalf("host %d recorded no deploy", i)
 	}
@@ -202,16 +169,6 @@ func readReport(t *testing.T, r *Run) *run.Report {
 	return &rep
 }
 
-// exists reports whether path exists on this machine.
-func exists(t *testing.T, path string) bool {
-	t.Helper()
-	_, err := os.Lstat(path)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return err == nil
-}
-
 // lockPath is host i's deploy lock directory.
 func lockPath(e *runtest.Env, i int) string {
 	return filepath.Join(e.Roots[i], ".stagecoach", "lock")
@@ -221,7 +178,7 @@ func lockPath(e *runtest.Env, i int) string {
 func assertUnlocked(t *testing.T, e *runtest.Env) {
 	t.Helper()
 	for i := range e.Names {
-		if exists(t, lockPath(e, i)) {
+		if runtest.Exists(t, lockPath(e, i)) {
 			t.Errorf("host %d is still locked", i)
 		}
 	}
@@ -257,7 +214,7 @@ func assertAbsent(t *testing.T, e *runtest.Env, id string) {
 	t.Helper()
 	for i, root := range e.Roots {
 		for _, p := range []string{filepath.Join(root, "releases", id), filepath.Join(root, "releases", ".staging-"+id)} {
-			if exists(t, p) {
+			if runtest.Exists(t, p) {
 				t.Errorf("host %d keeps %s", i, p)
 			}
 		}
@@ -333,24 +290,5 @@ func logTo(w io.Writer) func(*run.Context) {
 	return func(rc *run.Context) {
 		rc.Log = ui.New(w, true)
 		rc.Fleet.Log = rc.Log
-	}
-}
-
-// holdLock takes host i's deploy lock as another deploy by holder would,
-// its last heartbeat age ago.
-func holdLock(t *testing.T, e *runtest.Env, i int, holder string, age time.Duration) {
-	t.Helper()
-	l := server.Layout{Root: e.Roots[i]}
-	lock, err := server.Lock(l, server.LockInfo{Holder: holder, PID: 4242, Token: "token-of-" + holder})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.Run(context.Background(), remote.NewLocal(), lock); err != nil {
-		t.Fatal(err)
-	}
-	// The heartbeat is info.json's mtime.
-	then := time.Now().Add(-age)
-	if err := os.Chtimes(filepath.Join(l.LockDir(), "info.json"), then, then); err != nil {
-		t.Fatal(err)
 	}
 }

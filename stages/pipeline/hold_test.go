@@ -22,7 +22,7 @@ func assertUnchanged(t *testing.T, e *runtest.Env, old string, deploys []int) {
 	assertLive(t, e, old)
 	for i := range e.Names {
 		assertServices(t, e, i, untouched, old, "")
-		if n := len(stateOf(t, e, i).Deploys); n != deploys[i] {
+		if n := len(e.State(t, i).Deploys); n != deploys[i] {
 			t.Errorf("host %d history has %d deploys, want %d", i, n, deploys[i])
 		}
 	}
@@ -33,7 +33,7 @@ func historyLengths(t *testing.T, e *runtest.Env) []int {
 	t.Helper()
 	var n []int
 	for i := range e.Names {
-		n = append(n, len(stateOf(t, e, i).Deploys))
+		n = append(n, len(e.State(t, i).Deploys))
 	}
 	return n
 }
@@ -55,12 +55,12 @@ func TestDeployAgainstAHeldLock(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e, old := f.restore(t), f.old
 			before := historyLengths(t, e)
-			holdLock(t, e, 1, "alice@laptop", c.heartbeat)
+			e.TakeLock(t, 1, "alice@laptop", c.heartbeat, c.heartbeat)
 			r, err := deploy(context.Background(), t, e, run.Options{BreakLock: c.breakLock})
 			assertCode(t, e, err, c.code, c.says...)
 			if c.code != exitcode.OK {
 				assertUnchanged(t, e, old, before)
-				if exists(t, lockPath(e, 0)) {
+				if runtest.Exists(t, lockPath(e, 0)) {
 					t.Error("host 0 is still locked by the refused deploy")
 				}
 				token, _ := os.ReadFile(filepath.Join(lockPath(e, 1), "token"))
@@ -160,7 +160,7 @@ func TestDeployRecordsOverANewConnection(t *testing.T) {
 			if !strings.Contains(e.Log.String(), "reconnecting failed") {
 				t.Errorf("the log does not warn that the outcome went unrecorded:\n%s", e.Log)
 			}
-			if exists(t, lockPath(e, 0)) {
+			if runtest.Exists(t, lockPath(e, 0)) {
 				t.Error("host 1 is still locked")
 			}
 		})
@@ -182,7 +182,7 @@ func TestNestedHoldsKeepTheLocksUntilTheOutermostReleases(t *testing.T) {
 		t.Fatalf("deploy: %v\n%s", err, e.Log)
 	}
 	for i := range e.Names {
-		if !exists(t, lockPath(e, i)) {
+		if !runtest.Exists(t, lockPath(e, i)) {
 			t.Errorf("host %d was unlocked by the inner deploy", i)
 		}
 	}

@@ -94,7 +94,7 @@ func TestShowPlanFailures(t *testing.T) {
 	mustDeploy(t, e)
 	e.Write(t, "site/index.html", "<h1>v2</h1>\n")
 	e.Commit(t, "v2")
-	prev := stateOf(t, e, 0).Revision
+	prev := e.State(t, 0).Revision
 	if err := open(t, e, run.Options{Previous: prev}).ShowPlan(context.Background(), &out); err == nil || !strings.Contains(err.Error(), "no previous release to reuse") {
 		t.Errorf("plan with a failing package: %v", err)
 	}
@@ -110,7 +110,7 @@ func TestShowPlanFailures(t *testing.T) {
 func TestShowReleasesListsReleasesAndDeploys(t *testing.T) {
 	t.Parallel()
 	e, old := deployed(t, runtest.Options{Hosts: 2}, false)
-	holdLock(t, e, 0, "alice@laptop", time.Hour)
+	e.TakeLock(t, 0, "alice@laptop", time.Hour, time.Hour)
 	e.Fake(1).On("stage release").Exit(1, "tar: short read")
 	if _, err := deploy(context.Background(), t, e, run.Options{BreakLock: true}); exitcode.Of(err) != exitcode.Failed {
 		t.Fatalf("deploy: %v", err)

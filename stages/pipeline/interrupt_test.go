@@ -112,7 +112,7 @@ func TestDeployInterrupted(t *testing.T) {
 			}
 			if c.result == "" {
 				for i := range e.Names {
-					if n := len(stateOf(t, e, i).Deploys); n != before[i] {
+					if n := len(e.State(t, i).Deploys); n != before[i] {
 						t.Errorf("host %d recorded a deploy interrupted before it had a plan", i)
 					}
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/pipeline"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/server"
@@ -45,11 +46,7 @@ func (p *project) change(version string, migrate bool) {
 func (p *project) deploy(version string, migrate bool) string {
 	p.t.Helper()
 	p.change(version, migrate)
-	r := pipeline.New(p.Open(p.t, run.Options{}))
-	if err := r.Deploy(context.Background()); err != nil {
-		p.t.Fatalf("deploy %s: %v\n%s", version, err, p.Log)
-	}
-	return r.Plan.Release
+	return pipelinetest.Deploy(p.t, p.Env)
 }
 
 // hold opens a run with opts holding every host, as the rollback target
@@ -74,13 +71,8 @@ func (p *project) activate(version string, migrate bool) (*pipeline.Run, error) 
 	p.change(version, migrate)
 	r, release := p.hold(run.Options{})
 	p.t.Cleanup(release)
-	ctx := context.Background()
-	for _, step := range []func(context.Context) error{r.Detect, r.Build, r.Package, r.Ship} {
-		if err := step(ctx); err != nil {
-			p.t.Fatalf("deploy %s: %v\n%s", version, err, p.Log)
-		}
-	}
-	return r, r.Swap(ctx)
+	pipelinetest.Steps(p.t, p.Env, r.Detect, r.Build, r.Package, r.Ship)
+	return r, r.Swap(context.Background())
 }
 
 // db is host i's database, "" when it has none.
@@ -101,21 +93,6 @@ func (p *project) lastService(i int) string {
 		return ""
 	}
 	return ops[len(ops)-1]
-}
-
-// state is host i's state file.
-func (p *project) state(i int) *server.State {
-	p.t.Helper()
-	path := server.Layout{Root: p.Roots[i]}.StatePath()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	st, err := server.ParseState(path, data)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return st
 }
 
 // wantLive checks that every host runs id.

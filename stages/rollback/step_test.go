@@ -27,7 +27,7 @@ func (p *project) rollBack(opts run.Options, prepare func(rc *run.Context)) (*ru
 // rollback to it with its revision, and prev as the release to go back to.
 func (p *project) wantRecorded(i int, id, prev string) {
 	p.t.Helper()
-	st := p.state(i)
+	st := p.State(p.t, i)
 	last := st.Deploys[len(st.Deploys)-1]
 	rel, _ := st.Release(id)
 	if last.Result != server.ResultRollback || last.ID != id || last.Revision != rel.Revision || last.User == "" {
@@ -106,7 +106,7 @@ func TestRollbackToANamedRelease(t *testing.T) {
 	}
 	p.wantLive(rel(1))
 	p.wantRecorded(0, rel(1), rel(3))
-	if r, _ := p.state(0).Release(rel(2)); r.Status != server.StatusRetired {
+	if r, _ := p.State(p.t, 0).Release(rel(2)); r.Status != server.StatusRetired {
 		t.Errorf("%s is %s, want retired", rel(2), r.Status)
 	}
 }
@@ -153,10 +153,10 @@ func TestRollbackRefuses(t *testing.T) {
 			if tc.rules != nil {
 				tc.rules(p.Fake(0))
 			}
-			before := p.state(0)
+			before := p.State(p.t, 0)
 			_, err := p.rollBack(tc.opts, nil)
 			wantErr(t, err, tc.want)
-			if after := p.state(0); len(after.Deploys) != len(before.Deploys) || after.Current != before.Current {
+			if after := p.State(p.t, 0); len(after.Deploys) != len(before.Deploys) || after.Current != before.Current {
 				t.Errorf("state changed to current %s, %d deploys", after.Current, len(after.Deploys))
 			}
 			p.wantLive(live)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/pipeline"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/ship"
@@ -72,7 +72,7 @@ func (c cutUpload) Upload(_ context.Context, r io.Reader, _ string, _ func(int))
 func TestStreamShipsToEveryHostWhileWriting(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
 	withBigFile(t, e)
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	if err := os.Remove(r.Packaged.ArchivePath); err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +81,7 @@ func TestStreamShipsToEveryHostWhileWriting(t *testing.T) {
 	}
 	for i := range e.Names {
 		checkShipped(t, e, r, i)
-		if got := shipCalls(e.Fake(i), 0); !slices.Equal(got, shippedCalls) {
-			t.Errorf("host %d was asked for %q, want %q", i, got, shippedCalls)
-		}
+		e.CheckCalls(t, i, 0, shippedCalls...)
 	}
 }
 
@@ -108,7 +106,7 @@ func TestStreamDropsHostWhoseUploadFails(t *testing.T) {
 			t.Parallel()
 			e := runtest.New(t, runtest.Options{Hosts: 3})
 			withBigFile(t, e)
-			r := packaged(t, e)
+			r := pipelinetest.Packaged(t, e)
 			tt.fail(e, r.Hosts[1])
 			werr, err := streamed(t, r, r.Hosts, nil)
 			if werr != nil {
@@ -130,7 +128,7 @@ func TestStreamDropsHostWhoseUploadFails(t *testing.T) {
 
 func TestStreamWriteFailureFailsEveryHost(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	// A transport that swallows the cut stream and says it got it all
 	// must not make the host look shipped.
 	r.Hosts[2].Runner = cutUpload{Runner: r.Hosts[2].Runner, limit: 10}
@@ -155,9 +153,7 @@ func TestStreamWriteFailureFailsEveryHost(t *testing.T) {
 	}
 	// The third host's upload went to the cutting transport, not its fake.
 	for i, want := range [][]string{{"prepare server", "upload"}, {"prepare server", "upload"}, {"prepare server"}} {
-		if got := shipCalls(e.Fake(i), 0); !slices.Equal(got, want) {
-			t.Errorf("host %d was asked for %q, want %q", i, got, want)
-		}
+		e.CheckCalls(t, i, 0, want...)
 	}
 }
 
@@ -165,7 +161,7 @@ func TestStreamWriteFailureFailsEveryHost(t *testing.T) {
 // stream: the writer cannot wait for hosts that wait for it.
 func TestStreamToMoreHostsThanParallel(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3, Environment: "    parallel: 1\n"})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	if werr, err := streamed(t, r, r.Hosts, nil); werr != nil || err != nil {
 		t.Fatalf("write: %v; ship: %v\n%s", werr, err, e.Log)
 	}
@@ -178,7 +174,7 @@ func TestStreamToMoreHostsThanParallel(t *testing.T) {
 // archive to the others with To: both get the same bytes.
 func TestStreamThenToTheRest(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3, Environment: "    parallel: 1\n"})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	if werr, err := streamed(t, r, r.Hosts[:1], nil); werr != nil || err != nil {
 		t.Fatalf("write: %v; ship: %v\n%s", werr, err, e.Log)
 	}
@@ -195,7 +191,7 @@ func TestStreamThenToTheRest(t *testing.T) {
 
 func TestPrepareRefusesHostWithoutRoom(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 2})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	e.Fake(1).On("prepare server").Stdout(dfOutput(0))
 	err := ship.Prepare(context.Background(), r.Context, r.Hosts, r.Packaged)
 	want := "ship " + r.Plan.Release + " to deploy@web2: disk full on deploy@web2 at " + e.Roots[1]

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run"
@@ -21,7 +21,7 @@ import (
 
 func TestShipSendsVerifiedArchiveAndMetadataToEveryHost(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	step := ship.Step{}
 	if step.String() != "ship" {
 		t.Errorf("step is called %q", step)
@@ -31,15 +31,13 @@ func TestShipSendsVerifiedArchiveAndMetadataToEveryHost(t *testing.T) {
 	}
 	for i := range e.Names {
 		checkShipped(t, e, r, i)
-		if got := shipCalls(e.Fake(i), 0); !slices.Equal(got, shippedCalls) {
-			t.Errorf("host %d was asked for %q, want %q", i, got, shippedCalls)
-		}
+		e.CheckCalls(t, i, 0, shippedCalls...)
 	}
 }
 
 func TestShipRemovesCorruptUploadOnOneHost(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	incoming := r.Hosts[1].Layout.IncomingPath(r.Plan.Release)
 	garbage := []byte("not the archive")
 	// The bytes change on the host between the upload and the check, as
@@ -71,17 +69,15 @@ func TestShipRemovesCorruptUploadOnOneHost(t *testing.T) {
 	checkShipped(t, e, r, 2)
 	checkNotShipped(t, e, r, 1, false)
 	want := []string{"prepare server", "upload", "verify archive checksum", "remove corrupt upload"}
-	if got := shipCalls(e.Fake(1), 0); !slices.Equal(got, want) {
-		t.Errorf("corrupt host was asked for %q, want %q", got, want)
-	}
+	e.CheckCalls(t, 1, 0, want...)
 }
 
 func TestShipRefusesHostRunningAnotherReleaseThanTheBase(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
-	live := deployed(t, e)
+	live := pipelinetest.Deploy(t, e)
 	e.Write(t, "site/index.html", "<h1>v2</h1>\n")
 	e.Commit(t, "v2")
-	r := packaged(t, e)
+	r := pipelinetest.Packaged(t, e)
 	if r.Packaged.Manifest.Base != live {
 		t.Fatalf("package reuses from %q, want the live %s", r.Packaged.Manifest.Base, live)
 	}
@@ -89,24 +85,17 @@ func TestShipRefusesHostRunningAnotherReleaseThanTheBase(t *testing.T) {
 	// the archive leaves out are not where the package expects them.
 	const other = "20000101T000000Z-0000000"
 	r.Hosts[1].Live = other
-	marks := make([]int, len(e.Names))
-	for i := range marks {
-		marks[i] = len(e.Fake(i).Calls())
-	}
+	marks := e.Marks()
 
 	err := ship.Ship(context.Background(), r.Context)
 	want := fmt.Sprintf("ship %s to deploy@web2: the package reuses files of release %s but this host runs %q", r.Plan.Release, live, other)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
 	}
-	if got := shipCalls(e.Fake(1), marks[1]); len(got) != 0 {
-		t.Errorf("refused host was asked for %q", got)
-	}
+	e.CheckCalls(t, 1, marks[1])
 	checkNotShipped(t, e, r, 1, false)
 	for _, i := range []int{0, 2} {
-		if got := shipCalls(e.Fake(i), marks[i]); !slices.Equal(got, shippedCalls) {
-			t.Errorf("host %d was asked for %q, want %q", i, got, shippedCalls)
-		}
+		e.CheckCalls(t, i, marks[i], shippedCalls...)
 	}
 }
 
@@ -179,7 +168,7 @@ func TestToFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := runtest.New(t, runtest.Options{})
-			r := packaged(t, e)
+			r := pipelinetest.Packaged(t, e)
 			if tt.fake != nil {
 				tt.fake(e.Fake(0))
 			}
@@ -193,9 +182,7 @@ func TestToFailures(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) || (tt.is != nil && !errors.Is(err, tt.is)) {
 				t.Errorf("error %v, want it to say %q and wrap %v", err, tt.want, tt.is)
 			}
-			if got := shipCalls(e.Fake(0), 0); !slices.Equal(got, tt.calls) {
-				t.Errorf("host was asked for %q, want %q", got, tt.calls)
-			}
+			e.CheckCalls(t, 0, 0, tt.calls...)
 			checkNotShipped(t, e, r, 0, tt.upload)
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/pipeline"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/swap"
@@ -30,14 +31,14 @@ func stagedOver(t *testing.T, hosts int, first bool, files map[string]string) *a
 	e := runtest.New(t, runtest.Options{Hosts: hosts})
 	act := &activation{e: e}
 	if !first {
-		act.a = deployed(t, e)
+		act.a = pipelinetest.Deploy(t, e)
 	}
 	change(t, e, files)
-	act.r = shipped(t, e)
+	act.r = pipelinetest.Shipped(t, e)
 	if err := swap.StageAll(context.Background(), act.r.Context); err != nil {
 		t.Fatalf("stage: %v\n%s", err, e.Log)
 	}
-	act.b, act.marks = act.r.Plan.Release, marks(e)
+	act.b, act.marks = act.r.Plan.Release, e.Marks()
 	return act
 }
 
@@ -56,16 +57,16 @@ func (act *activation) expand(want []string) []string {
 func (act *activation) check(t *testing.T, i int, calls, services []string, db, live string) {
 	t.Helper()
 	e := act.e
-	checkCalls(t, e, i, act.marks[i], act.expand(calls)...)
+	e.CheckCalls(t, i, act.marks[i], act.expand(calls)...)
 	if got, want := e.Services(t, i), act.expand(services); !slices.Equal(got, want) {
 		t.Errorf("host %d services: %q, want %q", i, got, want)
 	}
 	path := filepath.Join(e.Roots[i], "shared", "data", "db")
 	switch want := act.expand([]string{db})[0]; {
-	case want == "" && exists(t, path):
-		t.Errorf("host %d has a database: %q", i, readFile(t, path))
-	case want != "" && readFile(t, path) != want:
-		t.Errorf("host %d database is %q, want %q", i, readFile(t, path), want)
+	case want == "" && runtest.Exists(t, path):
+		t.Errorf("host %d has a database: %q", i, runtest.ReadFile(t, path))
+	case want != "" && runtest.ReadFile(t, path) != want:
+		t.Errorf("host %d database is %q, want %q", i, runtest.ReadFile(t, path), want)
 	}
 	if got, want := e.Live(t, i), act.expand([]string{live})[0]; got != want {
 		t.Errorf("host %d runs %q, want %q", i, got, want)

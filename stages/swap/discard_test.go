@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/server"
@@ -16,12 +17,12 @@ import (
 
 func TestSwapStepDiscardsEveryHostWhenOneCannotStage(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 3})
-	live := deployed(t, e)
+	live := pipelinetest.Deploy(t, e)
 	change(t, e, map[string]string{"site/index.html": "<h1>v2</h1>\n", "app/migrations/002.sql": "alter table t;\n"})
-	r := shipped(t, e)
+	r := pipelinetest.Shipped(t, e)
 	id := r.Plan.Release
 	e.Fake(1).On("stage release").Exit(1, "tar: Unexpected EOF in archive")
-	m := marks(e)
+	m := e.Marks()
 
 	step := swap.Step{}
 	if step.String() != "swap" {
@@ -38,7 +39,7 @@ func TestSwapStepDiscardsEveryHostWhenOneCannotStage(t *testing.T) {
 		if i == 1 {
 			want = append(stageOnly(id), "discard staged release "+id)
 		}
-		checkCalls(t, e, i, m[i], want...)
+		e.CheckCalls(t, i, m[i], want...)
 		checkNothingOf(t, e, i, id)
 		if h.Staged || h.Switched || h.Migrated {
 			t.Errorf("host %d: Staged %v, Switched %v, Migrated %v", i, h.Staged, h.Switched, h.Migrated)
@@ -49,7 +50,7 @@ func TestSwapStepDiscardsEveryHostWhenOneCannotStage(t *testing.T) {
 		if got := e.Services(t, i); !slices.Equal(got, []string{"restart " + live}) {
 			t.Errorf("host %d services: %q, want only the first deploy's restart", i, got)
 		}
-		if got := readFile(t, filepath.Join(h.Layout.SharedDir(), "data", "db")); got != live+"\n" {
+		if got := runtest.ReadFile(t, filepath.Join(h.Layout.SharedDir(), "data", "db")); got != live+"\n" {
 			t.Errorf("host %d database is %q: migrated before every host staged", i, got)
 		}
 	}
@@ -76,7 +77,7 @@ func TestDiscard(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := runtest.New(t, runtest.Options{})
-			r := shipped(t, e)
+			r := pipelinetest.Shipped(t, e)
 			id, h := r.Plan.Release, r.Hosts[0]
 			if err := swap.StageAll(context.Background(), r.Context); err != nil {
 				t.Fatal(err)
@@ -96,8 +97,8 @@ func TestDiscard(t *testing.T) {
 			if tt.discard {
 				want = []string{"discard staged release " + id}
 			}
-			checkCalls(t, e, 0, mark, want...)
-			if got := exists(t, h.Layout.ReleaseDir(id)); got == tt.removed {
+			e.CheckCalls(t, 0, mark, want...)
+			if got := runtest.Exists(t, h.Layout.ReleaseDir(id)); got == tt.removed {
 				t.Errorf("releases/%s exists %v, want %v", id, got, !tt.removed)
 			}
 			if tt.removed {

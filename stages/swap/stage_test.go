@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/pipeline"
+	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
@@ -19,7 +20,7 @@ import (
 func TestStageVerifiesAndFurnishesWithoutTouchingLive(t *testing.T) {
 	t.Setenv("API_TOKEN", "s3cret-value")
 	e := runtest.New(t, runtest.Options{Environment: "    env: { vars: {GREETING: hello world}, secrets: [API_TOKEN] }\n"})
-	r := shipped(t, e)
+	r := pipelinetest.Shipped(t, e)
 	id, h := r.Plan.Release, r.Hosts[0]
 	mark := len(e.Fake(0).Calls())
 
@@ -29,12 +30,12 @@ func TestStageVerifiesAndFurnishesWithoutTouchingLive(t *testing.T) {
 	if !h.Staged || h.Switched {
 		t.Errorf("Staged %v, Switched %v", h.Staged, h.Switched)
 	}
-	checkCalls(t, e, 0, mark, "stage release "+id, "link shared paths, carry assets, write shared/.env into "+id)
+	e.CheckCalls(t, 0, mark, "stage release "+id, "link shared paths, carry assets, write shared/.env into "+id)
 	l := h.Layout
-	if got := readFile(t, filepath.Join(l.ReleaseDir(id), "web", "index.html")); got != "<h1>v1</h1>\n" {
+	if got := runtest.ReadFile(t, filepath.Join(l.ReleaseDir(id), "web", "index.html")); got != "<h1>v1</h1>\n" {
 		t.Errorf("web/index.html is %q", got)
 	}
-	if exists(t, l.StagingDir(id)) {
+	if runtest.Exists(t, l.StagingDir(id)) {
 		t.Error("staging directory left behind")
 	}
 	if target, err := os.Readlink(filepath.Join(l.ReleaseDir(id), "data")); err != nil || target != "../../shared/data" {
@@ -50,7 +51,7 @@ func TestStageVerifiesAndFurnishesWithoutTouchingLive(t *testing.T) {
 	if env.Mode().Perm() != 0o600 {
 		t.Errorf("shared/.env has mode %v, want owner-only", env.Mode().Perm())
 	}
-	if got, want := readFile(t, l.EnvPath()), "API_TOKEN=s3cret-value\nGREETING='hello world'\n"; got != want {
+	if got, want := runtest.ReadFile(t, l.EnvPath()), "API_TOKEN=s3cret-value\nGREETING='hello world'\n"; got != want {
 		t.Errorf("shared/.env is %q, want %q", got, want)
 	}
 	if strings.Contains(e.Log.String(), "s3cret-value") {
@@ -64,12 +65,12 @@ func TestStageVerifiesAndFurnishesWithoutTouchingLive(t *testing.T) {
 func TestStageReusesLiveFilesAndCarriesItsAssets(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Environment: "    assets: { dir: web/assets, versions: 2 }\n"})
 	change(t, e, map[string]string{"site/assets/app-1.js": "one\n"})
-	live := deployed(t, e)
+	live := pipelinetest.Deploy(t, e)
 	if err := os.Remove(filepath.Join(e.Dir, "site", "assets", "app-1.js")); err != nil {
 		t.Fatal(err)
 	}
 	change(t, e, map[string]string{"site/assets/app-2.js": "two\n"})
-	r := shipped(t, e)
+	r := pipelinetest.Shipped(t, e)
 	id, l := r.Plan.Release, r.Hosts[0].Layout
 
 	if err := swap.Stage(context.Background(), r.Context, r.Hosts[0]); err != nil {
@@ -83,7 +84,7 @@ func TestStageReusesLiveFilesAndCarriesItsAssets(t *testing.T) {
 	if !sameFile(t, filepath.Join(l.ReleaseDir(id), "web", "assets", "app-1.js"), filepath.Join(l.ReleaseDir(live), "web", "assets", "app-1.js")) {
 		t.Error("the live release's asset was not carried")
 	}
-	if got := readFile(t, filepath.Join(l.ReleaseDir(id), "web", "assets", "app-2.js")); got != "two\n" {
+	if got := runtest.ReadFile(t, filepath.Join(l.ReleaseDir(id), "web", "assets", "app-2.js")); got != "two\n" {
 		t.Errorf("new asset is %q", got)
 	}
 }
@@ -169,7 +170,7 @@ func TestStageFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := runtest.New(t, runtest.Options{})
-			r := shipped(t, e)
+			r := pipelinetest.Shipped(t, e)
 			id, h := r.Plan.Release, r.Hosts[0]
 			if tt.archive != nil {
 				writeArchive(t, h.Layout.IncomingPath(id), tt.archive...)
@@ -197,16 +198,16 @@ func TestStageFailures(t *testing.T) {
 			if tt.unsafe && (!errors.As(err, &unsafe) || unsafe.Release != id || !errors.As(err, &ee) || ee.Code != server.ExitUnsafeArchive) {
 				t.Errorf("error %#v is not an unsafe archive of %s", err, id)
 			}
-			checkCalls(t, e, 0, mark, tt.calls(id)...)
-			if h.Staged != tt.staged || exists(t, h.Layout.ReleaseDir(id)) != tt.staged {
-				t.Errorf("Staged %v, releases/%s exists %v; want both %v", h.Staged, id, exists(t, h.Layout.ReleaseDir(id)), tt.staged)
+			e.CheckCalls(t, 0, mark, tt.calls(id)...)
+			if h.Staged != tt.staged || runtest.Exists(t, h.Layout.ReleaseDir(id)) != tt.staged {
+				t.Errorf("Staged %v, releases/%s exists %v; want both %v", h.Staged, id, runtest.Exists(t, h.Layout.ReleaseDir(id)), tt.staged)
 			}
-			if exists(t, h.Layout.StagingDir(id)) {
+			if runtest.Exists(t, h.Layout.StagingDir(id)) {
 				t.Error("staging directory left behind")
 			}
 			// Nothing an unsafe archive holds may land outside the release.
 			for _, p := range []string{filepath.Join(h.Layout.ReleasesDir(), "escape"), filepath.Join(h.Layout.Root, "escape")} {
-				if exists(t, p) {
+				if runtest.Exists(t, p) {
 					t.Errorf("%s was written", p)
 				}
 			}

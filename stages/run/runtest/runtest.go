@@ -7,10 +7,12 @@
 package runtest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -110,9 +113,13 @@ environments:
 	return e
 }
 
-// Open opens a run of the test environment whose hosts are e's fakes and
-// whose deploy locks keep a short lease, as the targets would.
-func (e *Env) Open(t testing.TB, opts run.Options) *run.Context {
+// Open opens a run of the test environment whose hosts are e's fakes;
+// tweak, when given, changes its context. Its deploy locks keep a lease
+// of a one-second heartbeat and a one-minute TTL: the server tells lock
+// ages in whole seconds, so a TTL of a fraction of one would make a live
+// lock look stale, and each heartbeat costs a shell per host. A test that
+// wants a stale lock takes one with an old heartbeat (TakeLock).
+func (e *Env) Open(t testing.TB, opts run.Options, tweak ...func(*run.Context)) *run.Context {
 	t.Helper()
 	opts.ConfigPath, opts.Environment = e.Config, "test"
 	rc, err := run.Open(opts, ui.New(e.Log, true))
@@ -120,8 +127,21 @@ func (e *Env) Open(t testing.TB, opts run.Options) *run.Context {
 		t.Fatalf("open: %v", err)
 	}
 	rc.Fleet.Dial = e.Dialer.Dial
-	rc.Fleet.Lease = fleet.LeaseTiming{Heartbeat: 20 * time.Millisecond, TTL: 200 * time.Millisecond}
+	rc.Fleet.Lease = fleet.LeaseTiming{Heartbeat: time.Second, TTL: time.Minute}
+	for _, fn := range tweak {
+		fn(rc)
+	}
 	return rc
+}
+
+// Fresh is a copy of e over the same project and deploy roots with new
+// fake hosts (no rules, no calls) and a new log, so that the cases of a
+// table can share one deployed project yet see only their own calls.
+func (e *Env) Fresh() *Env {
+	c := *e
+	c.Dialer = &remotetest.Dialer{Inner: remote.NewLocal()}
+	c.Log = &testenv.SyncBuffer{}
+	return &c
 }
 
 // Fake is host i's fake runner (0-based), shared by every connection to it.
@@ -171,6 +191,102 @@ func (e *Env) Services(t testing.TB, i int) []string {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// State reads host i's deploy state.
+func (e *Env) State(t testing.TB, i int) *server.State {
+	t.Helper()
+	path := server.Layout{Root: e.Roots[i]}.StatePath()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.ParseState(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TakeLock takes host i's deploy lock as another deploy by holder would
+// (pid 4242, token "token-of-" + holder) until t ends: taken heldFor ago,
+// its last heartbeat heartbeat ago. A heartbeat older than the lease's
+// TTL (see Open) makes the lock stale.
+func (e *Env) TakeLock(t testing.TB, i int, holder string, heldFor, heartbeat time.Duration) {
+	t.Helper()
+	l := server.Layout{Root: e.Roots[i]}
+	// Cases that share the roots must not find the lock of another.
+	t.Cleanup(func() { os.RemoveAll(l.LockDir()) })
+	lock, err := server.Lock(l, server.LockInfo{Holder: holder, PID: 4242, Token: "token-of-" + holder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Run(context.Background(), remote.NewLocal(), lock); err != nil {
+		t.Fatal(err)
+	}
+	// The heartbeat is info.json's mtime; when the lock was taken, the
+	// directory's.
+	for path, age := range map[string]time.Duration{filepath.Join(l.LockDir(), "info.json"): heartbeat, l.LockDir(): heldFor} {
+		then := time.Now().Add(-age)
+		if err := os.Chtimes(path, then, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Marks notes how many calls each host has had so far, for CallsSince.
+func (e *Env) Marks() []int {
+	m := make([]int, len(e.Names))
+	for i := range m {
+		m[i] = len(e.Fake(i).Calls())
+	}
+	return m
+}
+
+// CallsSince is what host i was asked for after its first mark calls,
+// each command by its Desc up to its arguments (an upload's path after
+// " /", a service command's own text after ":"). The state reads are left
+// out: every run makes them, wherever a test stops it.
+func (e *Env) CallsSince(i, mark int) []string {
+	var out []string
+	for _, d := range e.Fake(i).Descs()[mark:] {
+		if d == "read deploy state" {
+			continue
+		}
+		d, _, _ = strings.Cut(d, ":")
+		d, _, _ = strings.Cut(d, " /")
+		out = append(out, d)
+	}
+	return out
+}
+
+// CheckCalls fails unless host i was asked for exactly want after its
+// first mark calls (see CallsSince).
+func (e *Env) CheckCalls(t testing.TB, i, mark int, want ...string) {
+	t.Helper()
+	if got := e.CallsSince(i, mark); !slices.Equal(got, want) {
+		t.Errorf("host %d was asked for %q, want %q", i, got, want)
+	}
+}
+
+// ReadFile is the content of the file at path, a host's or the project's.
+func ReadFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Exists reports whether path exists, a symlink even when it dangles.
+func Exists(t testing.TB, path string) bool {
+	t.Helper()
+	_, err := os.Lstat(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 func (e *Env) git(t testing.TB, args ...string) {
