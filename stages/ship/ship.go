@@ -45,7 +45,8 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 		return err
 	}
 	defer f.Close()
-	bar := h.Log.NewProgress("upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
+	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
+	defer bar.Stop() // a failed upload leaves no bar on the terminal
 	if err := h.Runner.Upload(ctx, f, h.Layout.IncomingPath(m.Release), func(n int) { bar.Add(n) }); err != nil {
 		return h.DiskFullOr(err)
 	}

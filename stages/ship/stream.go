@@ -70,7 +70,8 @@ func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Pa
 // host that failed.
 func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeReader, written <-chan struct{}, ok *bool) error {
 	// The compressed size is unknown while it is written: no total.
-	bar := h.Log.NewProgress("upload", -1)
+	bar := h.Log.NewProgress(ctx, "upload", -1)
+	defer bar.Stop() // a failed upload leaves no bar on the terminal
 	err := h.Runner.Upload(ctx, pr, h.Layout.IncomingPath(p.Manifest.Release), func(n int) { bar.Add(n) })
 	pr.CloseWithError(err)
 	if err != nil {

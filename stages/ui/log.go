@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // Logger writes timestamped lines. The zero value is not usable; call New.
@@ -26,11 +28,30 @@ type sink struct {
 	mu      sync.Mutex
 	out     io.Writer
 	secrets []string
+
+	// On a terminal the running progress bars share its last line: every
+	// log line clears it first and draws the bars again after itself.
+	tty   bool
+	width func() int  // the terminal's columns
+	bars  []*Progress // running, drawn oldest first
+	shown bool        // the last line holds the bars
+	drawn time.Time   // when they were last drawn
 }
 
 // New returns a Logger writing to out. verbose enables Debugf lines.
+// Progress bars are drawn only when out is a terminal.
 func New(out io.Writer, verbose bool) *Logger {
-	return &Logger{sink: &sink{out: out}, verbose: verbose, now: time.Now}
+	s := &sink{out: out}
+	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		s.tty = true
+		s.width = func() int {
+			if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+				return w
+			}
+			return 80
+		}
+	}
+	return &Logger{sink: s, verbose: verbose, now: time.Now}
 }
 
 // Default logs to stderr, verbose when mage runs with -v (MAGEFILE_VERBOSE).
@@ -105,12 +126,27 @@ func (l *Logger) line(level, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lineLocked(level, msg)
+}
+
+// lineLocked writes msg's lines with l.mu held, clearing the progress bars
+// first and drawing them again after, so no line is glued to a bar.
+func (l *Logger) lineLocked(level, msg string) {
 	stamp := l.now().Format("15:04:05")
 	var b strings.Builder
 	for _, text := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
 		fmt.Fprintf(&b, "[%s] %s%s%s\n", stamp, level, l.prefix, text)
 	}
-	io.WriteString(l.out, redact(b.String(), l.secrets))
+	text := redact(b.String(), l.secrets)
+	if l.shown {
+		text = clearLine + text
+	}
+	// One write, so the terminal never shows the lines without the bars.
+	bars := l.barLine()
+	io.WriteString(l.out, text+bars)
+	if l.shown = bars != ""; l.shown {
+		l.drawn = l.now()
+	}
 }
 
 // Writer returns an io.Writer that logs each complete line it receives,
