@@ -27,7 +27,13 @@ type Fleet struct {
 	Parallel int // hosts worked on at once; at least 1
 	Log      *ui.Logger
 	Lease    LeaseTiming
+	// LockWait is how long Lock and Hold wait for a held deploy lock to
+	// be released or become breakable; 0: they do not wait.
+	LockWait time.Duration
 	Now      func() time.Time
+	// Sleep waits d or until ctx ends (then returning its error); nil: a
+	// timer. Waiting for a lock polls with it.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // New returns the fleet of env: SSH (or local) connections as env.SSH

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -74,14 +76,26 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 }
 
 // lock is Lock; first, when set, makes the first attempt to take it.
+//
+// A lock held by another deploy is broken at once, with a warning, when
+// its holder is provably dead (see holderDead); a stale one only when
+// breakStale is set. Once per call: a lock retaken after this run broke
+// one is not broken again. Else, for up to f.LockWait, the lock is polled
+// until it is free or breakable.
 func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bool, first func(server.Op[struct{}]) error) error {
-	info := server.LockInfo{Holder: WhoAmI(), PID: os.Getpid(), Started: f.Now().UTC(), Token: randomToken(), Command: command}
+	m := thisMachine()
+	info := server.LockInfo{Holder: WhoAmI(), PID: os.Getpid(), BootID: m.boot, PIDNS: m.pidNS,
+		Started: f.Now().UTC(), Token: randomToken(), Command: command}
 	take, err := server.Lock(h.Layout, info)
 	if err != nil {
 		return err
 	}
 	ttl := f.Lease.TTL
-	var broke string
+	var (
+		broke    string
+		deadline time.Time // of the wait, set at the first refusal
+		waiting  bool      // the wait was logged
+	)
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 && first != nil {
 			err = first(take)
@@ -96,23 +110,92 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 			return err
 		}
 		held := locked.Held
-		if !held.Stale(ttl) || !breakStale || attempt > 0 {
-			msg := held.Describe(ttl)
-			if held.Stale(ttl) {
-				msg += "; set STAGECOACH_BREAK_LOCK=1 to break it"
+		if broke == "" {
+			if holderDead(held.Info) {
+				if _, err := h.Run(ctx, server.BreakDeadLock(h.Layout, held.Info.Token)); err != nil {
+					return fmt.Errorf("break dead deploy lock: %w", err)
+				}
+				broke = describeHolder(held.Info) + ", process gone"
+				h.Log.Warnf("broke the deploy lock of %s: that deploy is dead, its process is gone from this machine", describeHolder(held.Info))
+				continue
 			}
-			return exitcode.Errorf(exitcode.Locked, "%s", msg)
+			if breakStale && held.Stale(ttl) {
+				if _, err := h.Run(ctx, server.BreakLock(h.Layout, held.Info.Token, ttl)); err != nil {
+					return fmt.Errorf("break stale lock: %w", err)
+				}
+				broke = describeHolder(held.Info)
+				h.Log.Warnf("broke stale deploy lock of %s", broke)
+				continue
+			}
 		}
-		if _, err := h.Run(ctx, server.BreakLock(h.Layout, held.Info.Token, ttl)); err != nil {
-			return fmt.Errorf("break stale lock: %w", err)
+		now := f.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(f.LockWait)
 		}
-		broke = fmt.Sprintf("%s (pid %d) since %s", held.Info.Holder, held.Info.PID, held.Info.Started.Format(time.RFC3339))
-		h.Log.Warnf("broke stale deploy lock of %s", broke)
+		left := deadline.Sub(now)
+		if left <= 0 {
+			return lockedError(held, ttl, breakStale, broke != "", f.LockWait)
+		}
+		if !waiting {
+			waiting = true
+			what := "to be released"
+			if breakStale && broke == "" {
+				what = "to be released or to go stale"
+			}
+			h.Log.Infof("waiting up to %s for the deploy lock %s: %s", f.LockWait, what, held.Describe(ttl))
+		}
+		if err := f.sleep(ctx, min(f.lockPoll(), left)); err != nil {
+			return exitcode.With(exitcode.Locked, fmt.Errorf("stopped waiting for the deploy lock (%s): %w", held.Describe(ttl), err))
+		}
 	}
 	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.lease = &lease{token: info.Token, stop: stop, done: make(chan struct{}), broke: broke}
 	go f.heartbeat(hbCtx, h, h.lease)
 	return nil
+}
+
+// lockedError is the error of a lock this run could not take: who holds
+// it, and what the run's options did about it.
+func lockedError(held *server.LockHeld, ttl time.Duration, breakStale, broke bool, waited time.Duration) error {
+	msg := held.Describe(ttl)
+	switch {
+	case held.Stale(ttl) && broke:
+		msg += "; taken again after this deploy broke a stale lock, and not broken twice"
+	case held.Stale(ttl) && !breakStale:
+		msg += "; set STAGECOACH_BREAK_LOCK=1 to break it"
+	case !held.Stale(ttl) && breakStale:
+		msg += fmt.Sprintf("; STAGECOACH_BREAK_LOCK=1 was not used: the holder is alive (heartbeat %s ago)", held.Age.Round(time.Second))
+	}
+	if waited > 0 {
+		msg += fmt.Sprintf("; gave up after waiting %s", waited)
+	}
+	return exitcode.Errorf(exitcode.Locked, "%s", msg)
+}
+
+// describeHolder names a lock's holder for the log and the history.
+func describeHolder(info server.LockInfo) string {
+	return fmt.Sprintf("%s (pid %d) since %s", info.Holder, info.PID, info.Started.Format(time.RFC3339))
+}
+
+// lockPoll is how often a waiting run asks for the lock again: a
+// holder's lock changes no faster than its heartbeat.
+func (f *Fleet) lockPoll() time.Duration {
+	return max(f.Lease.Heartbeat, time.Millisecond)
+}
+
+// sleep waits d or until ctx ends, through f.Sleep when set.
+func (f *Fleet) sleep(ctx context.Context, d time.Duration) error {
+	if f.Sleep != nil {
+		return f.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // heartbeat refreshes the lease until stopped, so a live deploy's lock is
@@ -180,6 +263,50 @@ func MachineName() string {
 		return "unknown"
 	}
 	return name
+}
+
+// machine is what tells this machine's processes apart from every other
+// machine's, boot's and PID namespace's.
+type machine struct {
+	host  string // os.Hostname
+	boot  string // Linux: /proc/sys/kernel/random/boot_id; "" elsewhere
+	pidNS string // Linux: the PID namespace, "pid:[4026531836]"; "" elsewhere
+}
+
+var thisMachine = sync.OnceValue(func() machine {
+	m := machine{}
+	if host, err := os.Hostname(); err == nil {
+		m.host = host
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		m.boot = strings.TrimSpace(string(b))
+	}
+	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil {
+		m.pidNS = ns
+	}
+	return m
+})
+
+// BootID is this machine's boot id (Linux), "" where there is none: locks
+// of deploys from such machines are never broken automatically.
+func BootID() string { return thisMachine().boot }
+
+// holderDead reports whether a lock's holder is provably dead: it ran on
+// this machine (its hostname), in this boot and PID namespace, and its PID
+// is gone. The PID namespace keeps a container that shares the machine's
+// hostname (host networking) from taking the deploys of the host, or of
+// another container, for dead. A PID reused since by another process looks
+// alive: the safe direction. Without a boot id, nothing is proven.
+func holderDead(info server.LockInfo) bool {
+	m := thisMachine()
+	if info.PID <= 0 || m.host == "" || m.boot == "" || m.pidNS == "" {
+		return false
+	}
+	at := strings.LastIndex(info.Holder, "@")
+	if at < 0 || info.Holder[at+1:] != m.host || info.BootID != m.boot || info.PIDNS != m.pidNS {
+		return false
+	}
+	return errors.Is(syscall.Kill(info.PID, 0), syscall.ESRCH)
 }
 
 func randomToken() string {

@@ -15,15 +15,16 @@ import (
 // Options are a run's settings. Mage targets take no flags, so the targets
 // package reads them from STAGECOACH_* environment variables.
 type Options struct {
-	ConfigPath  string // default stagecoach.yml
-	Environment string // default: the first environment in the config
-	AllowDirty  bool   // deploy uncommitted changes
-	Force       bool   // full deploy when the deployed revision is unknown to git
-	Previous    string // override the last deployed revision (normally read from the server)
-	BreakLock   bool   // break a stale deploy lock (one whose holder stopped its heartbeat)
-	Release     string // rollback: the release to go back to (default: the previous one)
-	RestoreDB   bool   // rollback: also restore the database backup taken before the release being left
-	ReportPath  string // where the JSON report goes (default .stagecoach/reports/<release>.json)
+	ConfigPath  string        // default stagecoach.yml
+	Environment string        // default: the first environment in the config
+	AllowDirty  bool          // deploy uncommitted changes
+	Force       bool          // full deploy when the deployed revision is unknown to git
+	Previous    string        // override the last deployed revision (normally read from the server)
+	BreakLock   bool          // break a stale deploy lock (one whose holder stopped its heartbeat)
+	LockWait    time.Duration // wait this long for a held deploy lock to be released or become breakable; 0: not at all
+	Release     string        // rollback: the release to go back to (default: the previous one)
+	RestoreDB   bool          // rollback: also restore the database backup taken before the release being left
+	ReportPath  string        // where the JSON report goes (default .stagecoach/reports/<release>.json)
 }
 
 // Context is what one invocation's steps share: its settings, the hosts,
@@ -78,8 +79,10 @@ func Open(opts Options, log *ui.Logger) (*Context, error) {
 		log.AddSecret(s)
 	}
 	now := time.Now()
+	f := fleet.New(env, log)
+	f.LockWait = opts.LockWait
 	return &Context{
-		Opts: opts, Cfg: cfg, Env: env, Log: log, Fleet: fleet.New(env, log),
+		Opts: opts, Cfg: cfg, Env: env, Log: log, Fleet: f,
 		Command: "deploy", Started: now, EnvValues: values,
 		Report: &Report{App: cfg.App, Environment: env.Name, Started: now, redact: log.Redact},
 	}, nil

@@ -22,9 +22,14 @@ const (
 
 // LockInfo says who holds the deploy lock. It is stored as
 // <root>/.stagecoach/lock/info.json; the file's mtime is the heartbeat.
+// BootID and PIDNS, with the machine of Holder, say where PID lives: a
+// deploy on that same machine, boot and PID namespace can tell that the
+// holder's process is gone. Locks written before they existed lack them.
 type LockInfo struct {
 	Holder  string    `json:"holder"` // user@machine
 	PID     int       `json:"pid"`
+	BootID  string    `json:"boot_id,omitempty"` // the holder machine's boot (Linux); "" when unknown
+	PIDNS   string    `json:"pid_ns,omitempty"`  // the holder's PID namespace (Linux); "" when unknown
 	Started time.Time `json:"started"`
 	Token   string    `json:"token"` // random, identifies this holder
 	Command string    `json:"command"`
@@ -41,9 +46,21 @@ type LockHeld struct {
 // Stale reports whether the holder missed its heartbeats for longer than ttl.
 func (h *LockHeld) Stale(ttl time.Duration) bool { return h.Age > ttl }
 
+// BreakableIn is how long until a lock whose holder stops its heartbeat
+// now goes stale under a lease of ttl: 0 when it is stale already.
+func (h *LockHeld) BreakableIn(ttl time.Duration) time.Duration {
+	if h.Stale(ttl) {
+		return 0
+	}
+	// Ages are whole seconds; a lock not breakable yet is never said to
+	// be breakable "in 0s".
+	return max((ttl - h.Age).Round(time.Second), time.Second)
+}
+
 // Describe says who holds the lock, for an error message:
 // "deploy locked by alice@laptop (pid 123) since 12:03:04, heartbeat 5s ago",
-// and, for a lease ttl > 0, whether the lock is stale.
+// and, for a lease ttl > 0, whether the lock is stale or else when it
+// becomes breakable.
 func (h *LockHeld) Describe(ttl time.Duration) string {
 	who := h.Info.Holder
 	if who == "" {
@@ -57,8 +74,12 @@ func (h *LockHeld) Describe(ttl time.Duration) string {
 		s += " since " + h.Info.Started.Local().Format("15:04:05")
 	}
 	s += fmt.Sprintf(", heartbeat %s ago", h.Age.Round(time.Second))
-	if ttl > 0 && h.Stale(ttl) {
+	switch {
+	case ttl <= 0:
+	case h.Stale(ttl):
 		s = "stale lock: " + s + fmt.Sprintf(" (lease %s expired; break it explicitly if that deploy is dead)", ttl)
+	default:
+		s += fmt.Sprintf("; it becomes breakable in %s if its holder stops its heartbeat", h.BreakableIn(ttl))
 	}
 	return s
 }
@@ -135,7 +156,17 @@ func Unlock(l Layout, token string) remote.Command {
 // deploy took in the meantime is put back rather than deleted. On refusal it
 // prints the current holder like Lock does and exits ExitLockRefused.
 func BreakLock(l Layout, staleToken string, ttl time.Duration) remote.Command {
+	return breakLock(l, "break stale deploy lock", staleToken, strconv.FormatInt(int64(ttl/time.Second), 10))
+}
+
+// BreakDeadLock removes the lock of a holder known to be dead (its process
+// is gone from the machine it recorded), whatever its heartbeat's age, but
+// only if it still holds deadToken; otherwise it refuses as BreakLock does.
+func BreakDeadLock(l Layout, deadToken string) remote.Command {
+	return breakLock(l, "break dead deploy lock", deadToken, "-1")
+}
+
+func breakLock(l Layout, desc, token, ttlSeconds string) remote.Command {
 	aside := l.LockDir() + ".breaking-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	return lockScript.cmd("break stale deploy lock", "break", l.LockDir(), staleToken,
-		strconv.FormatInt(int64(ttl/time.Second), 10), aside, strconv.Itoa(ExitLockRefused))
+	return lockScript.cmd(desc, "break", l.LockDir(), token, ttlSeconds, aside, strconv.Itoa(ExitLockRefused))
 }

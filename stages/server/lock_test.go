@@ -18,12 +18,33 @@ func TestParseLockHeld(t *testing.T) {
 	if h.Info.Holder != "alice@laptop" || h.Info.PID != 123 || h.Age != 5*time.Second {
 		t.Fatalf("%+v", h)
 	}
+	// A lock written before boot ids were recorded has none.
+	if h.Info.BootID != "" || h.Info.PIDNS != "" {
+		t.Errorf("boot id %q, pid namespace %q in an old lock", h.Info.BootID, h.Info.PIDNS)
+	}
 	msg := h.Describe(time.Minute)
-	if !strings.HasPrefix(msg, "deploy locked by alice@laptop (pid 123) since ") || !strings.HasSuffix(msg, "heartbeat 5s ago") {
+	if !strings.HasPrefix(msg, "deploy locked by alice@laptop (pid 123) since ") ||
+		!strings.HasSuffix(msg, "heartbeat 5s ago; it becomes breakable in 55s if its holder stops its heartbeat") {
 		t.Errorf("describe: %q", msg)
 	}
-	if msg := h.Describe(2 * time.Second); !strings.HasPrefix(msg, "stale lock: ") {
+	if msg := h.Describe(2 * time.Second); !strings.HasPrefix(msg, "stale lock: ") || strings.Contains(msg, "breakable in") {
 		t.Errorf("stale describe: %q", msg)
+	}
+	if msg := h.Describe(0); !strings.HasSuffix(msg, "heartbeat 5s ago") {
+		t.Errorf("describe without a lease: %q", msg)
+	}
+	for _, tc := range []struct{ ttl, want time.Duration }{
+		{time.Minute, 55 * time.Second}, {5 * time.Second, time.Second}, {5500 * time.Millisecond, time.Second},
+		{200 * time.Millisecond, 0}, {4 * time.Second, 0},
+	} {
+		if got := h.BreakableIn(tc.ttl); got != tc.want {
+			t.Errorf("BreakableIn(%v) of a 5s old heartbeat = %v, want %v", tc.ttl, got, tc.want)
+		}
+	}
+	h, err = ParseLockHeld([]byte("stagecoach-lock now=1000 heartbeat=995\n" +
+		`{"holder":"alice@laptop","pid":123,"boot_id":"b0-07","pid_ns":"pid:[4026531836]","token":"t1"}` + "\n"))
+	if err != nil || h.Info.BootID != "b0-07" || h.Info.PIDNS != "pid:[4026531836]" {
+		t.Errorf("%+v %v", h, err)
 	}
 	// A lock taken an instant ago may have no info yet.
 	h, err = ParseLockHeld([]byte("stagecoach-lock now=10 heartbeat=10\n"))
@@ -103,6 +124,31 @@ func TestLockScripts(t *testing.T) {
 			t.Errorf("leftover %s", e.Name())
 		}
 	}
+}
+
+// TestBreakDeadLock: the lock of a dead holder goes whatever its age, but
+// only while it holds the dead holder's token.
+func TestBreakDeadLock(t *testing.T) {
+	l := newRoot(t)
+	dead := LockInfo{Holder: "alice@laptop", PID: 123, BootID: "b0-07", Started: time.Now(), Token: "tok-dead", Command: "deploy"}
+	cmd, err := cmdOf(Lock(l, dead))
+	mustRun(t, cmd, err)
+	if data, err := os.ReadFile(filepath.Join(l.LockDir(), "info.json")); err != nil || !strings.Contains(string(data), `"boot_id":"b0-07"`) {
+		t.Errorf("info.json %s (%v) lacks the boot id", data, err)
+	}
+	res, err := run(t, BreakDeadLock(l, "tok-other"))
+	if ExitCode(err) != ExitLockRefused {
+		t.Fatalf("break with a token the lock does not hold: %v", err)
+	}
+	if h, err := ParseLockHeld(res.Stdout); err != nil || h.Info.Token != "tok-dead" {
+		t.Errorf("refusal report %+v %v", h, err)
+	}
+	// Fresh: its heartbeat is an instant old.
+	mustRun(t, BreakDeadLock(l, "tok-dead"), nil)
+	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
+		t.Fatalf("lock still there after break: %v", err)
+	}
+	mustRun(t, BreakDeadLock(l, "tok-dead"), nil) // nothing left to break
 }
 
 func TestLockRace(t *testing.T) {

@@ -17,21 +17,33 @@
 //	STAGECOACH_FORCE        1 for a full deploy when the deployed revision is unknown to git
 //	STAGECOACH_PREVIOUS     treat this revision as the last deployed one
 //	STAGECOACH_BREAK_LOCK   1 to break a stale deploy lock (its holder stopped its heartbeat)
+//	STAGECOACH_LOCK_WAIT    how long to wait for a held deploy lock, e.g. 2m (default 0: fail at once)
 //	STAGECOACH_RELEASE      rollback: the release id to go back to (default: the previous one)
 //	STAGECOACH_RESTORE_DB   rollback: 1 to also restore the database backup taken before the release being left
 //	STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
 //	STAGECOACH_JSON         check: 1 prints the result as JSON on stdout; a path writes it there
+//
+// A deploy lock whose holder ran on this machine (same hostname, boot id
+// and PID namespace, Linux only) and whose process is gone, a deploy
+// killed with SIGKILL say, is broken at once without STAGECOACH_BREAK_LOCK,
+// with a warning, and the deploy history records it. With
+// STAGECOACH_LOCK_WAIT the targets poll a held lock until it is released,
+// or breakable (stale with STAGECOACH_BREAK_LOCK=1, or its holder dead),
+// or the wait ends.
 package targets
 
 import (
 	"context"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -46,12 +58,23 @@ var (
 // chain of targets loads the config once and passes results along.
 func current() (*pipeline.Run, error) {
 	runOnce.Do(func() {
-		shared, sharedErr = pipeline.Open(optionsFromEnv(), ui.Default())
+		opts, err := optionsFromEnv()
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		shared, sharedErr = pipeline.Open(opts, ui.Default())
 	})
 	return shared, sharedErr
 }
 
-func optionsFromEnv() pipeline.Options {
+// optionsFromEnv reads the options from the STAGECOACH_* variables; a value
+// that does not parse is an error with the BadConfig exit code.
+func optionsFromEnv() (pipeline.Options, error) {
+	wait, err := duration("STAGECOACH_LOCK_WAIT")
+	if err != nil {
+		return pipeline.Options{}, err
+	}
 	return pipeline.Options{
 		ConfigPath:  os.Getenv("STAGECOACH_CONFIG"),
 		Environment: os.Getenv("STAGECOACH_ENV"),
@@ -59,10 +82,25 @@ func optionsFromEnv() pipeline.Options {
 		Force:       flag("STAGECOACH_FORCE"),
 		Previous:    os.Getenv("STAGECOACH_PREVIOUS"),
 		BreakLock:   flag("STAGECOACH_BREAK_LOCK"),
+		LockWait:    wait,
 		Release:     os.Getenv("STAGECOACH_RELEASE"),
 		RestoreDB:   flag("STAGECOACH_RESTORE_DB"),
 		ReportPath:  os.Getenv("STAGECOACH_REPORT"),
+	}, nil
+}
+
+// duration reads a variable holding a duration such as 2m or 90s; unset
+// or empty is 0.
+func duration(name string) (time.Duration, error) {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return 0, nil
 	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, exitcode.Errorf(exitcode.BadConfig, "%s=%q is not a duration such as 2m or 90s", name, os.Getenv(name))
+	}
+	return d, nil
 }
 
 func flag(name string) bool {

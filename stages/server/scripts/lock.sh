@@ -7,6 +7,9 @@
 #   lock.sh release LOCK_DIR TOKEN EXIT_LOST
 #   lock.sh break LOCK_DIR TOKEN TTL_SECONDS ASIDE EXIT_REFUSED
 #
+# break with TTL_SECONDS -1 breaks the lock whatever its heartbeat's age:
+# its holder is known to be dead.
+#
 # See Lock, Heartbeat, Unlock, BreakLock and ReadLock in lock.go and
 # check.go for what each does and prints.
 action=$1 d=$2
@@ -79,9 +82,11 @@ break)
     exit 0
   fi
   holds "$token" || refuse
-  now=$(date +%s)
-  hb=$(stat -c %Y "$d/info.json" 2>/dev/null || stat -c %Y "$d")
-  [ $((now - hb)) -gt "$ttl" ] || refuse
+  if [ "$ttl" -ge 0 ]; then
+    now=$(date +%s)
+    hb=$(stat -c %Y "$d/info.json" 2>/dev/null || stat -c %Y "$d")
+    [ $((now - hb)) -gt "$ttl" ] || refuse
+  fi
   # Renamed aside in one step and checked there, so a lock another deploy
   # took in the meantime is put back rather than deleted.
   mv -T "$d" "$aside" || refuse
