@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -79,16 +80,17 @@ func Detect(ctx context.Context, cfg *config.Config, opts DetectOptions, log *ui
 		return nil, fmt.Errorf("detect: %w", err)
 	}
 
-	dirty, err := repo.Dirty(ctx)
+	changes, err := repo.Dirty(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("detect: check work tree: %w", err)
 	}
-	dirty = relativeTo(dirty, prefix)
+	dirty := dirtyFiles(changes, prefix, cfg)
 	if len(dirty) > 0 {
 		if !opts.AllowDirty && !cfg.AllowDirty {
-			return nil, fmt.Errorf("detect: the work tree has uncommitted changes (%s); commit or stash them, or allow a dirty deploy (allow_dirty: true)", firstFew(dirty, 5))
+			return nil, fmt.Errorf("detect: the work tree has uncommitted changes (%s); commit or stash them, or deploy them anyway with STAGECOACH_ALLOW_DIRTY=1 (or allow_dirty: true in %s)",
+				firstFew(dirty, dirtyShown), configName(cfg))
 		}
-		log.Warnf("deploying a work tree with uncommitted changes: %s", firstFew(dirty, 5))
+		log.Warnf("deploying a work tree with uncommitted changes: %s", firstFew(dirty, dirtyShown))
 	}
 	if head, err := repo.ResolveCommit(ctx, "HEAD"); err == nil && head != sha {
 		log.Warnf("revision %s is not the checked-out HEAD %s: components are built from the work tree", git.Short(sha), git.Short(head))
@@ -149,6 +151,53 @@ func Detect(ctx context.Context, cfg *config.Config, opts DetectOptions, log *ui
 // sort by deploy time, e.g. 20261128T122605Z-b609e69.
 func ReleaseID(now time.Time, sha string) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + git.Short(sha)
+}
+
+// dirtyShown is how many dirty files the dirty-tree error names.
+const dirtyShown = 5
+
+// dirtyFiles is what makes the work tree dirty for a deploy, as paths
+// relative to the project root: every tracked file under it that is
+// modified, added, deleted or renamed, staged or not, and the untracked
+// files that a component's or the migrations' watch patterns match, the
+// ones a build or a migration could pick up. An untracked file elsewhere
+// (a compiled ./stagecoach, an editor's backup) does not count.
+func dirtyFiles(changes []git.Change, prefix string, cfg *config.Config) []string {
+	var out []string
+	for _, c := range changes {
+		path, ok := strings.CutPrefix(c.Path, prefix)
+		if !ok && c.From != "" {
+			// A rename from inside the project to outside it.
+			path, ok = strings.CutPrefix(c.From, prefix)
+		}
+		if !ok {
+			continue
+		}
+		if c.Untracked() && !watchedByAny(cfg, path) {
+			continue
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+// watchedByAny reports whether a component's or the migrations' patterns
+// match path.
+func watchedByAny(cfg *config.Config, path string) bool {
+	for _, c := range cfg.Components {
+		if watched(c.Watch, path) {
+			return true
+		}
+	}
+	return cfg.Migrations != nil && watched(cfg.Migrations.Watch, path)
+}
+
+// configName is the config file as the dirty-tree error names it.
+func configName(cfg *config.Config) string {
+	if cfg.File == "" {
+		return "stagecoach.yml"
+	}
+	return filepath.Base(cfg.File)
 }
 
 // relativeTo keeps the paths under prefix (a directory with a trailing

@@ -280,6 +280,131 @@ func TestDetectDirtyTree(t *testing.T) {
 	}
 }
 
+// TestDetectDirtyFiles: tracked changes anywhere make the tree dirty,
+// staged or not; untracked files only inside the watch patterns of a
+// component or of the migrations.
+func TestDetectDirtyFiles(t *testing.T) {
+	cfg := func(dir string) *config.Config {
+		return &config.Config{
+			Dir: dir, File: filepath.Join(dir, "stagecoach.yml"), App: "shop",
+			Components: []config.Component{
+				{Name: "frontend", Watch: []string{"frontend/**", "!frontend/**/*.md"}, Output: "frontend/dist"},
+				{Name: "backend", Watch: []string{"backend/**"}, Output: "backend/dist"},
+			},
+			Migrations: &config.Migrations{Watch: []string{"db/migrations/**"}, Run: "true"},
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(r *repo)
+		dirty []string // nil: clean
+	}{
+		{"clean", func(r *repo) {}, nil},
+		{"untracked outside the watch paths", func(r *repo) {
+			r.write(map[string]string{
+				"stagecoach": "a compiled binary", "magefiles/stagecoach": "another",
+				"README.md~": "editor backup", ".idea/workspace.xml": "x", "docs/draft.txt": "x",
+			})
+		}, nil},
+		{"untracked but excluded by a ! pattern", func(r *repo) {
+			r.write(map[string]string{"frontend/notes.md": "x"})
+		}, nil},
+		{"ignored inside the watch paths", func(r *repo) {
+			r.write(map[string]string{"frontend/dist/app.js": "built", "backend/server.log": "x"})
+		}, nil},
+		{"untracked inside a component's watch paths", func(r *repo) {
+			r.write(map[string]string{"frontend/src/new.js": "x", "stagecoach": "binary"})
+		}, []string{"frontend/src/new.js"}},
+		{"untracked inside the migrations' watch paths", func(r *repo) {
+			r.write(map[string]string{"db/migrations/002.sql": "x"})
+		}, []string{"db/migrations/002.sql"}},
+		{"modified tracked file inside the watch paths", func(r *repo) {
+			r.write(map[string]string{"backend/main.go": "v2"})
+		}, []string{"backend/main.go"}},
+		{"modified tracked file outside the watch paths", func(r *repo) {
+			r.write(map[string]string{"README.md": "v2"})
+		}, []string{"README.md"}},
+		{"staged modification", func(r *repo) {
+			r.write(map[string]string{"README.md": "v2"})
+			r.git("add", "README.md")
+		}, []string{"README.md"}},
+		{"staged new file outside the watch paths", func(r *repo) {
+			r.write(map[string]string{"docs/new.txt": "x"})
+			r.git("add", "docs/new.txt")
+		}, []string{"docs/new.txt"}},
+		{"deleted tracked file", func(r *repo) {
+			if err := os.Remove(filepath.Join(r.dir, "docs/guide.txt")); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"docs/guide.txt"}},
+		{"staged deletion", func(r *repo) {
+			r.git("rm", "-q", "frontend/index.html")
+		}, []string{"frontend/index.html"}},
+		{"staged rename", func(r *repo) {
+			r.git("mv", "docs/guide.txt", "guide.txt")
+		}, []string{"guide.txt"}},
+		{"rename of an intent-to-add file in the work tree", func(r *repo) {
+			if err := os.Rename(filepath.Join(r.dir, "docs/guide.txt"), filepath.Join(r.dir, "guide.txt")); err != nil {
+				t.Fatal(err)
+			}
+			r.git("add", "-N", "guide.txt")
+		}, []string{"guide.txt"}},
+		{"tracked file's mode changed", func(r *repo) {
+			if err := os.Chmod(filepath.Join(r.dir, "README.md"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"README.md"}},
+	}
+	guide := strings.Repeat("a line long enough for git to detect the rename\n", 10)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRepo(t)
+			r.commit("initial", map[string]string{
+				"frontend/index.html": "v1", "backend/main.go": "v1", "db/migrations/001.sql": "v1",
+				"README.md": "v1", "docs/guide.txt": guide, ".gitignore": "dist/\n*.log\n",
+			})
+			tt.setup(r)
+			plan, err := Detect(context.Background(), cfg(r.dir), DetectOptions{}, ui.Discard())
+			if tt.dirty == nil {
+				if err != nil {
+					t.Fatalf("want a clean tree: %v", err)
+				}
+				if plan.Dirty {
+					t.Error("plan.Dirty for a clean tree")
+				}
+				return
+			}
+			want := "the work tree has uncommitted changes (" + strings.Join(tt.dirty, ", ") + "); "
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want %q", err, want)
+			}
+			plan, err = Detect(context.Background(), cfg(r.dir), DetectOptions{AllowDirty: true}, ui.Discard())
+			if err != nil || !plan.Dirty {
+				t.Fatalf("allowed: dirty = %v, err = %v", plan != nil && plan.Dirty, err)
+			}
+		})
+	}
+}
+
+// TestDetectDirtyMessage: the error says how to allow a dirty deploy, by
+// the variable and by the config key, and names the first files.
+func TestDetectDirtyMessage(t *testing.T) {
+	r := newRepo(t)
+	r.commit("initial", map[string]string{"backend/main.go": "v1"})
+	r.write(map[string]string{
+		"backend/a.go": "x", "backend/b.go": "x", "backend/c.go": "x", "backend/d.go": "x",
+		"backend/e.go": "x", "backend/f.go": "x", "backend/main.go": "v2",
+	})
+	cfg := testConfig(r.dir)
+	cfg.File = filepath.Join(r.dir, "deploy.yml")
+	_, err := Detect(context.Background(), cfg, DetectOptions{}, ui.Discard())
+	want := "detect: the work tree has uncommitted changes (backend/main.go, backend/a.go, backend/b.go, backend/c.go, backend/d.go and 2 more); " +
+		"commit or stash them, or deploy them anyway with STAGECOACH_ALLOW_DIRTY=1 (or allow_dirty: true in deploy.yml)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant  %s", err, want)
+	}
+}
+
 func TestDetectUnknownPrevious(t *testing.T) {
 	r := newRepo(t)
 	r.commit("initial", map[string]string{"backend/main.go": "v1"})

@@ -96,29 +96,60 @@ func (r Repo) Prefix(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Change is one path `git status` reports: a tracked file modified,
+// added, deleted, renamed or copied (in the index or the work tree), or an
+// untracked file.
+type Change struct {
+	// Path is relative to the top of the work tree; for a rename or copy
+	// it is the new path, and From the old one.
+	Path string
+	From string
+	// Index and WorkTree are the X and Y letters of `git status
+	// --porcelain`: ' ' unchanged, 'M', 'T', 'A', 'D', 'R', 'C', 'U'
+	// (unmerged), and "??" for an untracked file.
+	Index, WorkTree byte
+}
+
+// Untracked reports whether the path is a file git does not track.
+func (c Change) Untracked() bool { return c.Index == '?' }
+
 // Dirty lists the paths under the directory with uncommitted changes,
 // untracked files included and ignored files excluded, relative to the top
 // of the work tree.
-func (r Repo) Dirty(ctx context.Context) ([]string, error) {
+func (r Repo) Dirty(ctx context.Context) ([]Change, error) {
 	out, err := r.Run(ctx, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".")
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
+	return parseStatus(out)
+}
+
+// parseStatus reads `git status --porcelain=v1 -z`: each entry is "XY
+// PATH", NUL-terminated and never quoted; a rename or copy, in the index
+// (X) or in the work tree (Y, for a file added with --intent-to-add), is
+// followed by its source path as an entry of its own.
+func parseStatus(out []byte) ([]Change, error) {
+	var changes []Change
 	entries := splitZ(out)
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
-		if len(e) < 4 {
-			continue
+		if len(e) < 4 || e[2] != ' ' {
+			return nil, fmt.Errorf("git status: unexpected entry %q", e)
 		}
-		paths = append(paths, e[3:])
-		// A rename or copy is followed by its source path as its own entry.
-		if e[0] == 'R' || e[0] == 'C' {
+		c := Change{Path: e[3:], Index: e[0], WorkTree: e[1]}
+		if isRenameOrCopy(c.Index) || isRenameOrCopy(c.WorkTree) {
 			i++
+			if i == len(entries) {
+				return nil, fmt.Errorf("git status: rename of %q without its source path", c.Path)
+			}
+			c.From = entries[i]
 		}
+		changes = append(changes, c)
 	}
-	return paths, nil
+	return changes, nil
 }
+
+func isRenameOrCopy(b byte) bool { return b == 'R' || b == 'C' }
 
 // ChangedFiles lists every file that differs between from and to, relative
 // to the top of the work tree. Renames count as a deletion and an
