@@ -16,8 +16,10 @@ var (
 // into .stagecoach/backups/<id>/ before migrations. A SQLite database is
 // copied with the sqlite3 CLI's online .backup when the server has it (a
 // consistent copy even while the app writes); otherwise the file and its
-// -wal and -shm siblings are copied. A file that does not exist is recorded
-// as absent, so RestoreFiles can put that state back too.
+// -wal and -shm siblings are copied. The copies are made owner-only (they
+// hold the data); each file's mode and owner are recorded beside its copy. A
+// file that does not exist is recorded as absent, so RestoreFiles can put
+// that state back too.
 func BackupFiles(l Layout, id string, files []string) (remote.Command, error) {
 	if err := ValidID(id); err != nil {
 		return remote.Command{}, err
@@ -31,9 +33,13 @@ func BackupFiles(l Layout, id string, files []string) (remote.Command, error) {
 
 // RestoreFiles puts back what BackupFiles saved for release id: each file
 // replaced by rename, stale -wal/-shm siblings removed (they would corrupt
-// the restored database). A file recorded as absent is moved aside to
-// <file>.before-rollback. Stop or restart the services using the files
-// around it.
+// the restored database). The restored file keeps the live file's mode and
+// owner, or, when the live file is gone, gets those recorded at backup, so
+// an app running as another user keeps its database; only root can give
+// a file to another user, so a deploy user that is not root gets as close
+// as chgrp allows and says so on stderr. A file recorded as absent is
+// moved aside to <file>.before-rollback. Stop or restart the services
+// using the files around it.
 func RestoreFiles(l Layout, id string, files []string) (remote.Command, error) {
 	if err := ValidID(id); err != nil {
 		return remote.Command{}, err

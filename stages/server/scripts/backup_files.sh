@@ -3,7 +3,11 @@
 #
 # Copies each FILE (ROOT-relative) to BACKUP_DIR/FILE: a SQLite database
 # with the sqlite3 CLI's online .backup when there is one, else the file
-# with its -wal and -shm siblings. A missing file is recorded as FILE.absent.
+# with its -wal and -shm siblings. The copies are made under umask 077, in
+# owner-only directories (they hold the data); FILE.mode records the
+# file's mode, uid and gid ("644 1000 1000"), which restore_files.sh gives
+# it back when the live file is gone. A missing file is recorded as
+# FILE.absent.
 set -e
 umask 077
 root=$1 backup=$2
@@ -17,10 +21,13 @@ for f do
   tmp=.stagecoach-backup-$i.tmp
   i=$((i + 1))
   mkdir -p "$dir"
-  rm -f "$dst" "$dst.absent" "$dst-wal" "$dst-shm"
+  rm -f "$dst" "$dst.absent" "$dst.mode" "$dst-wal" "$dst-shm"
   if [ ! -e "$src" ]; then
     : > "$dst.absent"
-  elif command -v sqlite3 >/dev/null 2>&1 && [ "$(head -c 15 "$src")" = "SQLite format 3" ]; then
+    continue
+  fi
+  stat -L -c '%a %u %g' -- "$src" > "$dst.mode"
+  if command -v sqlite3 >/dev/null 2>&1 && [ "$(head -c 15 "$src")" = "SQLite format 3" ]; then
     (cd "$dir" && rm -f "$tmp" && sqlite3 "$src" ".backup $tmp")
     mv -f "$dir/$tmp" "$dst"
   else
