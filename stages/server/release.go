@@ -84,8 +84,10 @@ type StageSpec struct {
 // leftover first): it hard-links the reused files from the previous
 // release (the list is fed on stdin, NUL-separated, and linked in a few
 // processes), extracts the archive with GNU tar while listing it, checks
-// the listing for unsafe entries, and verifies the whole tree against SumsPath and LinksPath (uploaded before)
-// — every file's SHA-256, no file missing, no file extra. Only then is the
+// the listing for unsafe entries (and, when tar fails, lists the archive
+// again: GNU tar skips a member with ".." without listing it), and verifies
+// the whole tree against SumsPath and LinksPath (uploaded before) — every
+// file's SHA-256, no file missing, no file extra. Only then is the
 // directory renamed to releases/<id>. Any failure removes the staging
 // directory; current is never touched. Extracted files get the time of
 // extraction as mtime, so web servers see changed files as new. Exit
