@@ -89,3 +89,36 @@ func TestStageReleaseRefusesEscapingEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestStageReleaseRemovesItsArchive: once staged, a release's uploaded
+// archive goes (staging verified every file); other uploads stay, and a
+// failed stage leaves its archive to the discard.
+func TestStageReleaseRemovesItsArchive(t *testing.T) {
+	l := newRoot(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), "a")
+	ship(t, l, id1, src, nil, tree(t, src))
+	writeFile(t, l.IncomingPath(id2), "another upload")
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
+	if _, err := os.Stat(filepath.Join(l.ReleaseDir(id1), "a.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(l.IncomingPath(id1)); !os.IsNotExist(err) {
+		t.Errorf("the staged release's archive is still there: %v", err)
+	}
+	if _, err := os.Stat(l.IncomingPath(id2)); err != nil {
+		t.Errorf("another release's upload went: %v", err)
+	}
+
+	// A stage that fails keeps the archive.
+	writeFile(t, filepath.Join(src, "a.txt"), "tampered")
+	full := tree(t, src)
+	writeFile(t, filepath.Join(src, "a.txt"), "a")
+	ship(t, l, id3, src, nil, full)
+	if _, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id3})).Cmd); ExitCode(err) != ExitTreeMismatch {
+		t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+	}
+	if _, err := os.Stat(l.IncomingPath(id3)); err != nil {
+		t.Errorf("a failed stage removed its archive: %v", err)
+	}
+}

@@ -76,7 +76,7 @@ type LinkPair struct {
 type StageSpec struct {
 	ID      string
 	PrevID  string     // release the Reuse files come from; "" on a first deploy
-	Archive string     // server path of the verified archive; default IncomingPath(ID)
+	Archive string     // server path of the verified archive, removed once staged; default IncomingPath(ID)
 	Reuse   []LinkPair // regular files only
 }
 
@@ -88,8 +88,9 @@ type StageSpec struct {
 // again: GNU tar skips a member with ".." without listing it), and verifies
 // the whole tree against SumsPath and LinksPath (uploaded before) — every
 // file's SHA-256, no file missing, no file extra. Only then is the
-// directory renamed to releases/<id>. Any failure removes the staging
-// directory; current is never touched. Extracted files get the time of
+// directory renamed to releases/<id> and the archive, of no more use,
+// removed. Any failure removes the staging directory and keeps the
+// archive (Discard removes it); current is never touched. Extracted files get the time of
 // extraction as mtime, so web servers see changed files as new. Exit
 // codes ExitUnsafeArchive and ExitTreeMismatch decode into an
 // *UnsafeArchiveError and a *TreeMismatchError; other failures are returned

@@ -6,8 +6,8 @@
 # PREV unless PREV is empty, extracts ARCHIVE, checks its listing with
 # CHECK_ARCHIVE_AWK (exit EXIT_UNSAFE) and the tree against SUMS and LINKS
 # with VERIFY_TREE_SH (exit EXIT_MISMATCH, the differences on stdout), and
-# only then renames STAGING to FINAL. META holds the scratch directory. Any
-# failure removes STAGING.
+# only then renames STAGING to FINAL and removes ARCHIVE. META holds the
+# scratch directory. Any failure removes STAGING and keeps ARCHIVE.
 set -eu
 umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
@@ -61,3 +61,5 @@ vrc=0
 /bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" || vrc=$?
 if [ "$vrc" -eq 1 ]; then exit "$exit_mismatch"; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
+# Staging verified every file of the archive: it is of no more use.
+rm -f -- "$archive" || :
