@@ -143,26 +143,34 @@ func TestDeployWaitsForTheLock(t *testing.T) {
 	refused := deployWith(t, p, pipeline.Options{})
 	mustFail(t, refused, exitcode.Locked, "deploy locked by alice@laptop (pid 4242)", "becomes breakable in")
 
-	// alice releases the lock a second into the wait.
-	go func() {
-		time.Sleep(time.Second)
-		if _, err := remote.NewLocal().Run(context.Background(), server.Unlock(l, "alice-token")); err != nil {
-			t.Errorf("alice's unlock: %v", err)
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	r, out := openRun(t, p, pipeline.Options{LockWait: time.Minute})
 	r.Fleet.Lease.Heartbeat = 100 * time.Millisecond // polls as often
-	start := time.Now()
-	if err := r.Deploy(ctx); err != nil {
+	// alice releases the lock once the deploy says it waits for it.
+	const waiting = "waiting up to 1m0s for the deploy lock to be released: deploy locked by alice@laptop"
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		for !strings.Contains(out.String(), waiting) {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // a few polls find it held
+		if _, err := remote.NewLocal().Run(context.Background(), server.Unlock(l, "alice-token")); err != nil {
+			t.Errorf("alice's unlock: %v", err)
+		}
+	}()
+	err = r.Deploy(ctx)
+	cancel()
+	<-released
+	if err != nil {
 		t.Fatalf("the waiting deploy: %v\n%s", err, out)
 	}
-	if waited := time.Since(start); waited < time.Second {
-		t.Errorf("the deploy went through in %v, before the lock was released", waited)
-	}
-	if !strings.Contains(out.String(), "waiting up to 1m0s for the deploy lock to be released: deploy locked by alice@laptop") {
-		t.Errorf("the log does not say what the deploy waits for:\n%s", out)
+	if n := strings.Count(out.String(), "waiting up to"); n != 1 {
+		t.Errorf("the deploy said %d times that it waits, want once:\n%s", n, out)
 	}
 	if got := verifyLive(t, p.Root); got != r.Plan.Release {
 		t.Errorf("current is %s, want %s", got, r.Plan.Release)
