@@ -48,7 +48,7 @@ const (
 type Result struct {
 	Host     string        `json:"host"`
 	Kind     string        `json:"kind"`
-	Check    string        `json:"check"` // unique per host, e.g. "integrity", "health GET http://web1/healthz"
+	Check    string        `json:"check"` // unique per host, e.g. "integrity", "health[0] GET http://web1/healthz"
 	Status   string        `json:"status"`
 	Duration time.Duration `json:"duration_ns"`
 	Message  string        `json:"message"`          // what was seen, or what is wrong

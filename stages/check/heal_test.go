@@ -122,7 +122,7 @@ func (c healCase) run(t *testing.T, p *project, old, live string) {
 	}
 	names := strings.NewReplacer("OLD", old, "LIVE", live)
 	a := rep.SelfHeal[0]
-	if a.Host != p.Names[0] || a.From != live || !strings.Contains(a.Cause, "health command") {
+	if a.Host != p.Names[0] || a.From != live || !strings.Contains(a.Cause, "health[0] command") {
 		t.Errorf("self-heal action %+v", a)
 	}
 	if c.says == "" {

@@ -267,7 +267,7 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, h.Name, h.Runner)
 	out := make([]Result, 0, len(results))
 	for _, hr := range results {
-		c := Result{Host: h.Name, Kind: KindHealth, Check: "health " + hr.Check, Status: StatusOK, Duration: hr.Duration, Message: hr.Detail}
+		c := Result{Host: h.Name, Kind: KindHealth, Check: hr.Check, Status: StatusOK, Duration: hr.Duration, Message: hr.Detail}
 		if !hr.OK {
 			c.fail(StatusFailed, fmt.Sprintf("%s (%s)", hr.Detail, plural(hr.Attempts, "attempt")),
 				fmt.Sprintf("the app on %s does not answer as it should: read its logs; mage rollback goes back to the previous release (check.self_heal does that by itself)", h.Name))

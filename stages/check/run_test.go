@@ -191,7 +191,7 @@ func TestCheckOfHealthyHostsIsSilent(t *testing.T) {
 	if quiet.Len() > 0 {
 		t.Errorf("a passing check printed, and cron mails output:\n%s", quiet.String())
 	}
-	want := []string{"connect", "state", "lock", "disk", "integrity", "service", "health command test ! -e " + p.marker}
+	want := []string{"connect", "state", "lock", "disk", "integrity", "service", "health[0] command"}
 	for _, c := range rep.Checks {
 		if c.Status != check.StatusOK && c.Kind != check.KindService {
 			t.Errorf("%s %s: %s %s", c.Host, c.Check, c.Status, c.Message)
@@ -394,7 +394,7 @@ func (c hostFault) run(t *testing.T, p *project, id string) {
 	}
 	name := c.check
 	if name == "" {
-		name = "health command test ! -e " + p.marker
+		name = "health[0] command"
 	}
 	got := resultOf(t, rep, p.Names[1], name)
 	if got.Status != c.status || !strings.Contains(got.Message, c.says) || !strings.Contains(got.Action, c.action) {

@@ -123,7 +123,7 @@ func TestCheckHealthy(t *testing.T) {
 	}
 
 	v := runCheck(t, p, true)
-	v.expect(t, exitcode.OK, "HOST", "DURATION", "integrity", "every file of releases/", "disk", "lock", "no deploy running", "health GET http://", "check test: ok in ")
+	v.expect(t, exitcode.OK, "HOST", "DURATION", "integrity", "every file of releases/", "disk", "lock", "no deploy running", "health[0] GET http://", "check test: ok in ")
 
 	data, err := c.rep.JSON()
 	if err != nil {
@@ -216,7 +216,7 @@ func TestCheckServiceDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c := runCheck(t, p, false)
-	c.expect(t, exitcode.Unhealthy, "health GET http://", "connection refused", "what to do:")
+	c.expect(t, exitcode.Unhealthy, "health[0] GET http://", "connection refused", "what to do:")
 	if r := c.result(t, check.KindHealth); r.Status != check.StatusFailed {
 		t.Errorf("health %+v", r)
 	}
@@ -243,7 +243,7 @@ func TestCheckSlowHealth(t *testing.T) {
 	runCheck(t, p, false).expect(t, exitcode.OK)
 	slow.Store(true)
 	c := runCheck(t, p, false)
-	c.expect(t, exitcode.Unhealthy, "health GET "+srv.URL+"/healthz: no answer within 300ms")
+	c.expect(t, exitcode.Unhealthy, "health[0] GET "+srv.URL+"/healthz: no answer within 300ms")
 }
 
 // TestCheckUnreachable: a host whose sshd is down could not be checked:

@@ -138,13 +138,34 @@ func (h *Host) SaveState(ctx context.Context) error {
 }
 
 // Restart restarts the services of release id through the service manager.
+// What a command prints is logged at debug level under its step's name,
+// and the tail of it is in the error of one that fails: that is where a
+// service says why it did not come up.
 func (h *Host) Restart(ctx context.Context, svc config.Services, app, id string) error {
 	cmds, err := server.Restart(svc, h.Layout, id, app)
 	if err != nil {
 		return err
 	}
-	for _, c := range cmds {
-		if _, err := h.Run(ctx, c); err != nil {
+	for i, c := range cmds {
+		if svc.Manager == server.ManagerCommand {
+			// The step is named restart[i]: its script only with -v.
+			h.Log.Debugf("%s runs: %s", c.Desc, svc.Restart[i])
+		}
+		res, err := h.Run(ctx, c)
+		if h.Log.Verbose() {
+			for _, out := range []struct{ name, text string }{{c.Desc, string(res.Stdout)}, {c.Desc + " stderr", string(res.Stderr)}} {
+				if text := strings.TrimRight(out.text, "\n"); text != "" {
+					for _, line := range strings.Split(text, "\n") {
+						h.Log.Debugf("%s: %s", out.name, line)
+					}
+				}
+			}
+		}
+		if err != nil {
+			// A *remote.ExitError says stderr's tail already.
+			if tail := remote.Tail(string(res.Stdout), 10); tail != "" {
+				err = fmt.Errorf("%w; output: %s", err, tail)
+			}
 			return fmt.Errorf("restart services: %w", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,8 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/testenv"
+	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 const (
@@ -203,10 +206,10 @@ func TestRestart(t *testing.T) {
 		wantErr string
 	}{
 		{name: "command", svc: config.Services{Manager: server.ManagerCommand, Restart: []string{"touch a", "touch b"}},
-			want: []string{"restart: touch a", "restart: touch b"}},
+			want: []string{"restart[0]", "restart[1]"}},
 		{name: "command failing stops there", svc: config.Services{Manager: server.ManagerCommand, Restart: []string{"touch a", "touch b"}},
-			rule: func(f *remotetest.Fake) { f.On("restart: touch a").Exit(1, "no such file") },
-			want: []string{"restart: touch a"}, wantErr: "restart services: "},
+			rule: func(f *remotetest.Fake) { f.On("restart[0]").Exit(1, "no such file") },
+			want: []string{"restart[0]"}, wantErr: "restart services: "},
 		{name: "systemd", svc: config.Services{Manager: server.ManagerSystemd, Restart: []string{"shop.service"}},
 			want: []string{"restart shop.service"}},
 		{name: "systemd without units", svc: config.Services{Manager: server.ManagerSystemd}, wantErr: "no units to restart"},
@@ -235,6 +238,63 @@ func TestRestart(t *testing.T) {
 			}
 			if got := fake.Descs(); strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Errorf("calls %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRestartShowsItsOutput: what a restart command prints is logged line
+// by line at debug level under the step's name, with its script, and the
+// tail of it is in the error when the command fails.
+func TestRestartShowsItsOutput(t *testing.T) {
+	script := "set -e\n./bin/reload-workers\n./bin/warm-cache"
+	svc := config.Services{Manager: server.ManagerCommand, Restart: []string{"true", script}}
+	var out strings.Builder
+	for i := 1; i <= 14; i++ {
+		fmt.Fprintf(&out, "worker %d reloaded\n", i)
+	}
+	for _, tc := range []struct {
+		name    string
+		verbose bool
+		exit    int
+	}{
+		{"succeeds, verbose", true, 0},
+		{"succeeds, quiet", false, 0},
+		{"fails", false, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := remotetest.New("deploy@web1", nil)
+			fake.On("restart[1]").Stdout([]byte(out.String())).Exit(tc.exit, "cache warm-up failed\n")
+			log := &testenv.SyncBuffer{}
+			h := &fleet.Host{Name: fake.Name, Runner: fake, Layout: server.Layout{Root: "/srv"}, Log: ui.New(log, tc.verbose).With(fake.Name)}
+			err := h.Restart(context.Background(), svc, "shop", liveID)
+			logged := log.String()
+			if tc.verbose {
+				for _, want := range []string{"restart[1] runs: set -e", "] deploy@web1: ./bin/warm-cache\n", "restart[1]: worker 1 reloaded", "restart[1]: worker 14 reloaded"} {
+					if !strings.Contains(logged, want) {
+						t.Errorf("log lacks %q:\n%s", want, logged)
+					}
+				}
+			} else if strings.Contains(logged, "worker") || strings.Contains(logged, "bin/") {
+				t.Errorf("quiet log shows the output or the script:\n%s", logged)
+			}
+			if tc.exit == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			msg := fmt.Sprint(err)
+			for _, want := range []string{"restart services: restart[1]", "exit status 3", "cache warm-up failed", "worker 14 reloaded", "worker 6 reloaded"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q lacks %q", msg, want)
+				}
+			}
+			if strings.Contains(msg, "worker 4 reloaded") || strings.Count(msg, "cache warm-up failed") != 1 || strings.Contains(msg, "bin/") {
+				t.Errorf("error %q: want the last 10 lines of the output, stderr once, no script", msg)
+			}
+			if server.ExitCode(err) != 3 {
+				t.Errorf("exit code of %v lost", err)
 			}
 		})
 	}

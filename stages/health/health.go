@@ -26,7 +26,10 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, h.Name, h.Runner)
 		rc.Report.AddHealth(results)
 		for _, res := range results {
-			h.Log.Debugf("health %s: %s after %d attempts (%s)", res.Check, res.Detail, res.Attempts, res.Duration.Round(time.Millisecond))
+			h.Log.Debugf("%s: %s after %d attempts (%s)", res.Check, res.Detail, res.Attempts, res.Duration.Round(time.Millisecond))
+			if res.Script != "" {
+				h.Log.Debugf("%s runs: %s", res.Check, res.Script)
+			}
 		}
 		return err
 	})

@@ -68,17 +68,17 @@ func TestChecksOnSeveralHosts(t *testing.T) {
 		notErr  []string
 	}{
 		{name: "all pass", checks: pass, want: []string{
-			`deploy@web1 command test -n "$PWD" ok`, `deploy@web2 command test -n "$PWD" ok`, `deploy@web3 command test -n "$PWD" ok`}},
+			"deploy@web1 health[0] command ok", "deploy@web2 health[0] command ok", "deploy@web3 health[0] command ok"}},
 		{name: "one host fails", checks: pass, rules: down, want: []string{
-			`deploy@web1 command test -n "$PWD" ok`, `deploy@web2 command test -n "$PWD" failed`, `deploy@web3 command test -n "$PWD" ok`},
-			wantErr: []string{"health of deploy@web2: unhealthy: command test -n \"$PWD\"", "503 not ready"},
-			notErr:  []string{"deploy@web1", "deploy@web3"}},
+			"deploy@web1 health[0] command ok", "deploy@web2 health[0] command failed", "deploy@web3 health[0] command ok"},
+			wantErr: []string{"health of deploy@web2: unhealthy: health[0] command", "503 not ready"},
+			notErr:  []string{"deploy@web1", "deploy@web3", "test -n"}},
 		{name: "one check fails everywhere", checks: pass + fail, want: []string{
-			"deploy@web1 command exit 7 failed", `deploy@web1 command test -n "$PWD" ok`,
-			"deploy@web2 command exit 7 failed", `deploy@web2 command test -n "$PWD" ok`,
-			"deploy@web3 command exit 7 failed", `deploy@web3 command test -n "$PWD" ok`},
-			wantErr: []string{"health of deploy@web1: unhealthy: command exit 7", "health of deploy@web2", "health of deploy@web3"},
-			notErr:  []string{"test -n"}},
+			"deploy@web1 health[0] command ok", "deploy@web1 health[1] command failed",
+			"deploy@web2 health[0] command ok", "deploy@web2 health[1] command failed",
+			"deploy@web3 health[0] command ok", "deploy@web3 health[1] command failed"},
+			wantErr: []string{"health of deploy@web1: unhealthy: health[1] command", "health of deploy@web2", "health of deploy@web3"},
+			notErr:  []string{"health[0]", "exit 7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, rc := checkRun(t, 3, tc.checks)

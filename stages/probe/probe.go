@@ -23,6 +23,9 @@ type Result struct {
 	Attempts int           `json:"attempts"`
 	Duration time.Duration `json:"duration_ns"`
 	Detail   string        `json:"detail"` // why the last attempt failed, or the status seen
+	// Script is a command check's shell source, for debug lines only:
+	// Check names the check by its position.
+	Script string `json:"-"`
 }
 
 // Run runs every check against one host, retrying each at wait.Interval
@@ -38,7 +41,7 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, hos
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = retryCheck(ctx, c, wait.Interval, deadline, host, r)
+			results[i] = retryCheck(ctx, c, i, wait.Interval, deadline, host, r)
 		}()
 	}
 	wg.Wait()
@@ -54,8 +57,8 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, hos
 	return results, nil
 }
 
-func retryCheck(ctx context.Context, c config.HealthCheck, interval time.Duration, deadline time.Time, host string, r remote.Runner) Result {
-	res := Result{Host: host, Check: describeCheck(c, host)}
+func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, host string, r remote.Runner) Result {
+	res := Result{Host: host, Check: describeCheck(c, i, host), Script: c.Command}
 	start := time.Now()
 	for {
 		res.Attempts++
@@ -78,11 +81,14 @@ func retryCheck(ctx context.Context, c config.HealthCheck, interval time.Duratio
 	}
 }
 
-func describeCheck(c config.HealthCheck, host string) string {
+// describeCheck names the i-th check: health[0] GET <url>, or health[1]
+// command, not by its script, which may be long and span lines, while the
+// name shows in every line and error about the check.
+func describeCheck(c config.HealthCheck, i int, host string) string {
 	if c.HTTP != "" {
-		return "GET " + hostURL(c.HTTP, host)
+		return fmt.Sprintf("health[%d] GET %s", i, hostURL(c.HTTP, host))
 	}
-	return "command " + c.Command
+	return fmt.Sprintf("health[%d] command", i)
 }
 
 // hostURL fills in {host} so one check serves every host of an environment.

@@ -86,3 +86,43 @@ func TestHealthCommand(t *testing.T) {
 		t.Fatalf("error %v, want exit status and stderr", err)
 	}
 }
+
+// TestCheckNames: a check is named by its position and kind, with the URL
+// of an HTTP check, never by a command's script.
+func TestCheckNames(t *testing.T) {
+	script := "curl -fsS localhost:8080/healthz \\\n  | grep -q ok"
+	for _, tc := range []struct {
+		check config.HealthCheck
+		i     int
+		want  string
+	}{
+		{config.HealthCheck{HTTP: "http://{host}:8080/healthz"}, 0, "health[0] GET http://web1:8080/healthz"},
+		{config.HealthCheck{Command: script}, 1, "health[1] command"},
+		{config.HealthCheck{Command: "true"}, 0, "health[0] command"},
+	} {
+		if got := describeCheck(tc.check, tc.i, "deploy@web1:22"); got != tc.want {
+			t.Errorf("describeCheck(%+v, %d) = %q, want %q", tc.check, tc.i, got, tc.want)
+		}
+	}
+}
+
+// TestFailingCommandCheckNamesItsScriptOnce: the error of a failing
+// multi-line command check does not repeat the script.
+func TestFailingCommandCheckNamesItsScriptOnce(t *testing.T) {
+	script := "echo checking\necho queue down >&2\nexit 3"
+	wait := config.Wait{Deadline: 50 * time.Millisecond, Interval: 20 * time.Millisecond}
+	results, err := Run(context.Background(), []config.HealthCheck{{Command: script, Timeout: time.Second}}, wait, "local", remote.NewLocal())
+	if err == nil {
+		t.Fatal("a failing check passed")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "health[0] command") || !strings.Contains(msg, "queue down") {
+		t.Errorf("error %q lacks the check's name or its stderr", msg)
+	}
+	if strings.Contains(msg, "exit 3") {
+		t.Errorf("error %q holds the script", msg)
+	}
+	if len(results) != 1 || results[0].Script != script {
+		t.Errorf("results %+v, want the script kept for debug lines", results)
+	}
+}

@@ -140,7 +140,7 @@ func TestAfterFailureStopsAtAFailedStep(t *testing.T) {
 	}{
 		{"restore files", "roll back deploy@web1: restore database: restore files backed up before " + rel(2), 2},
 		{"switch current to", "roll back deploy@web1: switch current to " + rel(1), 2},
-		{"restart: ", "roll back deploy@web1: restart services: ", 1},
+		{"restart[", "roll back deploy@web1: restart services: ", 1},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
 			t.Parallel()

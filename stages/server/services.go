@@ -80,10 +80,13 @@ func Stop(m config.Services, l Layout, id string) ([]remote.Command, error) {
 	return runAll(l, id, "stop", m.Stop)
 }
 
+// runAll runs each of cmds in release id. A step is named by its role and
+// position, e.g. restart[1]: a script may be long and span lines, and the
+// name shows in every log line and error about it.
 func runAll(l Layout, id, what string, cmds []string) ([]remote.Command, error) {
 	var out []remote.Command
-	for _, c := range cmds {
-		rc, err := RunIn(l, id, what+": "+c, c)
+	for i, c := range cmds {
+		rc, err := RunIn(l, id, fmt.Sprintf("%s[%d]", what, i), c)
 		if err != nil {
 			return nil, err
 		}

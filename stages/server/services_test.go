@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,5 +205,71 @@ esac`})
 	}
 	if ComposeProject("My App!") != "my-app" || ComposeProject("!!") != "app" {
 		t.Error(ComposeProject("My App!"), ComposeProject("!!"))
+	}
+}
+
+// TestServiceStepNames: a step is named by its role and position, never by
+// its script, which may be long and span lines.
+func TestServiceStepNames(t *testing.T) {
+	l := Layout{Root: "/srv"}
+	script := "set -e\n./bin/migrate-cache\nkill -HUP \"$(cat tmp/pids/app.pid)\""
+	for _, tc := range []struct {
+		name string
+		m    config.Services
+		stop bool
+		want []string
+	}{
+		{"command restart", config.Services{Manager: ManagerCommand, Restart: []string{script, "touch tmp/restart.txt"}},
+			false, []string{"restart[0]", "restart[1]"}},
+		{"command stop", config.Services{Manager: ManagerCommand, Restart: []string{"x"}, Stop: []string{script}},
+			true, []string{"stop[0]"}},
+		{"compose", config.Services{Manager: ManagerCompose, Restart: []string{"app"}}, false, []string{"restart compose services of " + id1}},
+		{"systemd", config.Services{Manager: ManagerSystemd, Restart: []string{"app.service", "worker.service"}},
+			false, []string{"restart app.service worker.service"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			build := Restart
+			if tc.stop {
+				build = func(m config.Services, l Layout, id, _ string) ([]remote.Command, error) { return Stop(m, l, id) }
+			}
+			cmds, err := build(tc.m, l, id1, "app")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range cmds {
+				got = append(got, c.Desc)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("descs %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFailingMultiLineRestartNamesItsScriptOnce: the error of a failing
+// restart script says which step failed and what it printed, and does not
+// repeat the script.
+func TestFailingMultiLineRestartNamesItsScriptOnce(t *testing.T) {
+	l := newRoot(t)
+	mustMkRelease(t, l, id1)
+	script := "echo reloading workers\necho cannot reach the queue >&2\nexit 4"
+	cmds, err := Restart(config.Services{Manager: ManagerCommand, Restart: []string{"true", script}}, l, id1, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = remote.NewLocal().Run(context.Background(), cmds[1])
+	if ExitCode(err) != 4 {
+		t.Fatalf("error %v, want exit status 4", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "restart[1]") || !strings.Contains(msg, "cannot reach the queue") {
+		t.Errorf("error %q lacks the step's name or its stderr", msg)
+	}
+	if n := strings.Count(msg, script); n > 1 {
+		t.Errorf("the script appears %d times in %q", n, msg)
+	}
+	if strings.Contains(msg, "exit 4") {
+		t.Errorf("error %q holds the script", msg)
 	}
 }

@@ -245,8 +245,9 @@ func (e *Env) Marks() []int {
 
 // CallsSince is what host i was asked for after its first mark calls,
 // each command by its Desc up to its arguments (an upload's path after
-// " /", a service command's own text after ":"). The state reads are left
-// out: every run makes them, wherever a test stops it.
+// " /", a service command's position, as in restart[1], or text after
+// ":"). The state reads are left out: every run makes them, wherever a
+// test stops it.
 func (e *Env) CallsSince(i, mark int) []string {
 	var out []string
 	for _, d := range e.Fake(i).Descs()[mark:] {
@@ -254,6 +255,7 @@ func (e *Env) CallsSince(i, mark int) []string {
 			continue
 		}
 		d, _, _ = strings.Cut(d, ":")
+		d, _, _ = strings.Cut(d, "[")
 		d, _, _ = strings.Cut(d, " /")
 		out = append(out, d)
 	}
