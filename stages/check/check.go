@@ -162,7 +162,7 @@ func (r checker) check(ctx context.Context) (*Report, error) {
 		res := Result{Host: h.Name, Kind: KindConnect, Check: KindConnect, Status: StatusOK, Duration: time.Since(start), Message: "connected"}
 		if err != nil {
 			res.Status, res.Message = StatusError, err.Error()
-			res.Action = "the host could not be checked: see that it is up and that ssh to it works with the environment's ssh settings (known_hosts, identities)"
+			res.Action = connectAction(err)
 			results[h].add(res)
 			return nil
 		}

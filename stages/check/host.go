@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,58 @@ func (r checker) checkHost(ctx context.Context, h *fleet.Host, minFree DiskThres
 	}
 	wg.Wait()
 	return hc.results
+}
+
+// connectAction is what to do about a host the check could not connect
+// to, by why: a host key that changed or is unknown needs a person to
+// verify it before known_hosts is touched, refused keys need the host's
+// authorized_keys or the identities setting, no answer needs the host up.
+func connectAction(err error) string {
+	var (
+		changed *remote.HostKeyChangedError
+		unknown *remote.UnknownHostKeyError
+		auth    *remote.AuthError
+		netErr  *net.OpError
+	)
+	switch {
+	case errors.As(err, &changed):
+		host, port := hostPort(changed.Host)
+		return fmt.Sprintf("the host's SSH key is not the one recorded: do not deploy to it until you know why. "+
+			"Ask its administrator whether it was reinstalled or its host keys regenerated, and have them read its fingerprint on the host "+
+			"(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub): only if it is %s, replace line %d of %s: "+
+			"ssh-keygen -R '%s' -f %s, then ssh-keyscan -p %s %s >> %s",
+			changed.Fingerprint, changed.Line, changed.KnownHostsFile,
+			knownHostsName(host, port), changed.KnownHostsFile, port, host, changed.KnownHostsFile)
+	case errors.As(err, &unknown):
+		host, port := hostPort(unknown.Host)
+		return fmt.Sprintf("%s has no key for the host: have its administrator confirm its fingerprint %s "+
+			"(on the host: ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add it: ssh-keyscan -p %s %s >> %s",
+			unknown.KnownHostsFile, unknown.Fingerprint, port, host, unknown.KnownHostsFile)
+	case errors.As(err, &auth):
+		return fmt.Sprintf("%s accepts none of the keys offered: add the deploy key's public half to that user's ~/.ssh/authorized_keys there, "+
+			"or name the right key file in the environment's ssh identities", auth.Target)
+	case errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded):
+		return "the host did not answer: see that it is up, that sshd listens on the configured port, " +
+			"and that no firewall between here and there drops the connection"
+	}
+	return "the host could not be checked: see that it is up and that ssh to it works with the environment's ssh settings (known_hosts, identities)"
+}
+
+// hostPort splits host:port as dialled; a bare host is on port 22.
+func hostPort(hostport string) (host, port string) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport, strconv.Itoa(remote.DefaultSSHPort)
+	}
+	return host, port
+}
+
+// knownHostsName is how known_hosts names host on port.
+func knownHostsName(host, port string) string {
+	if port == strconv.Itoa(remote.DefaultSSHPort) {
+		return host
+	}
+	return "[" + host + "]:" + port
 }
 
 // timedCheck starts a result and returns a function that stamps its
