@@ -201,6 +201,16 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 			return fmt.Errorf("plugin %s: checksum mismatch for %s: config pins sha256 %s, the file has %s", spec.Name, spec.Path, strings.ToLower(spec.SHA256), actual)
 		}
 		msg := fmt.Sprintf("plugin %s: %s is not a Stagecoach plugin (handshake failed): %v", spec.Name, spec.Path, err)
+		// go-plugin takes the first line on stdout for its handshake and,
+		// when it is not, guesses at architectures and libraries; the
+		// likely cause is a line the plugin printed before sdk.Serve.
+		if line, ok := strings.CutPrefix(err.Error(), "Unrecognized remote plugin message: "); ok {
+			if line, _, _ = strings.Cut(line, "\n"); line != "" {
+				msg = fmt.Sprintf("plugin %s: %s printed %q on stdout before the handshake: a plugin must not write to stdout before sdk.Serve, "+
+					"since go-plugin reads its handshake line from there (log to stderr, or with host.Logf in Run); "+
+					"a program that is not a Stagecoach plugin fails this way too", spec.Name, spec.Path, line)
+			}
+		}
 		if tail := remote.Tail(stderr.Text(), 5); tail != "" {
 			msg += "; stderr: " + tail
 		}

@@ -34,7 +34,7 @@ func TestRunPluginErrors(t *testing.T) {
 		{"exits at once", config.Plugin{Name: "true", Path: "/bin/true", At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin true: /bin/true is not a Stagecoach plugin (handshake failed): "}},
 		{"prints garbage", config.Plugin{Name: "garbage", Path: garbage, At: "after-swap", Timeout: 30 * time.Second},
-			[]string{"plugin garbage: " + garbage + " is not a Stagecoach plugin (handshake failed): ", "hello, I am not a plugin"}},
+			[]string{"plugin garbage: " + garbage + ` printed "hello, I am not a plugin" on stdout before the handshake`}},
 		{"hook not supported", config.Plugin{Name: "t", Path: bin(t, "testplugin"), At: "after-cleanup", Timeout: 30 * time.Second},
 			[]string{"plugin t: configured at after-cleanup, but it supports only before-swap, after-swap"}},
 		{"plugin error", spec(t, "t", map[string]any{"mode": "fail", "message": "the CDN said no"}),
@@ -50,6 +50,20 @@ func TestRunPluginErrors(t *testing.T) {
 				t.Errorf("result names %s at %s", res.Plugin, res.Hook)
 			}
 		})
+	}
+}
+
+// TestStdoutBeforeServe: a plugin that prints to stdout before sdk.Serve
+// is told so, not that it may be built for another architecture.
+func TestStdoutBeforeServe(t *testing.T) {
+	s := config.Plugin{Name: "early", Path: bin(t, "printsfirst"), At: "after-swap", Timeout: 30 * time.Second}
+	_, err := plugins.Run(context.Background(), s, deployContext(t), remote.NewLocal(), ui.Discard())
+	mustContain(t, err, "plugin early: "+s.Path+" printed", `"printsfirst starting up"`,
+		"must not write to stdout before sdk.Serve", "handshake")
+	for _, hint := range []string{"architecture", "dynamic-link", "shebang"} {
+		if strings.Contains(err.Error(), hint) {
+			t.Errorf("error %q gives go-plugin's hint about %s", err, hint)
+		}
 	}
 }
 
