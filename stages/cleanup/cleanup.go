@@ -13,8 +13,9 @@ import (
 
 // Step is Cleanup as a pipeline step: one script per host that keeps the newest keep_releases
 // releases and their backups (never the live or the previous one), removes
-// stale uploads and staging leftovers, and reports disk use before and
-// after. The state forgets the releases it removed.
+// the uploads no deploy in progress owns and staging leftovers, and
+// reports disk use before and after. The state forgets the releases it
+// removed.
 type Step struct{}
 
 func (Step) String() string { return "cleanup" }
@@ -29,9 +30,17 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		if prev, ok := h.State.Previous(); ok {
 			protect = append(protect, prev.ID)
 		}
+		// The archive of a release shipped by this run but not yet staged
+		// (mage ship cleanup) is still of use; every other upload is not.
+		current := ""
+		if rc.Plan != nil && h.Shipped && !h.Staged {
+			current = rc.Plan.Release
+		}
 		clean, err := server.Cleanup(h.Layout, server.CleanupSpec{
 			Keep:           rc.Env.KeepReleases,
 			Protect:        protect,
+			Held:           h.Locked(),
+			Current:        current,
 			IncomingMaxAge: rc.Env.Cleanup.IncomingMaxAge,
 			DockerLogs:     rc.Env.Cleanup.DockerLogs,
 			DockerPrune:    rc.Env.Cleanup.DockerPrune,

@@ -14,11 +14,25 @@ var cleanupScript = load("cleanup.sh")
 
 // CleanupSpec says what Cleanup removes.
 type CleanupSpec struct {
-	Keep           int           // newest releases kept; below 1 counts as 1
-	Protect        []string      // never removed: the live and previous releases
-	IncomingMaxAge time.Duration // uploads and leftovers older than this go; default 24h
-	DockerLogs     bool          // truncate containers' json logs
-	DockerPrune    bool          // docker system prune -f
+	Keep    int      // newest releases kept; below 1 counts as 1
+	Protect []string // never removed: the live and previous releases
+	// Held says the caller holds the deploy lock, so no other deploy is in
+	// progress: every upload in incoming/ but Current's archive is a
+	// leftover (of a deploy killed or failed while shipping) and goes, as
+	// do the manifests of releases never staged but Current's. Without
+	// the lock, a deploy holding it may be uploading: what it wrote since
+	// it took the lock is kept, up to IncomingMaxAge; with no lock at all,
+	// every upload but Current's goes.
+	Held bool
+	// Current is the release the caller is deploying, whose archive is
+	// kept; "" when none is waiting to be staged.
+	Current string
+	// IncomingMaxAge is how long staging and lock-breaking leftovers,
+	// manifests of releases never staged (without Held) and the uploads of
+	// another deploy holding the lock are kept; default 24h.
+	IncomingMaxAge time.Duration
+	DockerLogs     bool // truncate containers' json logs
+	DockerPrune    bool // docker system prune -f
 	// ReleaseImages removes, with each removed release, the docker images
 	// tagged with its id: what a compose file that tags its image with
 	// ${STAGECOACH_RELEASE} built for it. Being tagged, they are not
@@ -56,9 +70,10 @@ func PlanCleanup(ids []string, keep int, protect []string) []string {
 // Cleanup builds the one cleanup script. It applies PlanCleanup's rule on
 // the server's own listing (also protecting whatever current points at),
 // removes the dropped releases with their manifests, backups whose release
-// is gone, staging leftovers and old uploads, optionally truncates docker
-// json logs and prunes docker, and prints disk usage before and after in
-// the lines ParseCleanup reads:
+// is gone, staging leftovers and the uploads no deploy in progress owns
+// (see CleanupSpec.Held), optionally truncates docker json logs and prunes
+// docker, and prints disk usage before and after in the lines
+// ParseCleanup reads:
 //
 //	before free_kb=N releases_kb=N
 //	removed <id>
@@ -75,13 +90,19 @@ func Cleanup(l Layout, s CleanupSpec) (Op[CleanupReport], error) {
 			return Op[CleanupReport]{}, fmt.Errorf("cleanup: protected release: %w", err)
 		}
 	}
+	if s.Current != "" {
+		if err := ValidID(s.Current); err != nil {
+			return Op[CleanupReport]{}, fmt.Errorf("cleanup: current release: %w", err)
+		}
+	}
 	age := s.IncomingMaxAge
 	if age <= 0 {
 		age = 24 * time.Hour
 	}
 	minutes := int64((age + time.Minute - 1) / time.Minute)
 	cmd := cleanupScript.cmd("clean up old releases", l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
-		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages))
+		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages),
+		flag(s.Held), s.Current)
 	return op(cmd, ParseCleanup), nil
 }
 
@@ -97,7 +118,7 @@ func flag(b bool) string {
 type CleanupReport struct {
 	Removed          []string // release ids
 	RemovedBackups   []string // release ids whose backups went
-	RemovedIncoming  int      // stale uploads
+	RemovedIncoming  int      // leftover uploads (entries of incoming/)
 	FreeBeforeKB     int64
 	FreeAfterKB      int64
 	FreedKB          int64 // FreeAfterKB - FreeBeforeKB, never below 0

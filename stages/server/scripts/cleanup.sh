@@ -1,14 +1,20 @@
 # shellcheck shell=sh
-# cleanup.sh ROOT KEEP PROTECT MINUTES DOCKER_LOGS DOCKER_PRUNE RELEASE_IMAGES
+# cleanup.sh ROOT KEEP PROTECT MINUTES DOCKER_LOGS DOCKER_PRUNE RELEASE_IMAGES HELD CURRENT
 #
 # Removes all but the KEEP newest releases, never those in PROTECT
 # (space-separated ids) nor current's, with their manifests (and, when
 # RELEASE_IMAGES is 1, the docker images tagged with their id); backups
-# whose release is gone; staging leftovers and uploads older than MINUTES.
-# DOCKER_LOGS=1 truncates the containers' json logs, DOCKER_PRUNE=1 prunes
-# docker. Prints the lines ParseCleanup reads.
+# whose release is gone; staging leftovers older than MINUTES; and the
+# uploads no deploy in progress owns. HELD=1 says the caller holds the
+# deploy lock: then every upload but the archive of CURRENT (the release
+# it deploys, or "") is a leftover, and so is every manifest of a release
+# never staged but CURRENT's. Else a deploy holding the lock may be
+# uploading: what it wrote since it took the lock stays, up to MINUTES,
+# and orphan manifests go only once older than MINUTES. DOCKER_LOGS=1
+# truncates the containers' json logs, DOCKER_PRUNE=1 prunes docker.
+# Prints the lines ParseCleanup reads.
 set -eu
-root=$1 keep=$2 protect=$3 minutes=$4 docker_logs=$5 docker_prune=$6 release_images=$7
+root=$1 keep=$2 protect=$3 minutes=$4 docker_logs=$5 docker_prune=$6 release_images=$7 held=$8 current=$9
 
 # as_root runs a command directly as root, else through sudo -n, which
 # fails instead of prompting for a password.
@@ -52,12 +58,27 @@ done
 rm -rf releases/.staging-*
 find . -maxdepth 1 -name '.current-*.tmp' -type l -exec rm -f {} +
 find .stagecoach -maxdepth 1 \( -name 'stage.*' -o -name 'lock.breaking-*' \) -mmin "+$minutes" -exec rm -rf {} +
-find .stagecoach/manifests -maxdepth 1 -type f -mmin "+$minutes" -name '*T*Z-*.*' | while read -r f; do
+# Manifests of releases never staged: under the caller's lock all but
+# CURRENT's, else those older than MINUTES.
+if [ "$held" = 1 ]; then set --; else set -- -mmin "+$minutes"; fi
+find .stagecoach/manifests -maxdepth 1 -type f -name '*T*Z-*.*' "$@" | while read -r f; do
   id=${f##*/}
   id=${id%.*}
-  [ -d "releases/$id" ] || rm -f "$f"
+  [ -d "releases/$id" ] || [ "$id" = "$current" ] || rm -f "$f"
 done
-echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 -mmin "+$minutes" -print -exec rm -rf {} + | wc -l)"
+# Uploads: what deploys killed or failed while shipping left, partial
+# uploads and metadata directories included, goes at once, whatever its
+# age. Only the archive of CURRENT is kept, and, when another deploy holds
+# the lock, what changed since it took it (the lock directory's mtime),
+# up to MINUTES.
+keep=
+[ -z "$current" ] || keep=$current.tar.gz
+if [ "$held" != 1 ] && [ -d .stagecoach/lock ]; then
+  set -- '(' ! -newer .stagecoach/lock -o -mmin "+$minutes" ')'
+else
+  set --
+fi
+echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 ! -name "$keep" "$@" -print -exec rm -rf {} + | wc -l)"
 if [ "$docker_logs" = 1 ]; then
   as_root sh -c 'truncate -c -s 0 /var/lib/docker/containers/*/*-json.log' ||
     echo "warning: could not truncate docker logs" >&2
