@@ -9,12 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
@@ -123,6 +125,55 @@ func Write(ctx context.Context, p *run.Packaged, log *ui.Logger, extra ...io.Wri
 		m.Release, len(m.Files), len(p.Send), ui.Bytes(p.Bytes), len(p.Reuse), ui.Or(m.Base, "none"),
 		ui.Bytes(m.Archive.Size), m.Archive.SHA256[:12])
 	return nil
+}
+
+// Measure fills in the archive's size, SHA-256 and file count of the
+// manifest planned in p by writing the archive to nowhere, through the same
+// writer Write uses: what plan tells without leaving a package behind.
+func Measure(ctx context.Context, p *run.Packaged) error {
+	info, err := archive.Write(ctx, io.Discard, p.Sources)
+	if err != nil {
+		return fmt.Errorf("package %s: %w", p.Manifest.Release, err)
+	}
+	p.Manifest.Archive = info
+	return nil
+}
+
+// KeepPackages is how many packages of earlier releases Prune keeps
+// besides the current one. A package is written for the run that ships
+// it; no later run reads it (a rollback uses the releases on the hosts, a
+// retry packages again under a new release id), so the newest few are
+// kept only to look into or ship by hand.
+const KeepPackages = 3
+
+// Prune removes the packages under the project's PackagesDir but the
+// KeepPackages newest ones (release ids sort in time order) and current's,
+// and returns the release ids it removed. Entries that are not a release's
+// package are left alone.
+func Prune(projectDir, current string) ([]string, error) {
+	dir := filepath.Join(projectDir, filepath.FromSlash(run.PackagesDir))
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prune packages: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != current && server.ValidID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
+	var removed []string
+	for _, id := range ids[min(len(ids), KeepPackages):] {
+		if err := os.RemoveAll(filepath.Join(dir, id)); err != nil {
+			return removed, fmt.Errorf("prune packages: %w", err)
+		}
+		removed = append(removed, id)
+	}
+	return removed, nil
 }
 
 // componentDest is the component's place in the release, "" for the root.

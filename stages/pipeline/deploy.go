@@ -15,6 +15,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/git"
 	"github.com/stagecoach/stagecoach/stages/health"
+	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/rollback"
 	"github.com/stagecoach/stagecoach/stages/run"
@@ -31,15 +32,15 @@ import (
 func (r *Run) Deploy(ctx context.Context) (err error) {
 	release, err := r.Hold(ctx)
 	if err != nil {
-		return r.finish(err, server.ResultFailed)
+		return r.finish(err, failure(ctx, err))
 	}
 	defer release()
 
 	if err := r.BuildPlugins(ctx); err != nil {
-		return r.finish(err, server.ResultFailed)
+		return r.finish(err, failure(ctx, err))
 	}
 	if err := r.step(ctx, detect.Step{}); err != nil {
-		return r.finish(err, server.ResultFailed)
+		return r.finish(err, failure(ctx, err))
 	}
 	if r.nothingChanged() {
 		r.Log.Infof("nothing changed since %s: %s stays live", git.Short(r.Plan.Previous), r.Hosts[0].Live)
@@ -47,15 +48,17 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		return r.finish(nil, server.ResultNoChange)
 	}
 	if err := r.step(ctx, build.Step{}); err != nil {
-		r.record(ctx, server.ResultFailed, "build", err)
-		return r.finish(err, server.ResultFailed)
+		result := failure(ctx, err)
+		r.record(ctx, result, "build", err)
+		return r.finish(err, result)
 	}
 	if stage, err := r.packageAndShip(ctx); err != nil {
 		// The hosts that got the archive drop it at once: it is of no use
 		// to any later deploy, and it may be what filled the disk.
 		swap.Discard(ctx, r.Context)
-		r.record(ctx, server.ResultFailed, stage, err)
-		return r.finish(err, server.ResultFailed)
+		result := failure(ctx, err)
+		r.record(ctx, result, stage, err)
+		return r.finish(err, result)
 	}
 	// Prepare ended with the ship; swap stages the release on every host
 	// and activates it only when every host staged it.
@@ -71,6 +74,17 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		r.Log.Warnf("%v", err)
 	}
 	return r.finish(nil, server.ResultSuccess)
+}
+
+// failure is the result of a deploy that ended with err before any host
+// switched or migrated: interrupted when Ctrl-C or SIGTERM cancelled ctx
+// (whatever error the cancellation surfaced as), else failed. Either way
+// nothing live changed, and the exit code is Failed.
+func failure(ctx context.Context, err error) string {
+	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
+		return server.ResultInterrupted
+	}
+	return server.ResultFailed
 }
 
 // nothingChanged reports whether the plan carries no change at all, so the
@@ -91,8 +105,9 @@ func (r *Run) nothingChanged() bool {
 func (r *Run) failAfterSwap(ctx context.Context, stage string, cause error) error {
 	if !r.anySwitchedOrMigrated() {
 		// Every host failed before its switch: current never moved.
-		r.record(ctx, server.ResultFailed, stage, cause)
-		return r.finish(cause, server.ResultFailed)
+		result := failure(ctx, cause)
+		r.record(ctx, result, stage, cause)
+		return r.finish(cause, result)
 	}
 	r.Log.Errorf("%v", cause)
 	r.Log.Warnf("rolling back")
@@ -136,7 +151,8 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 			Error: r.Log.Redact(run.ErrString(cause)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
 		if h.Staged && r.Packaged != nil {
 			h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
-				ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed})
+				ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed,
+				Reused: swap.ReusedOrigins(h.State, h.LiveManifest, r.Packaged.Manifest)})
 		}
 		if result == server.ResultNoChange {
 			d.ID = h.Live
@@ -156,6 +172,18 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 		if err != nil {
 			h.Log.Warnf("%v", err)
 		}
+	}
+}
+
+// prunePackages drops the local packages no retry or rollback uses (see
+// pack.Prune), keeping this deploy's.
+func (r *Run) prunePackages() {
+	removed, err := pack.Prune(r.Cfg.Dir, r.Plan.Release)
+	if err != nil {
+		r.Log.Warnf("%v", err)
+	}
+	if len(removed) > 0 {
+		r.Log.Debugf("removed the local packages of %s", strings.Join(removed, ", "))
 	}
 }
 
@@ -189,6 +217,10 @@ func (r *Run) finish(err error, result string) error {
 			hr.FilesSent, hr.FilesReused = len(r.Packaged.Send), len(r.Packaged.Reuse)
 		}
 	}
+	rep.SortHosts(r.Env.Hosts)
+	if r.Plan != nil {
+		r.prunePackages()
+	}
 	var summary strings.Builder
 	rep.PrintSummary(&summary)
 	r.Log.Infof("%s", summary.String())
@@ -206,7 +238,7 @@ func (r *Run) finish(err error, result string) error {
 		r.Log.Debugf("report written to %s", path)
 	}
 	if err != nil && exitcode.Of(err) == exitcode.Failed {
-		if errors.Is(err, context.Canceled) {
+		if result == server.ResultInterrupted || errors.Is(err, context.Canceled) {
 			return r.Redact(fmt.Errorf("deploy %s interrupted: %w", rep.Environment, err))
 		}
 		return r.Redact(fmt.Errorf("deploy %s: %w", rep.Environment, err))

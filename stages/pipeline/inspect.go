@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/git"
+	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // ShowPlan prints, per host, what a deploy would do: the changed
 // components and why, the bytes to send, the migrations to run and the
-// releases cleanup would remove. It builds and packages locally (to know
-// the bytes) but changes nothing on the hosts and takes no lock.
+// releases cleanup would remove. It builds locally and writes the archive
+// to nowhere to know its size, keeping no package; it changes nothing on
+// the hosts and takes no lock.
 func (r *Run) ShowPlan(ctx context.Context, w io.Writer) error {
 	if err := r.Detect(ctx); err != nil {
 		return err
@@ -27,10 +29,13 @@ func (r *Run) ShowPlan(ctx context.Context, w io.Writer) error {
 	if err := r.Build(ctx); err != nil {
 		return err
 	}
-	if err := r.Package(ctx); err != nil {
+	p, err := pack.Plan(ctx, r.Cfg, r.Plan, r.Previous, r.Log)
+	if err != nil {
 		return err
 	}
-	p := r.Packaged
+	if err := pack.Measure(ctx, p); err != nil {
+		return err
+	}
 	var rows [][]string
 	for _, h := range r.Hosts {
 		var ids []string

@@ -41,17 +41,17 @@ func TestDeployInterrupted(t *testing.T) {
 			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
 				return logTo(&cancelOn{Writer: e.Log, text: "build web:", cancel: cancel})
 			},
-			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultFailed, stage: "build",
+			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "build",
 		},
 		{
-			// Package and ship overlap as the archive streams: the
-			// interrupt fails the package, which stops the ship.
+			// Package and ship overlap as the archive streams: an
+			// interrupt while the hosts receive it stops the ship.
 			name: "ship",
 			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
 				e.Fake(0).On(".tar.gz").Then(cancel)
 				return nil
 			},
-			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultFailed, stage: "package", discarded: true,
+			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "ship", discarded: true,
 		},
 		{
 			name: "staging",
@@ -59,7 +59,7 @@ func TestDeployInterrupted(t *testing.T) {
 				e.Fake(1).On("stage release").Then(cancel)
 				return nil
 			},
-			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultFailed, stage: "swap", discarded: true,
+			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "swap", discarded: true,
 		},
 		{
 			name: "activation",

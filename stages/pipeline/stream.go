@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -57,13 +58,24 @@ func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
 		r.Packaged = p
 	}
 	pkgTook := time.Since(pkgStart)
-	if werr == nil {
+	if werr == nil && ctx.Err() == nil {
 		hookStart := time.Now()
 		werr = r.hook(ctx, "after-package")
 		pkgTook += time.Since(hookStart)
 	}
-	if werr == nil {
-		werr = ctx.Err()
+	if err := ctx.Err(); err != nil {
+		// Interrupted once the stream began: the hosts were receiving the
+		// archive, so it is the ship that was stopped, whether or not the
+		// archive was written whole.
+		switch {
+		case shipErr == nil:
+			shipErr = err
+		case !errors.Is(shipErr, context.Canceled):
+			shipErr = fmt.Errorf("%w: %w", err, shipErr)
+		}
+		r.Report.Stage("package", pkgTook, werr)
+		r.Report.Stage("ship", time.Since(shipStart), shipErr)
+		return "ship", shipErr
 	}
 	r.Report.Stage("package", pkgTook, werr)
 	if werr != nil {

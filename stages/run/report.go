@@ -1,11 +1,15 @@
 package run
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,7 +32,7 @@ type Report struct {
 	Release     string         `json:"release,omitempty"`
 	Revision    string         `json:"revision,omitempty"`
 	Previous    string         `json:"previous_revision,omitempty"`
-	Result      string         `json:"result"` // success | no-change | failed | rolled-back | rollback-failed
+	Result      string         `json:"result"` // success | no-change | failed | interrupted | rolled-back | rollback-failed
 	Error       string         `json:"error,omitempty"`
 	ExitCode    int            `json:"exit_code"`
 	Started     time.Time      `json:"started"`
@@ -48,7 +52,7 @@ type Report struct {
 type StageReport struct {
 	Name     string        `json:"name"`
 	Duration time.Duration `json:"duration_ns"`
-	Result   string        `json:"result"` // ok | failed | skipped
+	Result   string        `json:"result"` // ok | failed | interrupted | skipped
 	Error    string        `json:"error,omitempty"`
 }
 
@@ -76,7 +80,9 @@ type HostReport struct {
 	Cleanup     *server.CleanupReport `json:"cleanup,omitempty"`
 }
 
-// Host returns the report entry of h, creating it on first use.
+// Host returns the report entry of h, creating it on first use: the rows
+// come in the order the hosts got to the report, which SortHosts puts
+// right.
 func (rep *Report) Host(h *fleet.Host) *HostReport {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
@@ -88,6 +94,21 @@ func (rep *Report) Host(h *fleet.Host) *HostReport {
 	hr := &HostReport{Name: h.Name, Before: h.Live}
 	rep.Hosts = append(rep.Hosts, hr)
 	return hr
+}
+
+// SortHosts puts the host rows in the order of names (the config's), so
+// that the summary and the JSON list them alike whatever order the hosts
+// finished in; rows of hosts names lacks go last, in their order.
+func (rep *Report) SortHosts(names []string) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	pos := func(hr *HostReport) int {
+		if i := slices.Index(names, hr.Name); i >= 0 {
+			return i
+		}
+		return len(names)
+	}
+	slices.SortStableFunc(rep.Hosts, func(a, b *HostReport) int { return cmp.Compare(pos(a), pos(b)) })
 }
 
 // AddHealth adds health results, masking their secrets.
@@ -183,12 +204,16 @@ func (rep *Report) Stage(name string, took time.Duration, err error) {
 	rep.AddStage(StageReport{Name: name, Duration: took, Result: ResultOf(err), Error: ErrString(err)})
 }
 
-// ResultOf is how the report and the state name a step's outcome.
+// ResultOf is how the report and the state name a step's outcome: a step
+// stopped by Ctrl-C or SIGTERM (its context cancelled) was interrupted.
 func ResultOf(err error) string {
-	if err != nil {
-		return "failed"
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, context.Canceled):
+		return "interrupted"
 	}
-	return "ok"
+	return "failed"
 }
 
 // ErrString is err's message, "" for nil.

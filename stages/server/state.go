@@ -32,6 +32,10 @@ const (
 	ResultFailed         = "failed"
 	ResultRolledBack     = "rolled-back"
 	ResultRollbackFailed = "rollback-failed"
+	// ResultInterrupted is a deploy stopped by Ctrl-C or SIGTERM before
+	// any host switched or migrated: nothing live changed, as after a
+	// failure. Stage says where it was.
+	ResultInterrupted = "interrupted"
 	// ResultRollback is a rollback asked for by hand (mage rollback); the
 	// deploy's id and revision are those of the release gone back to.
 	ResultRollback = "rollback"
@@ -57,6 +61,12 @@ type Release struct {
 	ArchiveSHA256 string    `json:"archive_sha256"`
 	Created       time.Time `json:"created"`
 	Status        string    `json:"status"`
+	// Reused maps the dest of each component this release took unchanged
+	// from an earlier release to the release that built it (following
+	// reuse back through the releases in between), as far as the state
+	// knew; absent in states written before it was recorded. The assets
+	// carried into a new release are picked by it.
+	Reused map[string]string `json:"reused,omitempty"`
 }
 
 // Deploy is one attempt, successful or not.
@@ -189,7 +199,7 @@ func (s *State) RecordDeploy(d Deploy) error {
 			s.Revision = d.Revision
 		}
 	case ResultSelfHeal:
-	case ResultFailed, ResultRolledBack, ResultRollbackFailed:
+	case ResultFailed, ResultInterrupted, ResultRolledBack, ResultRollbackFailed:
 		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
 			s.Releases[i].Status = StatusFailed
 		}

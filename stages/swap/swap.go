@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run"
@@ -233,25 +235,110 @@ func restartLive(ctx context.Context, rc *run.Context, h *fleet.Host, cause erro
 	return cause
 }
 
-// assetSources lists the releases whose assets the new release carries:
-// the live one and older good ones, versions-1 in all.
-func assetSources(s *server.State, live string, versions int) []string {
+// assetHistory tells which build of a component each release holds: the
+// state's releases (each recording what it reused, see
+// server.Release.Reused) and the manifests at hand, the new release's and
+// the live one's, whose Reused maps name the release taken from.
+type assetHistory struct {
+	state     *server.State
+	dir       string // the path in a release whose build is asked for
+	manifests map[string]*archive.Manifest
+}
+
+// newAssetHistory is the history of h's releases for the assets dir, with
+// the new release's manifest m.
+func newAssetHistory(h *fleet.Host, m *archive.Manifest, dir string) assetHistory {
+	a := assetHistory{state: h.State, dir: dir, manifests: map[string]*archive.Manifest{m.Release: m}}
+	if lm := h.LiveManifest; lm != nil {
+		a.manifests[lm.Release] = lm
+	}
+	return a
+}
+
+// reusedFrom is the release that release id took dir's component from
+// unchanged, "" when it built it (or nothing says otherwise).
+func (a assetHistory) reusedFrom(id string) string {
+	var reused map[string]string
+	if rel, ok := a.state.Release(id); ok && rel.Reused != nil {
+		reused = rel.Reused
+	} else if m := a.manifests[id]; m != nil {
+		reused = m.Reused
+	}
+	for dest, from := range reused {
+		if dest == "" || a.dir == dest || strings.HasPrefix(a.dir, dest+"/") {
+			return from
+		}
+	}
+	return ""
+}
+
+// origin is the release that built the copy of dir's component release id
+// holds, following reuse back as far as the history knows.
+func (a assetHistory) origin(id string) string {
+	for range len(a.state.Releases) + len(a.manifests) + 1 {
+		from := a.reusedFrom(id)
+		if from == "" || from == id {
+			break
+		}
+		id = from
+	}
+	return id
+}
+
+// ReusedOrigins is what the state records of the release of manifest m
+// (see server.Release.Reused): for each component m reused, the release
+// that built it, following reuse back through the state s and the live
+// release's manifest live. Nil when m reused nothing.
+func ReusedOrigins(s *server.State, live, m *archive.Manifest) map[string]string {
+	if len(m.Reused) == 0 {
+		return nil
+	}
+	a := assetHistory{state: s, manifests: map[string]*archive.Manifest{m.Release: m}}
+	if live != nil {
+		a.manifests[live.Release] = live
+	}
+	out := map[string]string{}
+	for dest := range m.Reused {
+		a.dir = dest
+		out[dest] = a.origin(m.Release)
+	}
+	return out
+}
+
+// assetSources lists the releases whose assets new release id carries:
+// versions-1 builds of the assets dir's component other than its own, the
+// newest first, each through the newest release holding it (the live one
+// or an older good one). A release that reused that component holds the
+// build of the release it reused it from, so a backend-only deploy counts
+// no new frontend version and keeps the one before the live frontend.
+func assetSources(a assetHistory, id, live string, versions int) []string {
 	if live == "" || versions < 2 {
 		return nil
 	}
-	out := []string{live}
-	for i := len(s.Releases) - 1; i >= 0 && len(out) < versions-1; i-- {
-		rel := s.Releases[i]
-		if rel.ID != live && rel.ID < live && rel.Status != server.StatusFailed {
-			out = append(out, rel.ID)
+	seen := map[string]bool{a.origin(id): true}
+	var out []string
+	add := func(rel string) bool {
+		if v := a.origin(rel); !seen[v] {
+			seen[v] = true
+			out = append(out, rel)
+		}
+		return len(out) >= versions-1
+	}
+	if add(live) {
+		return out
+	}
+	for i := len(a.state.Releases) - 1; i >= 0; i-- {
+		rel := a.state.Releases[i]
+		if rel.ID != live && rel.ID < live && rel.Status != server.StatusFailed && add(rel.ID) {
+			break
 		}
 	}
 	return out
 }
 
 // furnishing is what the staged release gets before migrations, in one
-// round trip: links to the shared paths, the assets of the releases before
-// it, and shared/.env (owner-only, when the environment sets variables;
+// round trip: links to the shared paths, the assets of the frontend
+// versions before it (assetSources), and shared/.env (owner-only, when the environment sets variables;
 // secret values never pass through the log).
 func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
 	id, l := rc.Plan.Release, h.Layout
@@ -264,7 +351,8 @@ func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
 		steps = append(steps, c)
 	}
 	if dir := rc.Env.Assets.Dir; dir != "" {
-		c, err := server.CarryAssets(l, id, assetSources(h.State, h.Live, rc.Env.Assets.Versions), dir)
+		sources := assetSources(newAssetHistory(h, rc.Packaged.Manifest, dir), id, h.Live, rc.Env.Assets.Versions)
+		c, err := server.CarryAssets(l, id, sources, dir)
 		if err != nil {
 			return c, err
 		}
