@@ -152,24 +152,35 @@ func (h *Host) Restart(ctx context.Context, svc config.Services, app, id string)
 			h.Log.Debugf("%s runs: %s", c.Desc, svc.Restart[i])
 		}
 		res, err := h.Run(ctx, c)
-		if h.Log.Verbose() {
-			for _, out := range []struct{ name, text string }{{c.Desc, string(res.Stdout)}, {c.Desc + " stderr", string(res.Stderr)}} {
-				if text := strings.TrimRight(out.text, "\n"); text != "" {
-					for _, line := range strings.Split(text, "\n") {
-						h.Log.Debugf("%s: %s", out.name, line)
-					}
-				}
-			}
-		}
+		h.ShowOutput(c.Desc, res)
 		if err != nil {
-			// A *remote.ExitError says stderr's tail already.
-			if tail := remote.Tail(string(res.Stdout), 10); tail != "" {
-				err = fmt.Errorf("%w; output: %s", err, tail)
-			}
-			return fmt.Errorf("restart services: %w", err)
+			return fmt.Errorf("restart services: %w", WithOutput(err, res))
 		}
 	}
 	return nil
+}
+
+// ShowOutput logs, with -v, what the step desc printed, line by line.
+func (h *Host) ShowOutput(desc string, res remote.Result) {
+	if !h.Log.Verbose() {
+		return
+	}
+	for _, out := range []struct{ name, text string }{{desc, string(res.Stdout)}, {desc + " stderr", string(res.Stderr)}} {
+		if text := strings.TrimRight(out.text, "\n"); text != "" {
+			for _, line := range strings.Split(text, "\n") {
+				h.Log.Debugf("%s: %s", out.name, line)
+			}
+		}
+	}
+}
+
+// WithOutput adds the tail of a failed command's stdout to its error; a
+// *remote.ExitError says stderr's tail already.
+func WithOutput(err error, res remote.Result) error {
+	if tail := remote.Tail(string(res.Stdout), 10); tail != "" {
+		return fmt.Errorf("%w; output: %s", err, tail)
+	}
+	return err
 }
 
 // RestoreDatabase puts back the files backed up before release id

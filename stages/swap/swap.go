@@ -126,15 +126,21 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	cmds := make([]remote.Command, len(steps))
 	for i, st := range steps {
 		cmds[i] = st.cmd
+		if st.script != "" {
+			h.Log.Debugf("%s runs: %s", st.cmd.Desc, st.script)
+		}
 	}
-	_, errs := h.RunBatch(ctx, cmds...)
+	results, errs := h.RunBatch(ctx, cmds...)
 	for i, st := range steps {
 		err := errs[i]
 		if st.kind == migrateStep {
 			h.Migrated = true // it ran, or may have: a rollback restores the backup
 		}
+		if st.kind != switchStep && !errors.Is(err, remote.ErrSkipped) {
+			h.ShowOutput(st.cmd.Desc, results[i])
+		}
 		if err != nil {
-			return activationFailed(ctx, rc, h, st.kind, err)
+			return activationFailed(ctx, rc, h, st.kind, fleet.WithOutput(err, results[i]))
 		}
 		switch st.kind {
 		case migrateStep:
@@ -160,17 +166,22 @@ const (
 )
 
 type activationStep struct {
-	kind stepKind
-	cmd  remote.Command
+	kind   stepKind
+	cmd    remote.Command
+	script string // the user's command the step runs, shown with -v
 }
 
 // activation lists the commands that activate the staged release on h.
 func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
 	id := rc.Plan.Release
 	var steps []activationStep
-	add := func(kind stepKind, cmds ...remote.Command) {
-		for _, c := range cmds {
-			steps = append(steps, activationStep{kind, c})
+	add := func(kind stepKind, cmds []remote.Command, scripts ...string) {
+		for i, c := range cmds {
+			st := activationStep{kind: kind, cmd: c}
+			if i < len(scripts) {
+				st.script = scripts[i]
+			}
+			steps = append(steps, st)
 		}
 	}
 	if mig := rc.Cfg.Migrations; mig != nil && rc.Plan.Migrations.Pending {
@@ -179,31 +190,35 @@ func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
 			if err != nil {
 				return nil, err
 			}
-			add(backupStep, backup)
+			add(backupStep, []remote.Command{backup})
 		}
 		migrate, err := server.RunIn(h.Layout, id, "migrate", mig.Run)
 		if err != nil {
 			return nil, err
 		}
-		add(migrateStep, migrate)
+		add(migrateStep, []remote.Command{migrate}, mig.Run)
 	}
 	if h.Live != "" {
 		stops, err := server.Stop(rc.Env.Services, h.Layout, h.Live)
 		if err != nil {
 			return nil, err
 		}
-		add(stopStep, stops...)
+		add(stopStep, stops, rc.Env.Services.Stop...)
 	}
 	switchTo, err := server.Switch(h.Layout, id)
 	if err != nil {
 		return nil, err
 	}
-	add(switchStep, switchTo)
+	add(switchStep, []remote.Command{switchTo})
 	restarts, err := server.Restart(rc.Env.Services, h.Layout, id, rc.Cfg.App)
 	if err != nil {
 		return nil, err
 	}
-	add(restartStep, restarts...)
+	var scripts []string
+	if rc.Env.Services.Manager == server.ManagerCommand {
+		scripts = rc.Env.Services.Restart
+	}
+	add(restartStep, restarts, scripts...)
 	return steps, nil
 }
 
