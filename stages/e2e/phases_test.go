@@ -29,12 +29,14 @@ func servicesLog(t *testing.T, root string) []string {
 // just before the host stages it, as a failing disk or an intruder would.
 type corruptingRunner struct {
 	remote.Runner
-	archive string
+	layout server.Layout
 }
 
 func (c *corruptingRunner) Run(ctx context.Context, cmd remote.Command) (remote.Result, error) {
-	if strings.HasPrefix(cmd.Desc, "stage release ") {
-		if _, err := c.Runner.Run(ctx, remote.Cmd("corrupt upload", "sh", "-c", `printf 'not gzip' | dd of="$1" bs=1 seek=100 conv=notrunc 2>/dev/null`, "sh", c.archive)); err != nil {
+	// The release id is the deploy's own, from the command's name.
+	if id, ok := strings.CutPrefix(strings.SplitN(cmd.Desc, ",", 2)[0], "stage release "); ok {
+		archive := c.layout.IncomingPath(id)
+		if _, err := c.Runner.Run(ctx, remote.Cmd("corrupt upload", "sh", "-c", `printf 'not gzip' | dd of="$1" bs=1 seek=100 conv=notrunc 2>/dev/null`, "sh", archive)); err != nil {
 			return remote.Result{}, err
 		}
 	}
@@ -70,7 +72,7 @@ func TestNoHostActivatesUntilAllPrepared(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := r.Hosts[2]
-	third.Runner = &corruptingRunner{Runner: third.Runner, archive: third.Layout.IncomingPath(r.Plan.Release)}
+	third.Runner = &corruptingRunner{Runner: third.Runner, layout: third.Layout}
 	err := r.Deploy(ctx)
 	if err == nil || exitcode.Of(err) != exitcode.Failed {
 		t.Fatalf("deploy: %v (exit %d), want a failure before any switch (exit 1)\n%s", err, exitcode.Of(err), out)
