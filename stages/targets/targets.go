@@ -52,20 +52,109 @@ var (
 	runOnce   sync.Once
 	shared    *pipeline.Run
 	sharedErr error
+
+	// called holds the flags of the target that was called, applied over
+	// the STAGECOACH_* variables when current opens the run; opened is
+	// what it was opened with.
+	called flags
+	opened *pipeline.Options
+
+	// open opens a run; tests replace it.
+	open = pipeline.Open
 )
 
+// flags are a target's Mage flags; nil is a flag not given, which leaves
+// the option its variable set.
+type flags struct {
+	Env, Config       *string
+	AllowDirty, Force *bool
+	BreakLock         *bool
+	LockWait          *time.Duration
+	Release           *string
+	RestoreDB         *bool
+	Report            *string
+	JSON              *string // check only: not a pipeline option
+}
+
+// apply overlays the flags given on opts.
+func (f flags) apply(opts pipeline.Options) (pipeline.Options, error) {
+	setString(&opts.Environment, f.Env)
+	setString(&opts.ConfigPath, f.Config)
+	setBool(&opts.AllowDirty, f.AllowDirty)
+	setBool(&opts.Force, f.Force)
+	setBool(&opts.BreakLock, f.BreakLock)
+	if f.LockWait != nil {
+		if *f.LockWait < 0 {
+			return opts, exitcode.Errorf(exitcode.BadConfig, "-lockWait=%v is negative", *f.LockWait)
+		}
+		opts.LockWait = *f.LockWait
+	}
+	setString(&opts.Release, f.Release)
+	setBool(&opts.RestoreDB, f.RestoreDB)
+	setString(&opts.ReportPath, f.Report)
+	return opts, nil
+}
+
+func setString(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setBool(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// use records the flags of the target that was called, before its body
+// (and the chain of targets it runs) opens the shared run. A target named
+// after another on the same command line (mage build swap) finds the run
+// open: its flags may repeat the options but not change them, which is a
+// BadConfig error.
+func use(f flags) error {
+	if sharedErr != nil {
+		return nil // the run failed to open; the target's current() returns why
+	}
+	if opened == nil {
+		called = f
+		return nil
+	}
+	opts, err := f.apply(*opened)
+	if err != nil {
+		return err
+	}
+	if opts != *opened {
+		return exitcode.Errorf(exitcode.BadConfig, "the flags of a later target would change the options of the run the first target opened: give them to the first target")
+	}
+	called.JSON = f.JSON
+	return nil
+}
+
 // current opens the run shared by every target of this process, so that a
-// chain of targets loads the config once and passes results along.
+// chain of targets loads the config once and passes results along. Its
+// options are the STAGECOACH_* variables overlaid with the called
+// target's flags.
 func current() (*pipeline.Run, error) {
 	runOnce.Do(func() {
-		opts, err := optionsFromEnv()
+		opts, err := options()
 		if err != nil {
 			sharedErr = err
 			return
 		}
-		shared, sharedErr = pipeline.Open(opts, ui.Default())
+		opened = &opts
+		shared, sharedErr = open(opts, ui.Default())
 	})
 	return shared, sharedErr
+}
+
+// options are the STAGECOACH_* variables overlaid with the called target's flags.
+func options() (pipeline.Options, error) {
+	env, err := optionsFromEnv()
+	if err != nil {
+		return env, err
+	}
+	return called.apply(env)
 }
 
 // optionsFromEnv reads the options from the STAGECOACH_* variables; a value
@@ -112,7 +201,19 @@ func flag(name string) bool {
 }
 
 // Detect shows what changed since the last successful deploy, per component.
-func Detect(ctx context.Context) error {
+func Detect(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+		return err
+	}
+	return detect(ctx)
+}
+
+func detect(ctx context.Context) error {
 	r, err := current()
 	if err != nil {
 		return err
@@ -121,8 +222,20 @@ func Detect(ctx context.Context) error {
 }
 
 // Build builds the components that changed (npm install only when the lockfile did).
-func Build(ctx context.Context) error {
-	mg.CtxDeps(ctx, Detect)
+func Build(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+		return err
+	}
+	return build(ctx)
+}
+
+func build(ctx context.Context) error {
+	mg.CtxDeps(ctx, detect)
 	r, err := current()
 	if err != nil {
 		return err
@@ -131,8 +244,20 @@ func Build(ctx context.Context) error {
 }
 
 // Package writes the release archive and its SHA-256 manifest.
-func Package(ctx context.Context) error {
-	mg.CtxDeps(ctx, Build)
+func Package(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+		return err
+	}
+	return packageRelease(ctx)
+}
+
+func packageRelease(ctx context.Context) error {
+	mg.CtxDeps(ctx, build)
 	r, err := current()
 	if err != nil {
 		return err
@@ -141,23 +266,53 @@ func Package(ctx context.Context) error {
 }
 
 // Ship uploads the release to every host and verifies its SHA-256 there.
-func Ship(ctx context.Context) error {
+func Ship(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+		return err
+	}
+	return ship(ctx)
+}
+
+func ship(ctx context.Context) error {
 	return holding(ctx, "ship", func(ctx context.Context, r *pipeline.Run) error {
-		mg.CtxDeps(ctx, Package)
+		mg.CtxDeps(ctx, packageRelease)
 		return r.Ship(ctx)
 	})
 }
 
 // Swap unpacks and verifies the release, migrates, and switches current to it.
-func Swap(ctx context.Context) error {
+func Swap(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+		return err
+	}
 	return holding(ctx, "swap", func(ctx context.Context, r *pipeline.Run) error {
-		mg.CtxDeps(ctx, Ship)
+		mg.CtxDeps(ctx, ship)
 		return r.Swap(ctx)
 	})
 }
 
 // Health runs the environment's health checks against every host.
-func Health(ctx context.Context) error {
+func Health(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+) error {
+	if err := use(flags{Env: env, Config: config}); err != nil {
+		return err
+	}
 	r, err := current()
 	if err != nil {
 		return err
@@ -171,21 +326,50 @@ func Health(ctx context.Context) error {
 }
 
 // Cleanup removes old releases, backups and stale uploads, and reports disk use.
-func Cleanup(ctx context.Context) error {
+func Cleanup(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+) error {
+	if err := use(flags{Env: env, Config: config, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+		return err
+	}
 	return holding(ctx, "cleanup", func(ctx context.Context, r *pipeline.Run) error {
 		return r.Cleanup(ctx)
 	})
 }
 
-// Rollback switches back to the previous release (or STAGECOACH_RELEASE) and restarts.
-func Rollback(ctx context.Context) error {
+// Rollback switches back to the previous release (or the one named by -release) and restarts.
+func Rollback(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	release *string, // the release id to go back to (default: the previous one; STAGECOACH_RELEASE)
+	restoreDB *bool, // also restore the database backup taken before the release being left (STAGECOACH_RESTORE_DB)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+) error {
+	if err := use(flags{Env: env, Config: config, Release: release, RestoreDB: restoreDB, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+		return err
+	}
 	return holding(ctx, "rollback", func(ctx context.Context, r *pipeline.Run) error {
 		return r.Rollback(ctx)
 	})
 }
 
 // Deploy runs Detect, Build, Package, Ship, Swap, Health and Cleanup, rolling back on failure.
-func Deploy(ctx context.Context) error {
+func Deploy(ctx context.Context,
+	env *string, // environment to deploy (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+	report *string, // where to write the JSON report (default .stagecoach/reports/<release>.json; STAGECOACH_REPORT)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait, Report: report}); err != nil {
+		return err
+	}
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	r, err := current()
@@ -221,7 +405,15 @@ func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // Plan prints per host what a deploy would do (changes, bytes, migrations, cleanup); changes nothing.
-func Plan(ctx context.Context) error {
+func Plan(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	allowDirty *bool, // plan with uncommitted changes (STAGECOACH_ALLOW_DIRTY)
+	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
+) error {
+	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+		return err
+	}
 	r, err := current()
 	if err != nil {
 		return err
@@ -231,7 +423,13 @@ func Plan(ctx context.Context) error {
 }
 
 // Releases lists every host's releases and its latest deploys.
-func Releases(ctx context.Context) error {
+func Releases(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+) error {
+	if err := use(flags{Env: env, Config: config}); err != nil {
+		return err
+	}
 	r, err := current()
 	if err != nil {
 		return err
@@ -241,7 +439,13 @@ func Releases(ctx context.Context) error {
 }
 
 // Plugins builds the plugins configured as Go package directories into plugins/bin.
-func Plugins(ctx context.Context) error {
+func Plugins(ctx context.Context,
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+) error {
+	if err := use(flags{Env: env, Config: config}); err != nil {
+		return err
+	}
 	r, err := current()
 	if err != nil {
 		return err
