@@ -9,19 +9,35 @@
 //		_ "github.com/stagecoach/stagecoach/stages/targets"
 //	)
 //
-// Targets take no flags; these environment variables set their options:
+// Options come from STAGECOACH_* variables, for cron and CI, and from the
+// called target's Mage flags, for interactive use; a flag given wins over
+// its variable (mage deploy -env=production -allowDirty, mage rollback
+// -release=<id> -restoreDB, mage check -json=<path>). mage -h <target>
+// lists a target's flags. A bare bool flag (-allowDirty) is true;
+// -allowDirty=false overrides STAGECOACH_ALLOW_DIRTY=1.
 //
-//	STAGECOACH_CONFIG       config file (default stagecoach.yml)
-//	STAGECOACH_ENV          environment to deploy (default: the first one)
-//	STAGECOACH_ALLOW_DIRTY  1 to deploy uncommitted changes
-//	STAGECOACH_FORCE        1 for a full deploy when the deployed revision is unknown to git
-//	STAGECOACH_PREVIOUS     treat this revision as the last deployed one
-//	STAGECOACH_BREAK_LOCK   1 to break a stale deploy lock (its holder stopped its heartbeat)
-//	STAGECOACH_LOCK_WAIT    how long to wait for a held deploy lock, e.g. 2m (default 0: fail at once)
-//	STAGECOACH_RELEASE      rollback: the release id to go back to (default: the previous one)
-//	STAGECOACH_RESTORE_DB   rollback: 1 to also restore the database backup taken before the release being left
-//	STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
-//	STAGECOACH_JSON         check: 1 prints the result as JSON on stdout; a path writes it there
+//	flag        variable                meaning
+//	-config     STAGECOACH_CONFIG       config file (default stagecoach.yml)
+//	-env        STAGECOACH_ENV          environment to deploy (default: the first one)
+//	-allowDirty STAGECOACH_ALLOW_DIRTY  1 to deploy uncommitted changes
+//	-force      STAGECOACH_FORCE        1 for a full deploy when the deployed revision is unknown to git
+//	            STAGECOACH_PREVIOUS     treat this revision as the last deployed one
+//	-breakLock  STAGECOACH_BREAK_LOCK   1 to break a stale deploy lock (its holder stopped its heartbeat)
+//	-lockWait   STAGECOACH_LOCK_WAIT    how long to wait for a held deploy lock, e.g. 2m (default 0: fail at once)
+//	-release    STAGECOACH_RELEASE      rollback: the release id to go back to (default: the previous one)
+//	-restoreDB  STAGECOACH_RESTORE_DB   rollback: 1 to also restore the database backup taken before the release being left
+//	-report     STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
+//	-json       STAGECOACH_JSON         check: 1 (or -) prints the result as JSON on stdout; a path writes it there
+//
+// Every target takes -env and -config; detect, build, package, ship, swap,
+// plan and deploy take -allowDirty and -force; the targets that take the
+// deploy lock (ship, swap, health, cleanup, rollback, deploy) take -breakLock and
+// -lockWait. Mage dependencies take no arguments, so the chain (swap runs
+// ship, which runs package ...) goes through unexported argument-less
+// functions: each exported target records its flags, then runs its body,
+// and the run the chain shares is opened once with the called target's
+// options. A later target on the same command line (mage build swap) may
+// repeat those options but not change them.
 //
 // A deploy lock whose holder ran on this machine (same hostname, boot id
 // and PID namespace, Linux only) and whose process is gone, a deploy
@@ -309,8 +325,10 @@ func Swap(ctx context.Context,
 func Health(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config}); err != nil {
+	if err := use(flags{Env: env, Config: config, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	r, err := current()
