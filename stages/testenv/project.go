@@ -17,6 +17,15 @@ import (
 type ProjectOptions struct {
 	// Hosts are the sshd targets to deploy to; none means the local target.
 	Hosts []*Host
+	// HostNames, when set, are written as the hosts instead of each
+	// host's user@addr:port: ssh_config aliases, say.
+	HostNames []string
+	// Bastions are hosts the deploy goes through (ProxyJump): their keys
+	// are trusted and their client keys offered, like the hosts'.
+	Bastions []*Host
+	// SSHConfig is the ssh config setting: an ssh_config file; default
+	// "none", so the developer's ~/.ssh/config plays no part.
+	SSHConfig string
 	// Root is the deploy root on the hosts; default a temporary directory.
 	// "{host}" in it becomes each host's address, so that several hosts on
 	// one machine get roots of their own.
@@ -31,6 +40,9 @@ type ProjectOptions struct {
 	// Health, when set, replaces the items of the environment's health
 	// list (the backend's /healthz), e.g. `      - http: "http://..."\n`.
 	Health string
+	// Port is the backend's port on every host; default one free on
+	// 127.0.0.1.
+	Port int
 	// App is the config's app name; default "restaurant". Compose derives
 	// its project name from it, so tests sharing an engine need unique ones.
 	App string
@@ -87,7 +99,10 @@ func NewProject(t testing.TB, opts ProjectOptions) *Project {
 	if p.Root == "" {
 		p.Root = filepath.Join(t.TempDir(), "srv")
 	}
-	p.Port = FreePort(t)
+	p.Port = opts.Port
+	if p.Port == 0 {
+		p.Port = FreePort(t)
+	}
 	example := filepath.Join(RepoRoot(t), "examples", "restaurant")
 	for _, dir := range []string{"frontend/src", "backend/cmd", "backend/internal", "backend/migrations"} {
 		copyTree(t, filepath.Join(example, dir), filepath.Join(p.Dir, dir))
@@ -111,14 +126,20 @@ func (p *Project) config(opts ProjectOptions) string {
 	ssh := ""
 	if len(opts.Hosts) > 0 {
 		hosts = hosts[:0]
-		for _, h := range opts.Hosts {
-			hosts = append(hosts, strconv.Quote(h.Target()))
+		for i, h := range opts.Hosts {
+			name := h.Target()
+			if i < len(opts.HostNames) {
+				name = opts.HostNames[i]
+			}
+			hosts = append(hosts, strconv.Quote(name))
 		}
-		// All test hosts trust the same client key; each has its own
-		// host key, so their known_hosts files are merged into one.
+		// Each test host has a host key and a client key of its own:
+		// their known_hosts files are merged into one, and every client
+		// key is offered.
+		all := append(append([]*Host{}, opts.Hosts...), opts.Bastions...)
 		known := filepath.Join(p.t.TempDir(), "known_hosts")
 		var lines []byte
-		for _, h := range opts.Hosts {
+		for _, h := range all {
 			data, err := os.ReadFile(h.KnownHostsFile)
 			if err != nil {
 				p.t.Fatal(err)
@@ -129,10 +150,14 @@ func (p *Project) config(opts ProjectOptions) string {
 			p.t.Fatal(err)
 		}
 		var ids []string
-		for _, h := range opts.Hosts {
+		for _, h := range all {
 			ids = append(ids, strconv.Quote(h.IdentityFile))
 		}
-		ssh = fmt.Sprintf("    ssh: { known_hosts: %q, identities: [%s], dial_timeout: 5s }\n", known, strings.Join(ids, ", "))
+		sshConfig := opts.SSHConfig
+		if sshConfig == "" {
+			sshConfig = "none"
+		}
+		ssh = fmt.Sprintf("    ssh: { known_hosts: %q, identities: [%s], dial_timeout: 5s, config: %q }\n", known, strings.Join(ids, ", "), sshConfig)
 	}
 	migrate := opts.Migrate
 	if migrate == "" {

@@ -40,6 +40,9 @@ type Host struct {
 	IdentityFile   string        // private key accepted by the host
 	HostKey        ssh.PublicKey // the host's ed25519 key
 	ClientKey      ssh.Signer    // the key in IdentityFile
+	// HostCertificate is the certificate of HostKey, with WithHostCertificate.
+	HostCertificate *ssh.Certificate
+	Netns           *Netns // the network namespace it runs in; nil: this machine's
 
 	authorizedKeys string
 	cmd            *exec.Cmd
@@ -52,6 +55,11 @@ type options struct {
 	addr       string
 	extra      []string
 	loginDelay time.Duration
+	logLevel   string
+	netns      *Netns
+	hostCA     *CA
+	principals []string
+	userCA     *CA
 }
 
 // Option changes how StartSSHD starts the server.
@@ -67,6 +75,26 @@ func WithAddr(ip string) Option { return func(o *options) { o.addr = ip } }
 // dotfiles are touched.
 func WithLoginDelay(d time.Duration) Option { return func(o *options) { o.loginDelay = d } }
 
+// WithLogLevel sets sshd's LogLevel (default INFO): DEBUG1 logs every
+// channel, such as the direct-tcpip one a ProxyJump client opens.
+func WithLogLevel(level string) Option { return func(o *options) { o.logLevel = level } }
+
+// InNetns runs the server in the network namespace ns, listening on addr
+// (one of ns's addresses) port 22: reachable only along ns's links.
+func InNetns(ns *Netns, addr string) Option {
+	return func(o *options) { o.netns, o.addr = ns, addr }
+}
+
+// WithHostCertificate has ca certify the host key, for principals (default
+// the listening address), and the server present the certificate.
+func WithHostCertificate(ca *CA, principals ...string) Option {
+	return func(o *options) { o.hostCA, o.principals = ca, principals }
+}
+
+// WithUserCA makes the server accept user certificates signed by ca
+// (TrustedUserCAKeys), for the login's user as principal.
+func WithUserCA(ca *CA) Option { return func(o *options) { o.userCA = ca } }
+
 // WithConfig appends lines to the generated sshd_config.
 func WithConfig(lines ...string) Option {
 	return func(o *options) { o.extra = append(o.extra, lines...) }
@@ -81,7 +109,7 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 	if _, err := os.Stat(SSHDPath); err != nil {
 		missing(t, sshdHint)
 	}
-	o := options{addr: "127.0.0.1"}
+	o := options{addr: "127.0.0.1", logLevel: "INFO"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -96,10 +124,22 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 		}
 	}
 	dir := t.TempDir()
-	h := &Host{Addr: o.addr, User: u.Username, Dir: dir}
+	h := &Host{Addr: o.addr, User: u.Username, Dir: dir, Netns: o.netns}
 
 	hostKeyFile, hostSigner := writeKey(t, dir, "ssh_host_ed25519_key", "")
 	h.HostKey = hostSigner.PublicKey()
+	if o.hostCA != nil {
+		principals := o.principals
+		if len(principals) == 0 {
+			principals = []string{o.addr}
+		}
+		certFile := o.hostCA.SignHost(t, hostKeyFile, principals...)
+		h.HostCertificate = readCertificate(t, certFile)
+		o.extra = append(o.extra, "HostCertificate "+certFile)
+	}
+	if o.userCA != nil {
+		o.extra = append(o.extra, "TrustedUserCAKeys "+o.userCA.PublicKeyFile)
+	}
 	h.IdentityFile, h.ClientKey = writeKey(t, dir, "id_ed25519", "")
 	h.authorizedKeys = filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(h.authorizedKeys, ssh.MarshalAuthorizedKey(h.ClientKey.PublicKey()), 0o600); err != nil {
@@ -114,15 +154,20 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 		}
 		o.extra = append(o.extra, "ForceCommand "+shell)
 	}
-	// A port found free may be taken before sshd binds it: retry.
+	// A port found free may be taken before sshd binds it: retry. A
+	// namespace of the test's own has port 22 free.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort(o.addr)
-		if err != nil {
-			missing(t, fmt.Sprintf("no loopback address %s: %v", o.addr, err))
+		if o.netns != nil {
+			h.Port = 22
+		} else {
+			port, err := freePort(o.addr)
+			if err != nil {
+				missing(t, fmt.Sprintf("no loopback address %s: %v", o.addr, err))
+			}
+			h.Port = port
 		}
-		h.Port = port
-		if lastErr = h.start(t, hostKeyFile, o.extra); lastErr == nil {
+		if lastErr = h.start(t, hostKeyFile, o.logLevel, o.extra); lastErr == nil || o.netns != nil {
 			break
 		}
 	}
@@ -138,7 +183,7 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 	return h
 }
 
-func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
+func (h *Host) start(t testing.TB, hostKeyFile, logLevel string, extra []string) error {
 	config := filepath.Join(h.Dir, "sshd_config")
 	lines := []string{
 		fmt.Sprintf("ListenAddress %s:%d", h.Addr, h.Port),
@@ -154,7 +199,7 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 		"MaxSessions 100",
 		"MaxStartups 100:30:200",
 		"PrintMotd no",
-		"LogLevel INFO",
+		"LogLevel " + logLevel,
 		"Subsystem sftp internal-sftp",
 		// bash sources ~/.bashrc for every command sshd starts; a
 		// developer's interactive setup there (pyenv, nvm) would then be
@@ -166,8 +211,17 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 	if err := os.WriteFile(config, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
+	path, args := SSHDPath, []string{"-D", "-e", "-f", config}
+	ready := func() bool { return banner(h.address()) }
+	if h.Netns != nil {
+		// ip execs sshd in the namespace, so the process is sshd itself.
+		// Its address is out of this machine's reach: its log says when it
+		// listens.
+		path, args = "ip", append([]string{"netns", "exec", h.Netns.Name, SSHDPath}, args...)
+		ready = func() bool { return strings.Contains(h.log.String(), "Server listening on "+h.Addr+" port 22") }
+	}
 	var err error
-	if h.cmd, h.log, h.exited, err = startServer(SSHDPath, "-D", "-e", "-f", config); err != nil {
+	if h.cmd, h.log, h.exited, err = startServer(path, args...); err != nil {
 		return err
 	}
 
@@ -178,7 +232,7 @@ func (h *Host) start(t testing.TB, hostKeyFile string, extra []string) error {
 			return fmt.Errorf("sshd exited: %s", strings.TrimSpace(h.log.String()))
 		default:
 		}
-		if banner(h.address()) {
+		if ready() {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -266,6 +320,15 @@ func (h *Host) Authorize(t testing.TB, key ssh.PublicKey) {
 	}
 	defer f.Close()
 	if _, err := f.Write(ssh.MarshalAuthorizedKey(key)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Deauthorize empties the host's authorized_keys: it refuses every key
+// (a certificate from WithUserCA still passes).
+func (h *Host) Deauthorize(t testing.TB) {
+	t.Helper()
+	if err := os.WriteFile(h.authorizedKeys, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
