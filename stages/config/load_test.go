@@ -222,6 +222,16 @@ func TestLoadErrors(t *testing.T) {
 		{"secret name", base("", "    env: {secrets: [db-pass]}\n"),
 			`stagecoach.yml:10: environments.prod.env.secrets[0]: "db-pass" is not a valid variable name`},
 		{"empty", "", `stagecoach.yml: empty config`},
+		{"unknown ssh key", base("", "    ssh:\n      proxyjump: bastion\n"),
+			`stagecoach.yml:11: environments.prod.ssh: unknown key "proxyjump" (expected one of: known_hosts, identities, dial_timeout, config, proxy_jump)`},
+		{"bad bastion", base("", "    ssh: {proxy_jump: \"jump@bastion,ops@b2:0\"}\n"),
+			`stagecoach.yml:10: environments.prod.ssh.proxy_jump: bastion 2 "ops@b2:0": port "0" is not a number from 1 to 65535; expected [user@]host[:port], separated by commas, or none`},
+		{"local bastion", base("", "    ssh: {proxy_jump: local}\n"),
+			`stagecoach.yml:10: environments.prod.ssh.proxy_jump: bastion 1: local cannot be a bastion`},
+		{"empty bastion", base("", "    ssh: {proxy_jump: \"\"}\n"),
+			`stagecoach.yml:10: environments.prod.ssh.proxy_jump: empty; expected bastions`},
+		{"ssh config not a string", base("", "    ssh: {config: [a]}\n"),
+			`stagecoach.yml:10: environments.prod.ssh.config: expected a string, got a list`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,6 +243,27 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("error:\n  %v\nwant it to contain:\n  %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSSHSettings(t *testing.T) {
+	env := func(ssh string) *Environment {
+		t.Helper()
+		text := "app: shop\ncomponents: {web: {watch: [a], output: d}}\nenvironments:\n  prod:\n    hosts: [acc-alias]\n    root: /srv\n" + ssh
+		cfg, err := Parse([]byte(text), "stagecoach.yml", "/p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &cfg.Environments[0]
+	}
+	e := env("    ssh:\n      config: deploy/ssh_config\n      proxy_jump: \"jump1, ssh://ops@10.0.0.2:2222\"\n")
+	if e.SSH.Config != "/p/deploy/ssh_config" || e.SSH.ProxyJump != "jump1, ssh://ops@10.0.0.2:2222" {
+		t.Errorf("ssh = %+v: a relative config is relative to the project", e.SSH)
+	}
+	for _, c := range []string{"none", "~/.ssh/other", "/etc/deploy/ssh_config", ""} {
+		if got := env("    ssh: {config: \"" + c + "\", proxy_jump: none}\n").SSH.Config; got != c {
+			t.Errorf("config %q became %q", c, got)
+		}
 	}
 }
 

@@ -67,12 +67,25 @@ type Environment struct {
 	Check        Check         `yaml:"check"`
 }
 
-// SSH settings for an environment's hosts.
+// SSH settings for an environment's hosts. Each one set wins over what
+// the OpenSSH client config (Config) says for a host; each one unset
+// takes it from there, else the default.
 type SSH struct {
-	KnownHosts  string        `yaml:"known_hosts"` // default ~/.ssh/known_hosts
-	Identities  []string      `yaml:"identities"`  // key files; default the usual ~/.ssh/id_*
+	KnownHosts  string        `yaml:"known_hosts"` // default: UserKnownHostsFile, else ~/.ssh/known_hosts
+	Identities  []string      `yaml:"identities"`  // key files; default: IdentityFile, else the usual ~/.ssh/id_*
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Config is the ssh_config read for HostName, User, Port, ProxyJump and
+	// the rest: default ~/.ssh/config; "none" reads none. Relative paths
+	// are relative to the project.
+	Config string `yaml:"config"`
+	// ProxyJump names the bastions every host is reached through, as
+	// ssh -J takes them ("jump1,deploy@jump2:2222"); "none": none even if
+	// ssh_config names some; unset: ssh_config's ProxyJump per host.
+	ProxyJump string `yaml:"proxy_jump"`
 }
+
+// NoSSHConfig is the SSH.Config value that reads no ssh_config.
+const NoSSHConfig = "none"
 
 // Assets keeps content-hashed assets of earlier releases reachable, so a
 // page loaded before a swap can still fetch its old files after it.

@@ -269,6 +269,7 @@ func (v *validator) environment(e *Environment) {
 		e.Assets.Versions = DefaultAssetVersions
 	}
 
+	v.ssh(p+".ssh", &e.SSH)
 	v.envVars(p+".env", &e.Env)
 	v.services(p+".services", &e.Services)
 	for i := range e.Health {
@@ -291,6 +292,31 @@ func (v *validator) environment(e *Environment) {
 	}
 	if !diskRe.MatchString(e.Check.MinFreeDisk) {
 		v.fail(p+".check.min_free_disk", "%q is not a size like 10%% or 2GB", e.Check.MinFreeDisk)
+	}
+}
+
+// ssh checks the bastions' syntax and resolves the ssh_config path.
+func (v *validator) ssh(p string, s *SSH) {
+	switch c := s.Config; {
+	case c == "" || c == NoSSHConfig || strings.HasPrefix(c, "~/") || filepath.IsAbs(c):
+	default:
+		s.Config = filepath.Join(v.cfg.Dir, c)
+	}
+	jumps := strings.TrimSpace(s.ProxyJump)
+	if v.set(p+".proxy_jump") && jumps == "" {
+		v.fail(p+".proxy_jump", "empty; expected bastions as ssh -J takes them, e.g. proxy_jump: \"jump@bastion.example.com,deploy@10.0.0.5:2222\", or none")
+	}
+	if jumps == "" || jumps == "none" {
+		return
+	}
+	for i, hop := range strings.Split(jumps, ",") {
+		hop = strings.TrimPrefix(strings.TrimSpace(hop), "ssh://")
+		switch err := checkHost(hop); {
+		case hop == "local":
+			v.fail(p+".proxy_jump", "bastion %d: local cannot be a bastion", i+1)
+		case err != "":
+			v.fail(p+".proxy_jump", "bastion %d %q: %s; expected [user@]host[:port], separated by commas, or none", i+1, hop, err)
+		}
 	}
 }
 

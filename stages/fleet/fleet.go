@@ -39,17 +39,37 @@ type Fleet struct {
 // New returns the fleet of env: SSH (or local) connections as env.SSH
 // says, env.Parallel hosts at a time, the default lease timing.
 func New(env *config.Environment, log *ui.Logger) *Fleet {
-	return &Fleet{Dial: SSHDialer(env.SSH), Parallel: env.Parallel, Log: log, Lease: DefaultLease, Now: time.Now}
+	return &Fleet{Dial: SSHDialer(env.SSH, log.Warnf), Parallel: env.Parallel, Log: log, Lease: DefaultLease, Now: time.Now}
 }
 
 // SSHDialer dials "local" on this machine and anything else over SSH,
-// verified against known_hosts, with the environment's SSH settings.
-func SSHDialer(s config.SSH) DialFunc {
+// verified against known_hosts, with the environment's SSH settings, which
+// win over what ssh_config says for a host. Hosts behind the same bastions
+// share one connection to each. What ssh_config asks for but is not
+// honoured goes to warn, when given, once per message.
+func SSHDialer(s config.SSH, warn ...func(format string, args ...any)) DialFunc {
+	jumps := remote.NewJumpPool()
+	var warned sync.Map
+	warnf := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if _, dup := warned.LoadOrStore(msg, true); !dup {
+			for _, w := range warn {
+				w("%s", msg)
+			}
+		}
+	}
 	return func(ctx context.Context, name string) (remote.Runner, error) {
 		if name == remote.LocalTarget {
 			return remote.NewLocal(), nil
 		}
 		cfg := remote.NewSSHConfig(name)
+		switch s.Config {
+		case "":
+		case config.NoSSHConfig:
+			cfg.ConfigFile = ""
+		default:
+			cfg.ConfigFile = s.Config
+		}
 		if s.KnownHosts != "" {
 			cfg.KnownHostsFile = s.KnownHosts
 		}
@@ -59,6 +79,8 @@ func SSHDialer(s config.SSH) DialFunc {
 		if s.DialTimeout > 0 {
 			cfg.DialTimeout = s.DialTimeout
 		}
+		cfg.ProxyJump = strings.TrimSpace(s.ProxyJump)
+		cfg.Jumps, cfg.Warnf = jumps, warnf
 		return remote.DialSSH(ctx, cfg)
 	}
 }

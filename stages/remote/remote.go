@@ -38,7 +38,11 @@ type Runner interface {
 
 // Stats counts transport usage so tests and reports can show it.
 type Stats struct {
-	Connections int64 // TCP connections dialled (0 for the local transport)
+	// Connections counts SSH connections opened: the host's, and each
+	// bastion's that this runner opened (a bastion shared by the hosts of
+	// a deploy counts once, in the runner that opened it). 0 for the local
+	// transport.
+	Connections int64
 	// Sessions counts SSH sessions opened: one per persistent shell, upload,
 	// and command run outside a shell. The local transport counts its
 	// operations.

@@ -25,6 +25,25 @@ const targetForm = `expected user@host[:port] (IPv6 as user@[::1]:22) or "local"
 
 // ParseTarget parses a host as written in the config.
 func ParseTarget(s string) (Target, error) {
+	t, _, err := parseTarget(s)
+	return t, err
+}
+
+// parseTarget is ParseTarget also saying whether the port was written, so
+// an explicit port wins over ssh_config's and a missing one does not.
+func parseTarget(s string) (Target, bool, error) {
+	t, err := splitTarget(s)
+	if err != nil || t.Local {
+		return t, false, err
+	}
+	rest := s[strings.LastIndex(s, "@")+1:]
+	if strings.HasPrefix(rest, "[") {
+		return t, strings.Contains(rest[strings.Index(rest, "]"):], ":"), nil
+	}
+	return t, strings.Count(rest, ":") == 1, nil
+}
+
+func splitTarget(s string) (Target, error) {
 	bad := func(why string) (Target, error) {
 		return Target{}, fmt.Errorf("invalid target %q: %s; %s", s, why, targetForm)
 	}
