@@ -424,6 +424,7 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if t.Elem().Kind() == reflect.String {
 			for _, kv := range pairs(n) {
+				d.lines[join(path, kv.key.Value)] = kv.key.Line
 				if kv.value.Kind != yaml.ScalarNode {
 					d.errorf(kv.key.Line, join(path, kv.key.Value), "expected a plain value, got %s", describe(kv.value))
 				}

@@ -20,7 +20,8 @@ const DefaultEnvFile = ".env"
 // environment (through lookup, os.LookupEnv when nil) or else from the
 // local dotenv file. Other entries of the dotenv file are not shipped: it
 // is often a developer's local settings. secretValues lists the secrets'
-// values so the caller can mask them in logs (ui.Logger.AddSecret).
+// values, and those of health check headers that refer to variables, so
+// the caller can mask them in logs (ui.Logger.AddSecret).
 func (e *Environment) LoadEnv(projectDir string, lookup func(string) (string, bool)) (values map[string]string, secretValues []string, err error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -30,7 +31,7 @@ func (e *Environment) LoadEnv(projectDir string, lookup func(string) (string, bo
 		values[k] = v
 	}
 	if len(e.Env.Secrets) == 0 {
-		return values, nil, nil
+		return values, e.headerSecrets(values), nil
 	}
 
 	file := e.Env.File
@@ -75,7 +76,7 @@ func (e *Environment) LoadEnv(projectDir string, lookup func(string) (string, bo
 		return nil, nil, fmt.Errorf("environment %s: secret %s not set: export it or add %s=... to %s",
 			e.Name, strings.Join(missing, ", "), missing[0], file)
 	}
-	return values, secretValues, nil
+	return values, append(secretValues, e.headerSecrets(values)...), nil
 }
 
 // ParseDotenv reads KEY=VALUE lines: blank lines and # comments are

@@ -116,6 +116,10 @@ type HealthCheck struct {
 	HTTP    string        `yaml:"http"`
 	Expect  int           `yaml:"expect"` // status; default 200
 	Body    string        `yaml:"body"`   // substring the body must contain
+	// Headers are sent with an HTTP check; ${NAME} in a value is replaced
+	// by env.vars or env.secrets NAME, and such a value is masked as a
+	// secret.
+	Headers map[string]string `yaml:"headers"`
 	Command string        `yaml:"command"`
 	Timeout time.Duration `yaml:"timeout"` // per attempt; default 5s
 	Line    int           `yaml:"-"`

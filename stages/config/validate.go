@@ -32,6 +32,23 @@ const (
 // Stages names the pipeline stages a plugin can run before or after.
 var Stages = []string{"detect", "build", "package", "ship", "swap", "health", "cleanup"}
 
+// NotifyHooks are the hook points that run once per deploy, after its
+// outcome is known, with that outcome in the request: on-success (success
+// or no-change), on-failure (any other result) and after-rollback (after
+// a failed deploy was rolled back, or its rollback failed). A failing
+// plugin there is a warning; it never changes the deploy's outcome.
+var NotifyHooks = []string{"on-success", "on-failure", "after-rollback"}
+
+// IsNotifyHook reports whether at is one of NotifyHooks.
+func IsNotifyHook(at string) bool {
+	for _, h := range NotifyHooks {
+		if h == at {
+			return true
+		}
+	}
+	return false
+}
+
 // Managers are the accepted services.manager values.
 var Managers = []string{"compose", "systemd", "command", "none"}
 
@@ -273,7 +290,7 @@ func (v *validator) environment(e *Environment) {
 	v.envVars(p+".env", &e.Env)
 	v.services(p+".services", &e.Services)
 	for i := range e.Health {
-		v.health(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i])
+		v.health(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i], &e.Env)
 	}
 	if e.HealthWait.Deadline == 0 {
 		e.HealthWait.Deadline = DefaultWaitDeadline
@@ -421,7 +438,7 @@ func (v *validator) services(p string, s *Services) {
 	}
 }
 
-func (v *validator) health(p string, h *HealthCheck) {
+func (v *validator) health(p string, h *HealthCheck, env *EnvVars) {
 	switch {
 	case h.HTTP == "" && h.Command == "":
 		v.fail(p, "a health check needs one of http (a URL) or command")
@@ -438,9 +455,10 @@ func (v *validator) health(p string, h *HealthCheck) {
 		} else if h.Expect < 100 || h.Expect > 599 {
 			v.fail(p+".expect", "%d is not an HTTP status code (100-599)", h.Expect)
 		}
+		v.headers(p, h, env)
 	case h.Command != "":
-		if v.set(p+".expect") || h.Body != "" {
-			v.fail(p, "expect and body apply to http checks only")
+		if v.set(p+".expect") || h.Body != "" || len(h.Headers) > 0 {
+			v.fail(p, "expect, body and headers apply to http checks only")
 		}
 	}
 	if h.Timeout == 0 {
@@ -462,7 +480,7 @@ func (v *validator) plugin(pl *Plugin, p string, names map[string]bool) {
 		v.failAt(p, "path", "path is required: the plugin executable or its Go package directory")
 	}
 	if !validAt(pl.At) {
-		v.failAt(p, "at", "at is %q; expected before-<stage> or after-<stage> with stage one of: %s", pl.At, strings.Join(Stages, ", "))
+		v.failAt(p, "at", "at is %q; expected before-<stage> or after-<stage> with stage one of: %s; or one of: %s", pl.At, strings.Join(Stages, ", "), strings.Join(NotifyHooks, ", "))
 	}
 	if pl.SHA256 != "" && !sha256Re.MatchString(pl.SHA256) {
 		v.fail(p+".sha256", "expected 64 hex digits (sha256sum of the executable)")
@@ -473,6 +491,9 @@ func (v *validator) plugin(pl *Plugin, p string, names map[string]bool) {
 }
 
 func validAt(at string) bool {
+	if IsNotifyHook(at) {
+		return true
+	}
 	when, stage, ok := strings.Cut(at, "-")
 	if !ok || (when != "before" && when != "after") {
 		return false
