@@ -113,16 +113,16 @@ type Services struct {
 
 // HealthCheck is one check; exactly one of HTTP or Command is set.
 type HealthCheck struct {
-	HTTP    string        `yaml:"http"`
-	Expect  int           `yaml:"expect"` // status; default 200
-	Body    string        `yaml:"body"`   // substring the body must contain
+	HTTP   string `yaml:"http"`
+	Expect int    `yaml:"expect"` // status; default 200
+	Body   string `yaml:"body"`   // substring the body must contain
 	// Headers are sent with an HTTP check; ${NAME} in a value is replaced
 	// by env.vars or env.secrets NAME, and such a value is masked as a
 	// secret.
 	Headers map[string]string `yaml:"headers"`
-	Command string        `yaml:"command"`
-	Timeout time.Duration `yaml:"timeout"` // per attempt; default 5s
-	Line    int           `yaml:"-"`
+	Command string            `yaml:"command"`
+	Timeout time.Duration     `yaml:"timeout"` // per attempt; default 5s
+	Line    int               `yaml:"-"`
 }
 
 // Wait is how long and how often health checks are retried.
