@@ -3,7 +3,9 @@
 // plugins/sdk. The deploy pipeline calls RunHook at each hook point
 // (before-<stage> and after-<stage>); each plugin gets the deploy context and
 // a Host service, served through go-plugin's GRPCBroker, that runs commands
-// on the target over the pipeline's own remote.Runner.
+// on the target over the pipeline's own remote.Runner. Notify runs the
+// notification hook points (on-success, on-failure, after-rollback) once
+// per deploy, with its Outcome, and only warns when a plugin fails.
 package plugins
 
 import (
@@ -56,6 +58,28 @@ type Context struct {
 	// Dir is the project root, against which relative plugin paths
 	// resolve; empty means the working directory.
 	Dir string
+
+	// Outcome is how the deploy ended; set only at the notification hook
+	// points (config.NotifyHooks).
+	Outcome *Outcome
+}
+
+// Outcome is how a deploy ended, for the notification hook points.
+type Outcome struct {
+	Result   string // success, no-change, failed, interrupted, rolled-back or rollback-failed
+	Stage    string // the stage that failed; empty on success
+	Cause    string // the error, secrets masked (Notify masks it again with the logger's Redact)
+	Duration time.Duration
+	Hosts    []HostOutcome
+}
+
+// HostOutcome is one host's share of the deploy.
+type HostOutcome struct {
+	Host     string
+	Before   string // release live before the deploy
+	After    string // release live now
+	Switched bool   // current was switched to the new release (maybe rolled back since)
+	Migrated bool
 }
 
 // Result is what one plugin run produced, for the deploy report.
@@ -85,6 +109,40 @@ func RunHook(ctx context.Context, specs []config.Plugin, hook string, dc Context
 	return results, nil
 }
 
+// Notify runs, in config order, every plugin configured at the
+// notification hook point hook (on-success, on-failure, after-rollback),
+// once per deploy, with dc.Outcome in its request. There is no deploy
+// target at these points: the plugin's Exec and ReadFile fail, Log works.
+// A plugin that fails is logged as a warning and the next one still runs;
+// the failures are returned for the caller to report, never to fail the
+// deploy with. ctx may be cancelled already (an interrupted deploy is
+// notified too): each plugin gets its own timeout from a context without
+// ctx's cancellation.
+func Notify(ctx context.Context, specs []config.Plugin, hook string, dc Context, log *ui.Logger) ([]Result, []error) {
+	ctx = context.WithoutCancel(ctx)
+	if dc.Outcome != nil {
+		o := *dc.Outcome
+		o.Cause = log.Redact(o.Cause)
+		dc.Outcome = &o
+	}
+	dc.Host, dc.ReleasePath = "", ""
+	var results []Result
+	var errs []error
+	for _, spec := range specs {
+		if spec.At != hook {
+			continue
+		}
+		res, err := Run(ctx, spec, dc, nil, log)
+		results = append(results, res)
+		if err != nil {
+			err = fmt.Errorf("%s (a notification: the deploy's outcome stands)", log.Redact(err.Error()))
+			log.Warnf("%v", err)
+			errs = append(errs, err)
+		}
+	}
+	return results, errs
+}
+
 // Run starts the plugin spec at its hook point spec.At, checks that it
 // supports that hook, runs it with the deploy context and a Host service
 // over r, and stops it. The process is gone (killed if need be, and reaped)
@@ -94,7 +152,7 @@ func Run(ctx context.Context, spec config.Plugin, dc Context, r remote.Runner, l
 	start := time.Now()
 	res := Result{Plugin: spec.Name, Hook: spec.At}
 	plog := log.With("plugin " + spec.Name)
-	h := &hostService{r: r, log: plog, name: spec.Name}
+	h := &hostService{r: r, log: plog, name: spec.Name, hook: spec.At}
 	err := run(ctx, spec, dc, h, &res)
 	res.Logs = h.lines()
 	res.Duration = time.Since(start)
@@ -255,12 +313,25 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 		ChangedComponents: dc.Changed,
 		ConfigJson:        cfgJSON,
 		HostServiceId:     id,
+		Outcome:           outcomeProto(dc.Outcome),
 	})
 	if err != nil {
 		return fail("Run", err)
 	}
 	res.Message = out.Message
 	return nil
+}
+
+func outcomeProto(o *Outcome) *proto.Outcome {
+	if o == nil {
+		return nil
+	}
+	out := &proto.Outcome{Result: o.Result, Stage: o.Stage, Cause: o.Cause, DurationMs: o.Duration.Milliseconds()}
+	for _, h := range o.Hosts {
+		out.Hosts = append(out.Hosts, &proto.HostOutcome{Host: h.Host, ReleaseBefore: h.Before, ReleaseAfter: h.After,
+			Switched: h.Switched, Migrated: h.Migrated})
+	}
+	return out
 }
 
 func orName(a, b string) string {
@@ -308,7 +379,8 @@ func display(dir, path string) string {
 type hostService struct {
 	proto.UnimplementedHostServer
 	ctx  context.Context // the run's; commands stop when it ends
-	r    remote.Runner
+	r    remote.Runner   // nil at the notification hook points
+	hook string
 	log  *ui.Logger
 	name string
 
@@ -324,7 +396,15 @@ func (h *hostService) bound(ctx context.Context) (context.Context, context.Cance
 	return ctx, func() { stop(); cancel() }
 }
 
+// noTarget is the answer to Exec and ReadFile where there is no target.
+func (h *hostService) noTarget() error {
+	return status.Errorf(codes.FailedPrecondition, "no deploy target at %s: it runs once per deploy, on the machine running Stagecoach", h.hook)
+}
+
 func (h *hostService) Exec(ctx context.Context, in *proto.ExecRequest) (*proto.ExecResponse, error) {
+	if h.r == nil {
+		return nil, h.noTarget()
+	}
 	ctx, cancel := h.bound(ctx)
 	defer cancel()
 	h.log.Debugf("exec on %s: %s", h.r.Target(), in.Cmd)
@@ -341,6 +421,9 @@ func (h *hostService) Exec(ctx context.Context, in *proto.ExecRequest) (*proto.E
 }
 
 func (h *hostService) ReadFile(ctx context.Context, in *proto.ReadFileRequest) (*proto.ReadFileResponse, error) {
+	if h.r == nil {
+		return nil, h.noTarget()
+	}
 	ctx, cancel := h.bound(ctx)
 	defer cancel()
 	data, err := h.r.ReadFile(ctx, in.Path)

@@ -136,8 +136,11 @@ type RunRequest struct {
 	ChangedComponents []string               `protobuf:"bytes,9,rep,name=changed_components,json=changedComponents,proto3" json:"changed_components,omitempty"`
 	ConfigJson        []byte                 `protobuf:"bytes,10,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`             // the plugin's own config block, as JSON
 	HostServiceId     uint32                 `protobuf:"varint,11,opt,name=host_service_id,json=hostServiceId,proto3" json:"host_service_id,omitempty"` // GRPCBroker id where the Host service listens
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// How the deploy ended; set only at the notification hook points
+	// on-success, on-failure and after-rollback, which run once per deploy.
+	Outcome       *Outcome `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
@@ -247,6 +250,167 @@ func (x *RunRequest) GetHostServiceId() uint32 {
 	return 0
 }
 
+func (x *RunRequest) GetOutcome() *Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+// Outcome is how a deploy ended, for notification plugins.
+type Outcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        string                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`                            // success, no-change, failed, interrupted, rolled-back or rollback-failed
+	Stage         string                 `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`                              // the stage that failed, e.g. "health"; empty on success
+	Cause         string                 `protobuf:"bytes,3,opt,name=cause,proto3" json:"cause,omitempty"`                              // the error, secrets masked; empty on success
+	DurationMs    int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"` // the deploy's duration so far
+	Hosts         []*HostOutcome         `protobuf:"bytes,5,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Outcome) Reset() {
+	*x = Outcome{}
+	mi := &file_stagecoach_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Outcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Outcome) ProtoMessage() {}
+
+func (x *Outcome) ProtoReflect() protoreflect.Message {
+	mi := &file_stagecoach_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
+func (*Outcome) Descriptor() ([]byte, []int) {
+	return file_stagecoach_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Outcome) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *Outcome) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *Outcome) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *Outcome) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Outcome) GetHosts() []*HostOutcome {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+// HostOutcome is one host's share of the deploy.
+type HostOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`                                        // as configured, e.g. "deploy@web1:22"
+	ReleaseBefore string                 `protobuf:"bytes,2,opt,name=release_before,json=releaseBefore,proto3" json:"release_before,omitempty"` // release live before the deploy; empty before the first
+	ReleaseAfter  string                 `protobuf:"bytes,3,opt,name=release_after,json=releaseAfter,proto3" json:"release_after,omitempty"`    // release live now
+	Switched      bool                   `protobuf:"varint,4,opt,name=switched,proto3" json:"switched,omitempty"`                               // current was switched to the new release (it may have been rolled back since)
+	Migrated      bool                   `protobuf:"varint,5,opt,name=migrated,proto3" json:"migrated,omitempty"`                               // migrations ran on it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostOutcome) Reset() {
+	*x = HostOutcome{}
+	mi := &file_stagecoach_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostOutcome) ProtoMessage() {}
+
+func (x *HostOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_stagecoach_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostOutcome.ProtoReflect.Descriptor instead.
+func (*HostOutcome) Descriptor() ([]byte, []int) {
+	return file_stagecoach_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HostOutcome) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HostOutcome) GetReleaseBefore() string {
+	if x != nil {
+		return x.ReleaseBefore
+	}
+	return ""
+}
+
+func (x *HostOutcome) GetReleaseAfter() string {
+	if x != nil {
+		return x.ReleaseAfter
+	}
+	return ""
+}
+
+func (x *HostOutcome) GetSwitched() bool {
+	if x != nil {
+		return x.Switched
+	}
+	return false
+}
+
+func (x *HostOutcome) GetMigrated() bool {
+	if x != nil {
+		return x.Migrated
+	}
+	return false
+}
+
 type RunResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"` // one line for the deploy report
@@ -256,7 +420,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_stagecoach_proto_msgTypes[3]
+	mi := &file_stagecoach_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +432,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[3]
+	mi := &file_stagecoach_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +445,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{3}
+	return file_stagecoach_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunResponse) GetMessage() string {
@@ -301,7 +465,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_stagecoach_proto_msgTypes[4]
+	mi := &file_stagecoach_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +477,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[4]
+	mi := &file_stagecoach_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +490,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{4}
+	return file_stagecoach_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecRequest) GetCmd() string {
@@ -354,7 +518,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_stagecoach_proto_msgTypes[5]
+	mi := &file_stagecoach_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +530,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[5]
+	mi := &file_stagecoach_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +543,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{5}
+	return file_stagecoach_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecResponse) GetExitCode() int32 {
@@ -412,7 +576,7 @@ type ReadFileRequest struct {
 
 func (x *ReadFileRequest) Reset() {
 	*x = ReadFileRequest{}
-	mi := &file_stagecoach_proto_msgTypes[6]
+	mi := &file_stagecoach_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +588,7 @@ func (x *ReadFileRequest) String() string {
 func (*ReadFileRequest) ProtoMessage() {}
 
 func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[6]
+	mi := &file_stagecoach_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +601,7 @@ func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
 func (*ReadFileRequest) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{6}
+	return file_stagecoach_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReadFileRequest) GetPath() string {
@@ -456,7 +620,7 @@ type ReadFileResponse struct {
 
 func (x *ReadFileResponse) Reset() {
 	*x = ReadFileResponse{}
-	mi := &file_stagecoach_proto_msgTypes[7]
+	mi := &file_stagecoach_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +632,7 @@ func (x *ReadFileResponse) String() string {
 func (*ReadFileResponse) ProtoMessage() {}
 
 func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[7]
+	mi := &file_stagecoach_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +645,7 @@ func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
 func (*ReadFileResponse) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{7}
+	return file_stagecoach_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadFileResponse) GetData() []byte {
@@ -501,7 +665,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_stagecoach_proto_msgTypes[8]
+	mi := &file_stagecoach_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +677,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[8]
+	mi := &file_stagecoach_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +690,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{8}
+	return file_stagecoach_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogRequest) GetLevel() string {
@@ -551,7 +715,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_stagecoach_proto_msgTypes[9]
+	mi := &file_stagecoach_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +727,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stagecoach_proto_msgTypes[9]
+	mi := &file_stagecoach_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +740,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_stagecoach_proto_rawDescGZIP(), []int{9}
+	return file_stagecoach_proto_rawDescGZIP(), []int{11}
 }
 
 var File_stagecoach_proto protoreflect.FileDescriptor
@@ -588,7 +752,7 @@ const file_stagecoach_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
-	"\x05hooks\x18\x03 \x03(\tR\x05hooks\"\xed\x02\n" +
+	"\x05hooks\x18\x03 \x03(\tR\x05hooks\"\xa6\x03\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04hook\x18\x01 \x01(\tR\x04hook\x12 \n" +
@@ -604,7 +768,21 @@ const file_stagecoach_proto_rawDesc = "" +
 	"\vconfig_json\x18\n" +
 	" \x01(\fR\n" +
 	"configJson\x12&\n" +
-	"\x0fhost_service_id\x18\v \x01(\rR\rhostServiceId\"'\n" +
+	"\x0fhost_service_id\x18\v \x01(\rR\rhostServiceId\x127\n" +
+	"\aoutcome\x18\f \x01(\v2\x1d.stagecoach.plugin.v1.OutcomeR\aoutcome\"\xa7\x01\n" +
+	"\aOutcome\x12\x16\n" +
+	"\x06result\x18\x01 \x01(\tR\x06result\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\tR\x05stage\x12\x14\n" +
+	"\x05cause\x18\x03 \x01(\tR\x05cause\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\x03R\n" +
+	"durationMs\x127\n" +
+	"\x05hosts\x18\x05 \x03(\v2!.stagecoach.plugin.v1.HostOutcomeR\x05hosts\"\xa5\x01\n" +
+	"\vHostOutcome\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12%\n" +
+	"\x0erelease_before\x18\x02 \x01(\tR\rreleaseBefore\x12#\n" +
+	"\rrelease_after\x18\x03 \x01(\tR\freleaseAfter\x12\x1a\n" +
+	"\bswitched\x18\x04 \x01(\bR\bswitched\x12\x1a\n" +
+	"\bmigrated\x18\x05 \x01(\bR\bmigrated\"'\n" +
 	"\vRunResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"5\n" +
 	"\vExecRequest\x12\x10\n" +
@@ -643,35 +821,39 @@ func file_stagecoach_proto_rawDescGZIP() []byte {
 	return file_stagecoach_proto_rawDescData
 }
 
-var file_stagecoach_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_stagecoach_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_stagecoach_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: stagecoach.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: stagecoach.plugin.v1.DescribeResponse
 	(*RunRequest)(nil),       // 2: stagecoach.plugin.v1.RunRequest
-	(*RunResponse)(nil),      // 3: stagecoach.plugin.v1.RunResponse
-	(*ExecRequest)(nil),      // 4: stagecoach.plugin.v1.ExecRequest
-	(*ExecResponse)(nil),     // 5: stagecoach.plugin.v1.ExecResponse
-	(*ReadFileRequest)(nil),  // 6: stagecoach.plugin.v1.ReadFileRequest
-	(*ReadFileResponse)(nil), // 7: stagecoach.plugin.v1.ReadFileResponse
-	(*LogRequest)(nil),       // 8: stagecoach.plugin.v1.LogRequest
-	(*LogResponse)(nil),      // 9: stagecoach.plugin.v1.LogResponse
+	(*Outcome)(nil),          // 3: stagecoach.plugin.v1.Outcome
+	(*HostOutcome)(nil),      // 4: stagecoach.plugin.v1.HostOutcome
+	(*RunResponse)(nil),      // 5: stagecoach.plugin.v1.RunResponse
+	(*ExecRequest)(nil),      // 6: stagecoach.plugin.v1.ExecRequest
+	(*ExecResponse)(nil),     // 7: stagecoach.plugin.v1.ExecResponse
+	(*ReadFileRequest)(nil),  // 8: stagecoach.plugin.v1.ReadFileRequest
+	(*ReadFileResponse)(nil), // 9: stagecoach.plugin.v1.ReadFileResponse
+	(*LogRequest)(nil),       // 10: stagecoach.plugin.v1.LogRequest
+	(*LogResponse)(nil),      // 11: stagecoach.plugin.v1.LogResponse
 }
 var file_stagecoach_proto_depIdxs = []int32{
-	0, // 0: stagecoach.plugin.v1.Stage.Describe:input_type -> stagecoach.plugin.v1.DescribeRequest
-	2, // 1: stagecoach.plugin.v1.Stage.Run:input_type -> stagecoach.plugin.v1.RunRequest
-	4, // 2: stagecoach.plugin.v1.Host.Exec:input_type -> stagecoach.plugin.v1.ExecRequest
-	6, // 3: stagecoach.plugin.v1.Host.ReadFile:input_type -> stagecoach.plugin.v1.ReadFileRequest
-	8, // 4: stagecoach.plugin.v1.Host.Log:input_type -> stagecoach.plugin.v1.LogRequest
-	1, // 5: stagecoach.plugin.v1.Stage.Describe:output_type -> stagecoach.plugin.v1.DescribeResponse
-	3, // 6: stagecoach.plugin.v1.Stage.Run:output_type -> stagecoach.plugin.v1.RunResponse
-	5, // 7: stagecoach.plugin.v1.Host.Exec:output_type -> stagecoach.plugin.v1.ExecResponse
-	7, // 8: stagecoach.plugin.v1.Host.ReadFile:output_type -> stagecoach.plugin.v1.ReadFileResponse
-	9, // 9: stagecoach.plugin.v1.Host.Log:output_type -> stagecoach.plugin.v1.LogResponse
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3,  // 0: stagecoach.plugin.v1.RunRequest.outcome:type_name -> stagecoach.plugin.v1.Outcome
+	4,  // 1: stagecoach.plugin.v1.Outcome.hosts:type_name -> stagecoach.plugin.v1.HostOutcome
+	0,  // 2: stagecoach.plugin.v1.Stage.Describe:input_type -> stagecoach.plugin.v1.DescribeRequest
+	2,  // 3: stagecoach.plugin.v1.Stage.Run:input_type -> stagecoach.plugin.v1.RunRequest
+	6,  // 4: stagecoach.plugin.v1.Host.Exec:input_type -> stagecoach.plugin.v1.ExecRequest
+	8,  // 5: stagecoach.plugin.v1.Host.ReadFile:input_type -> stagecoach.plugin.v1.ReadFileRequest
+	10, // 6: stagecoach.plugin.v1.Host.Log:input_type -> stagecoach.plugin.v1.LogRequest
+	1,  // 7: stagecoach.plugin.v1.Stage.Describe:output_type -> stagecoach.plugin.v1.DescribeResponse
+	5,  // 8: stagecoach.plugin.v1.Stage.Run:output_type -> stagecoach.plugin.v1.RunResponse
+	7,  // 9: stagecoach.plugin.v1.Host.Exec:output_type -> stagecoach.plugin.v1.ExecResponse
+	9,  // 10: stagecoach.plugin.v1.Host.ReadFile:output_type -> stagecoach.plugin.v1.ReadFileResponse
+	11, // 11: stagecoach.plugin.v1.Host.Log:output_type -> stagecoach.plugin.v1.LogResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_stagecoach_proto_init() }
@@ -685,7 +867,7 @@ func file_stagecoach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stagecoach_proto_rawDesc), len(file_stagecoach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

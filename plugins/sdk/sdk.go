@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -21,7 +22,12 @@ import (
 
 	"github.com/stagecoach/stagecoach/plugins/internal/wire"
 	"github.com/stagecoach/stagecoach/plugins/proto"
+	"github.com/stagecoach/stagecoach/plugins/sdk/internal/link"
 )
+
+func init() {
+	link.SetConfig = func(req any, config []byte) { req.(*Request).config = config }
+}
 
 // Stage is a custom deploy step.
 type Stage interface {
@@ -29,7 +35,9 @@ type Stage interface {
 	Describe() Info
 	// Run performs the step. The returned message goes into the deploy
 	// report; an error fails the hook (before the swap the deploy is
-	// aborted, after it the release is rolled back).
+	// aborted, after it the release is rolled back). At the notification
+	// hook points (on-success, on-failure, after-rollback) an error is
+	// only a warning: the deploy's outcome stands.
 	Run(ctx context.Context, req Request, host Host) (string, error)
 }
 
@@ -38,7 +46,8 @@ type Info struct {
 	Name    string
 	Version string
 	// Hooks are the hook points the plugin may be configured at, such as
-	// "before-swap" or "after-swap"; "*" or an empty list means any.
+	// "before-swap", "after-swap" or "on-failure"; "*" or an empty list
+	// means any.
 	Hooks []string
 }
 
@@ -54,7 +63,33 @@ type Request struct {
 	Previous    string   // commit of the last successful deploy; empty on the first
 	Changed     []string // components changed since Previous
 
+	// Outcome is how the deploy ended. It is set only at the notification
+	// hook points on-success, on-failure and after-rollback, which run
+	// once per deploy on the machine running Stagecoach: there Host and
+	// ReleasePath are empty, and Host.Exec and Host.ReadFile fail.
+	Outcome *Outcome
+
 	config []byte
+}
+
+// Outcome is how a deploy ended.
+type Outcome struct {
+	// Result is success or no-change (at on-success), else failed,
+	// interrupted, rolled-back or rollback-failed.
+	Result   string
+	Stage    string // the stage that failed, e.g. "health"; empty on success
+	Cause    string // the error, with the deploy's secrets masked
+	Duration time.Duration
+	Hosts    []HostOutcome
+}
+
+// HostOutcome is one host's share of the deploy.
+type HostOutcome struct {
+	Host     string // as configured, e.g. "deploy@web1:22"
+	Before   string // release live before the deploy; empty before the first
+	After    string // release live now
+	Switched bool   // current was switched to the new release (it may have been rolled back since)
+	Migrated bool   // migrations ran
 }
 
 // Config decodes the plugin's own config block from stagecoach.yml into v
@@ -79,9 +114,25 @@ type Host interface {
 	ExecInput(ctx context.Context, cmd string, stdin []byte) (ExecResult, error)
 	// ReadFile returns a file's content from the deploy target.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
-	// Logf writes a line into Stagecoach's log and the deploy report.
+	// Logf writes a line into Stagecoach's log and the deploy report, at
+	// info level.
 	Logf(format string, args ...any)
+	// Debugf logs at debug level: shown with -v only, in the report.
+	Debugf(format string, args ...any)
+	// Warnf logs a warning; it does not fail the step.
+	Warnf(format string, args ...any)
+	// Errorf logs at error level; it does not fail the step either
+	// (return an error from Run for that).
+	Errorf(format string, args ...any)
 }
+
+// Log levels, as the protocol's LogRequest carries them.
+const (
+	LevelDebug = "debug"
+	LevelInfo  = "info"
+	LevelWarn  = "warn"
+	LevelError = "error"
+)
 
 // ExecResult is what a command on the target produced.
 type ExecResult struct {
@@ -144,6 +195,7 @@ func (s *stageServer) Run(ctx context.Context, in *proto.RunRequest) (*proto.Run
 		Release: in.ReleaseId, ReleasePath: in.ReleasePath, Root: in.Root,
 		Revision: in.Revision, Previous: in.PreviousRevision,
 		Changed: in.ChangedComponents, config: in.ConfigJson,
+		Outcome: outcomeFrom(in.Outcome),
 	}
 	h := &hostClient{broker: s.broker, id: in.HostServiceId}
 	defer h.close()
@@ -154,6 +206,18 @@ func (s *stageServer) Run(ctx context.Context, in *proto.RunRequest) (*proto.Run
 		return nil, status.Error(codes.Aborted, err.Error())
 	}
 	return &proto.RunResponse{Message: msg}, nil
+}
+
+func outcomeFrom(o *proto.Outcome) *Outcome {
+	if o == nil {
+		return nil
+	}
+	out := &Outcome{Result: o.Result, Stage: o.Stage, Cause: o.Cause, Duration: time.Duration(o.DurationMs) * time.Millisecond}
+	for _, h := range o.Hosts {
+		out.Hosts = append(out.Hosts, HostOutcome{Host: h.Host, Before: h.ReleaseBefore, After: h.ReleaseAfter,
+			Switched: h.Switched, Migrated: h.Migrated})
+	}
+	return out
 }
 
 // hostClient reaches the host's Host service. It dials on first use, so a
@@ -218,12 +282,17 @@ func (h *hostClient) ReadFile(ctx context.Context, path string) ([]byte, error) 
 	return resp.Data, nil
 }
 
-func (h *hostClient) Logf(format string, args ...any) {
+func (h *hostClient) Logf(format string, args ...any)   { h.log(LevelInfo, format, args...) }
+func (h *hostClient) Debugf(format string, args ...any) { h.log(LevelDebug, format, args...) }
+func (h *hostClient) Warnf(format string, args ...any)  { h.log(LevelWarn, format, args...) }
+func (h *hostClient) Errorf(format string, args ...any) { h.log(LevelError, format, args...) }
+
+func (h *hostClient) log(level, format string, args ...any) {
 	c, err := h.dial()
 	if err != nil {
 		return
 	}
 	// Logging must not fail the step; a lost line is reported by the
 	// broken connection on the next real call.
-	c.Log(context.Background(), &proto.LogRequest{Level: "info", Message: fmt.Sprintf(format, args...)})
+	c.Log(context.Background(), &proto.LogRequest{Level: level, Message: fmt.Sprintf(format, args...)})
 }

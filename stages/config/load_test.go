@@ -216,7 +216,7 @@ func TestLoadErrors(t *testing.T) {
 		{"keep releases env", base("", "    keep_releases: 0\n"),
 			`stagecoach.yml:10: environments.prod.keep_releases: must be at least 2`},
 		{"plugin at", base("", "") + "plugins:\n  - name: p\n    path: bin/p\n    at: after-deploy\n",
-			`stagecoach.yml:13: plugins[0]: at is "after-deploy"; expected before-<stage> or after-<stage> with stage one of: detect, build, package, ship, swap, health, cleanup`},
+			`stagecoach.yml:13: plugins[0]: at is "after-deploy"; expected before-<stage> or after-<stage> with stage one of: detect, build, package, ship, swap, health, cleanup; or one of: on-success, on-failure, after-rollback`},
 		{"plugin sha", base("", "") + "plugins:\n  - name: p\n    path: bin/p\n    at: before-swap\n    sha256: abc\n",
 			`stagecoach.yml:14: plugins[0].sha256: expected 64 hex digits`},
 		{"secret name", base("", "    env: {secrets: [db-pass]}\n"),

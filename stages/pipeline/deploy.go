@@ -218,6 +218,7 @@ func (r *Run) finish(err error, result string) error {
 		}
 	}
 	rep.SortHosts(r.Env.Hosts)
+	r.notify(result)
 	if r.Plan != nil {
 		r.prunePackages()
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/plugins"
 	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/server"
 )
 
 // step runs s inside the middleware every step of a deploy gets.
@@ -69,6 +70,70 @@ func (r *Run) pluginContext(h *fleet.Host) plugins.Context {
 			}
 		}
 	}
+	return dc
+}
+
+// notify runs the notification hook points for a deploy that ended with
+// result, once per deploy, after the report is complete: after-rollback
+// when a rollback ran, then on-success or on-failure. A failing plugin is
+// a warning and leaves result as it is.
+func (r *Run) notify(result string) {
+	var points []string
+	switch result {
+	case server.ResultSuccess, server.ResultNoChange:
+		points = []string{"on-success"}
+	case server.ResultRolledBack, server.ResultRollbackFailed:
+		points = []string{"after-rollback", "on-failure"}
+	default:
+		points = []string{"on-failure"}
+	}
+	for _, point := range points {
+		if !r.hasPlugins(point) {
+			continue
+		}
+		results, _ := plugins.Notify(context.Background(), r.Cfg.Plugins, point, r.notifyContext(result), r.Log)
+		for _, res := range results {
+			r.Report.AddPlugin("", res)
+		}
+	}
+}
+
+// notifyContext is the deploy context with the outcome, from the report
+// finish completed.
+func (r *Run) notifyContext(result string) plugins.Context {
+	rep := r.Report
+	dc := plugins.Context{Environment: r.Env.Name, Dir: r.Cfg.Dir, Release: rep.Release, Revision: rep.Revision, Previous: rep.Previous}
+	if len(r.Hosts) > 0 {
+		dc.Root = r.Hosts[0].Layout.Root
+	}
+	if p := r.Plan; p != nil {
+		for _, c := range p.Components {
+			if c.Changed {
+				dc.Changed = append(dc.Changed, c.Name)
+			}
+		}
+	}
+	o := &plugins.Outcome{Result: result, Cause: r.Log.Redact(rep.Error), Duration: time.Since(r.Started)}
+	if result != server.ResultSuccess && result != server.ResultNoChange {
+		// The stage that failed is the first one the report has as not
+		// ok, the rollback aside.
+		for _, s := range rep.Stages {
+			if s.Name != "rollback" && s.Result != "ok" && s.Result != "skipped" {
+				o.Stage = s.Name
+				break
+			}
+		}
+	}
+	for _, hr := range rep.Hosts {
+		ho := plugins.HostOutcome{Host: hr.Name, Before: hr.Before, After: hr.After}
+		for _, h := range r.Hosts {
+			if h.Name == hr.Name {
+				ho.Switched, ho.Migrated = h.Switched, h.Migrated
+			}
+		}
+		o.Hosts = append(o.Hosts, ho)
+	}
+	dc.Outcome = o
 	return dc
 }
 
