@@ -44,7 +44,7 @@ func bin(t testing.TB, name string) string {
 			return
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
-			"./examples/smoketest", "./examples/deploynote", "./internal/testplugins/testplugin", "./internal/testplugins/printsfirst")
+			"./examples/smoketest", "./examples/deploynote", "./examples/webhook", "./internal/testplugins/testplugin", "./internal/testplugins/printsfirst")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = errors.New(err.Error() + ": " + string(out))
