@@ -317,7 +317,8 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 		return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "no health checks configured"}}
 	}
 	interval := r.Env.HealthWait.Interval
-	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, h.Name, h.Runner)
+	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: r.currentRelease(ctx, h), Values: r.EnvValues}
+	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, target)
 	out := make([]Result, 0, len(results))
 	for _, hr := range results {
 		c := Result{Host: h.Name, Kind: KindHealth, Check: hr.Check, Status: StatusOK, Duration: hr.Duration, Message: hr.Detail}
@@ -328,6 +329,30 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 		out = append(out, c)
 	}
 	return out
+}
+
+// currentRelease is current's target on h, "" when it cannot be read
+// (checkState reports why): command checks then run in the login
+// directory. checkState sets h.Live concurrently, so this reads current
+// itself.
+func (r checker) currentRelease(ctx context.Context, h *fleet.Host) string {
+	commands := false
+	for _, c := range r.Env.Health {
+		commands = commands || c.Command != ""
+	}
+	if !commands {
+		return ""
+	}
+	readCurrent := server.ReadCurrent(h.Layout)
+	out, err := h.Runner.Run(ctx, readCurrent.Cmd)
+	if err != nil {
+		return ""
+	}
+	live, err := readCurrent.Decode(out, nil)
+	if err != nil {
+		return ""
+	}
+	return live
 }
 
 func plural(n int, what string) string {

@@ -11,6 +11,15 @@ import (
 	"github.com/stagecoach/stagecoach/stages/run"
 )
 
+// release is the release the health step checks on h: the new one once
+// current points at it, else the live one ("" when there is none).
+func release(rc *run.Context, h *fleet.Host) string {
+	if h.Switched && rc.Plan != nil && rc.Plan.Release != "" {
+		return rc.Plan.Release
+	}
+	return h.Live
+}
+
 // Step is Health as a pipeline step: its results go to the report.
 type Step struct{}
 
@@ -23,7 +32,8 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		return nil
 	}
 	return rc.Each(ctx, "health of", func(ctx context.Context, h *fleet.Host) error {
-		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, h.Name, h.Runner)
+		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.EnvValues}
+		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		for _, res := range results {
 			h.Log.Debugf("%s: %s after %d attempts (%s)", res.Check, res.Detail, res.Attempts, res.Duration.Round(time.Millisecond))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/server"
 )
 
 // Result is the outcome of one health check on one host.
@@ -28,12 +29,27 @@ type Result struct {
 	Script string `json:"-"`
 }
 
+// Target is the host checks run against and what they need of it.
+type Target struct {
+	Host   string // as configured: "deploy@web1:22" or "local"
+	Runner remote.Runner
+	Layout server.Layout
+	// Release is the release being checked: command checks run in its
+	// directory with shared/.env loaded and STAGECOACH_RELEASE,
+	// STAGECOACH_ROOT and STAGECOACH_HOST set. "" (nothing deployed) runs
+	// them in the login directory.
+	Release string
+	// Values are the environment's values (run.Context.EnvValues), which
+	// ${NAME} in a header stands for.
+	Values map[string]string
+}
+
 // Run runs every check against one host, retrying each at wait.Interval
 // until it passes or wait.Deadline has passed since the start. HTTP checks
 // run from the deploying machine ({host} in the URL becomes the host's
-// name); command checks run on the host through r. The error lists every
-// check that never passed.
-func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, host string, r remote.Runner) ([]Result, error) {
+// name); command checks run on the host through t.Runner. The error lists
+// every check that never passed.
+func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, t Target) ([]Result, error) {
 	results := make([]Result, len(checks))
 	deadline := time.Now().Add(wait.Deadline)
 	var wg sync.WaitGroup
@@ -41,7 +57,7 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, hos
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = retryCheck(ctx, c, i, wait.Interval, deadline, host, r)
+			results[i] = retryCheck(ctx, c, i, wait.Interval, deadline, t)
 		}()
 	}
 	wg.Wait()
@@ -57,18 +73,20 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, hos
 	return results, nil
 }
 
-func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, host string, r remote.Runner) Result {
-	res := Result{Host: host, Check: describeCheck(c, i, host), Script: c.Command}
+func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, t Target) Result {
+	res := Result{Host: t.Host, Check: describeCheck(c, i, t.Host), Script: c.Command}
+	headers, secrets := c.ResolveHeaders(t.Values)
 	start := time.Now()
 	for {
 		res.Attempts++
-		err := runCheck(ctx, c, host, r)
+		err := runCheck(ctx, c, headers, t)
 		res.Duration = time.Since(start)
 		if err == nil {
 			res.OK, res.Detail = true, "ok"
 			return res
 		}
-		res.Detail = err.Error()
+		// A server may echo a header back in its error page.
+		res.Detail = mask(err.Error(), secrets)
 		if time.Now().Add(interval).After(deadline) {
 			return res
 		}
@@ -99,12 +117,36 @@ func hostURL(url, host string) string {
 	return strings.ReplaceAll(url, "{host}", host)
 }
 
-// runCheck makes one attempt of c, bounded by its timeout.
-func runCheck(ctx context.Context, c config.HealthCheck, host string, r remote.Runner) error {
+// mask replaces every secret in s, as ui.Logger.Redact does.
+func mask(s string, secrets []string) string {
+	for _, secret := range secrets {
+		if len(secret) >= 4 {
+			s = strings.ReplaceAll(s, secret, "***")
+		}
+	}
+	return s
+}
+
+// command returns what runs command check c on t.
+func command(c config.HealthCheck, t Target) (remote.Command, error) {
+	if t.Release == "" {
+		return remote.Script("health check", c.Command), nil
+	}
+	return server.HealthCommand(t.Layout, t.Release, t.Host, c.Command)
+}
+
+// runCheck makes one attempt of c, bounded by its timeout; headers are
+// c's, resolved.
+func runCheck(ctx context.Context, c config.HealthCheck, headers map[string]string, t Target) error {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	host := t.Host
 	if c.Command != "" {
-		_, err := r.Run(ctx, remote.Script("health check", c.Command))
+		cmd, err := command(c, t)
+		if err != nil {
+			return err
+		}
+		_, err = t.Runner.Run(ctx, cmd)
 		if ctx.Err() == context.DeadlineExceeded {
 			return fmt.Errorf("no answer within %s", c.Timeout)
 		}
@@ -113,6 +155,13 @@ func runCheck(ctx context.Context, c config.HealthCheck, host string, r remote.R
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, hostURL(c.HTTP, host), nil)
 	if err != nil {
 		return err
+	}
+	for name, value := range headers {
+		if http.CanonicalHeaderKey(name) == "Host" {
+			req.Host = value
+			continue
+		}
+		req.Header.Set(name, value)
 	}
 	resp, err := healthClient.Do(req)
 	if err != nil {

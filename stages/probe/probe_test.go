@@ -53,7 +53,7 @@ func TestHealthHTTP(t *testing.T) {
 				timeout = time.Second
 			}
 			check := config.HealthCheck{HTTP: strings.Replace(srv.URL, "127.0.0.1", "{host}", 1) + tt.path, Expect: 200, Body: tt.body, Timeout: timeout}
-			results, err := Run(context.Background(), []config.HealthCheck{check}, wait, "deploy@127.0.0.1:22", nil)
+			results, err := Run(context.Background(), []config.HealthCheck{check}, wait, Target{Host: "deploy@127.0.0.1:22"})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -78,10 +78,10 @@ func TestHealthCommand(t *testing.T) {
 	wait := config.Wait{Deadline: 300 * time.Millisecond, Interval: 20 * time.Millisecond}
 	ok := config.HealthCheck{Command: "test -d /", Timeout: time.Second}
 	bad := config.HealthCheck{Command: "echo service down >&2; exit 3", Timeout: time.Second}
-	if _, err := Run(context.Background(), []config.HealthCheck{ok}, wait, "local", local); err != nil {
+	if _, err := Run(context.Background(), []config.HealthCheck{ok}, wait, Target{Host: "local", Runner: local}); err != nil {
 		t.Fatalf("passing command check failed: %v", err)
 	}
-	_, err := Run(context.Background(), []config.HealthCheck{ok, bad}, wait, "local", local)
+	_, err := Run(context.Background(), []config.HealthCheck{ok, bad}, wait, Target{Host: "local", Runner: local})
 	if err == nil || !strings.Contains(err.Error(), "exit status 3: service down") {
 		t.Fatalf("error %v, want exit status and stderr", err)
 	}
@@ -111,7 +111,7 @@ func TestCheckNames(t *testing.T) {
 func TestFailingCommandCheckNamesItsScriptOnce(t *testing.T) {
 	script := "echo checking\necho queue down >&2\nexit 3"
 	wait := config.Wait{Deadline: 50 * time.Millisecond, Interval: 20 * time.Millisecond}
-	results, err := Run(context.Background(), []config.HealthCheck{{Command: script, Timeout: time.Second}}, wait, "local", remote.NewLocal())
+	results, err := Run(context.Background(), []config.HealthCheck{{Command: script, Timeout: time.Second}}, wait, Target{Host: "local", Runner: remote.NewLocal()})
 	if err == nil {
 		t.Fatal("a failing check passed")
 	}

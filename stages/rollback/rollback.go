@@ -60,7 +60,8 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 		return err
 	}
 	if len(rc.Env.Health) > 0 {
-		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, h.Name, h.Runner)
+		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.EnvValues}
+		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		if err != nil {
 			return fmt.Errorf("release %s is not healthy after the rollback either: %w", id, err)
