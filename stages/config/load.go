@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -66,9 +67,9 @@ func Parse(data []byte, name, dir string) (*Config, error) {
 	d := &decoder{file: name, lines: map[string]int{"": 1}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, d.yamlError(err)
+		return nil, d.yamlError(err, data)
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) { // a null document ("---" alone) is empty too
 		return nil, &Error{File: name, Msg: "empty config (expected at least app, components and environments)"}
 	}
 	root := doc.Content[0]
@@ -125,8 +126,9 @@ func (d *decoder) err() error {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError turns a parse error from yaml.v3 into an *Error with its line.
-func (d *decoder) yamlError(err error) error {
+// yamlError turns a parse error from yaml.v3 in data into an *Error with
+// its line.
+func (d *decoder) yamlError(err error, data []byte) error {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -144,7 +146,42 @@ func (d *decoder) yamlError(err error) error {
 		}
 		return d.err()
 	}
-	return &Error{File: d.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	// yaml.v3 names no line for a problem on the first line, for bytes that
+	// are not text, nor for an alias of an unknown anchor.
+	line := 1
+	switch m := unknownAnchor.FindStringSubmatch(msg); {
+	case m != nil:
+		line = aliasLine(data, m[1])
+	case strings.Contains(msg, "UTF-") || strings.Contains(msg, "Unicode") || strings.Contains(msg, "control characters"):
+		line = textLine(data)
+	}
+	return &Error{File: d.file, Line: line, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+var unknownAnchor = regexp.MustCompile(`unknown anchor '(.*)' referenced`)
+
+// aliasLine is the line of the first alias *name in data, else 1.
+func aliasLine(data []byte, name string) int {
+	re := regexp.MustCompile(`\*` + regexp.QuoteMeta(name) + `([\s,\]}]|$)`)
+	if loc := re.FindIndex(data); loc != nil {
+		return 1 + bytes.Count(data[:loc[0]], []byte("\n"))
+	}
+	return 1
+}
+
+// textLine is the line of the first byte of data that YAML does not take
+// as text (invalid UTF-8, a control character), else 1.
+func textLine(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		text := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+		if !text || r == utf8.RuneError && n == 1 {
+			return 1 + bytes.Count(data[:i], []byte("\n"))
+		}
+		i += n
+	}
+	return 1
 }
 
 func (d *decoder) decode(data []byte, root *yaml.Node, cfg *Config) error {
@@ -152,7 +189,7 @@ func (d *decoder) decode(data []byte, root *yaml.Node, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil {
-		return d.yamlError(err)
+		return d.yamlError(err, data)
 	}
 	*cfg = Config{
 		File: cfg.File, Dir: cfg.Dir,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -337,8 +338,9 @@ func (v *validator) ssh(p string, s *SSH) {
 	}
 }
 
-// checkHost is a light syntax check of [user@]host[:port] or "local"; the
-// transport parses targets fully when it connects.
+// checkHost checks [user@]host[:port] or "local" by the rules of the
+// transport's ParseTarget (stages/remote), so that every host the config
+// accepts is one a deploy can dial.
 func checkHost(h string) string {
 	if h == "local" {
 		return ""
@@ -354,14 +356,20 @@ func checkHost(h string) string {
 		if at == 0 {
 			return "empty user before @"
 		}
+		if strings.Contains(h[:at], "@") {
+			return "more than one @"
+		}
 		rest = h[at+1:]
 	}
 	var port string
 	switch {
 	case strings.HasPrefix(rest, "["): // [IPv6]:port
 		end := strings.Index(rest, "]")
-		if end < 2 {
-			return "malformed [IPv6] address"
+		if end < 0 {
+			return "missing ] after IPv6 address"
+		}
+		if net.ParseIP(rest[1:end]) == nil {
+			return fmt.Sprintf("%q is not an IP address", rest[1:end])
 		}
 		after := rest[end+1:]
 		if after != "" && !strings.HasPrefix(after, ":") {
@@ -372,6 +380,10 @@ func checkHost(h string) string {
 			return "empty port after :"
 		}
 		rest = rest[1:end]
+	case strings.Count(rest, ":") > 1: // a bare IPv6 address, which cannot carry a port
+		if net.ParseIP(rest) == nil {
+			return "not a host name or address (write IPv6 with a port as [addr]:port)"
+		}
 	case strings.Count(rest, ":") == 1:
 		rest, port, _ = strings.Cut(rest, ":")
 		if port == "" {
@@ -381,9 +393,12 @@ func checkHost(h string) string {
 	if rest == "" {
 		return "empty host"
 	}
+	if strings.ContainsAny(rest, "[]") {
+		return "contains characters not allowed in a host"
+	}
 	if port != "" {
 		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
+		if err != nil || n < 1 || n > 65535 || port[0] == '+' || port[0] == '-' {
 			return fmt.Sprintf("port %q is not a number from 1 to 65535", port)
 		}
 	}
