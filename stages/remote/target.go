@@ -146,8 +146,14 @@ func (t Target) String() string {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	if t.Port != 0 && t.Port != DefaultSSHPort {
-		host = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	// A host called "local" keeps even the default port: alone, the name
+	// is the local target.
+	if t.Port != 0 && t.Port != DefaultSSHPort || t.User == "" && t.Host == LocalTarget {
+		port := t.Port
+		if port == 0 {
+			port = DefaultSSHPort
+		}
+		host = net.JoinHostPort(t.Host, strconv.Itoa(port))
 	}
 	if t.User != "" {
 		return t.User + "@" + host
