@@ -53,9 +53,5 @@ func ParseLock(stdout []byte) (*LockStatus, error) {
 	if _, err := fmt.Sscanf(sc.Text(), "stagecoach-lock now=%d heartbeat=%d", &now, &hb); err != nil {
 		return nil, fmt.Errorf("unexpected lock report %q: %v", sc.Text(), err)
 	}
-	st := &LockStatus{Held: true, Holder: held, HeldFor: time.Duration(now-created) * time.Second}
-	if st.HeldFor < 0 {
-		st.HeldFor = 0
-	}
-	return st, nil
+	return &LockStatus{Held: true, Holder: held, HeldFor: secondsSince(created, now)}, nil
 }

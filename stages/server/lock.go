@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -125,10 +126,7 @@ func ParseLockHeld(stdout []byte) (*LockHeld, error) {
 	if _, err := fmt.Sscanf(sc.Text(), "stagecoach-lock now=%d heartbeat=%d", &now, &hb); err != nil {
 		return nil, fmt.Errorf("unexpected lock holder report %q: %v", sc.Text(), err)
 	}
-	held := &LockHeld{Age: time.Duration(now-hb) * time.Second}
-	if held.Age < 0 {
-		held.Age = 0
-	}
+	held := &LockHeld{Age: secondsSince(hb, now)}
 	rest := strings.TrimSpace(string(stdout[len(sc.Bytes()):]))
 	if rest != "" {
 		if err := json.Unmarshal([]byte(rest), &held.Info); err != nil {
@@ -136,6 +134,22 @@ func ParseLockHeld(stdout []byte) (*LockHeld, error) {
 		}
 	}
 	return held, nil
+}
+
+// maxSeconds is the longest time.Duration in whole seconds.
+const maxSeconds = time.Duration(math.MaxInt64/int64(time.Second)) * time.Second
+
+// secondsSince is how long before now (both seconds since the epoch, as the
+// server's clock prints them) then was: 0 when then is not before now, at
+// most maxSeconds however far apart the two are, never overflowing.
+func secondsSince(then, now int64) time.Duration {
+	if then >= now {
+		return 0
+	}
+	if d := uint64(now) - uint64(then); d <= uint64(maxSeconds/time.Second) {
+		return time.Duration(d) * time.Second
+	}
+	return maxSeconds
 }
 
 // Heartbeat renews the lease: it touches info.json only while the lock

@@ -69,13 +69,28 @@ func CarryAssets(l Layout, id string, prevIDs []string, dir string) (remote.Comm
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// shellOwned are the variables the shell sets or computes itself (those of
+// bash, which is /bin/sh on some systems, and BASH_*): sourcing a file
+// cannot give them its value, and some of them (OPTIND, bash's read-only
+// ones) make the shell that sources the file exit.
+var shellOwned = map[string]bool{
+	"_": true, "OPTIND": true, "LINENO": true, "PPID": true, "UID": true, "EUID": true, "GROUPS": true,
+	"RANDOM": true, "SRANDOM": true, "SECONDS": true, "HISTCMD": true, "DIRSTACK": true, "PIPESTATUS": true,
+	"FUNCNAME": true, "SHELLOPTS": true, "BASHOPTS": true, "BASHPID": true, "EPOCHSECONDS": true, "EPOCHREALTIME": true,
+}
+
 // FormatEnv renders variables as shared/.env: sorted KEY='value' lines that
 // sh can source (RunIn does). WriteEnv puts it on the server.
 func FormatEnv(vars map[string]string) ([]byte, error) {
 	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		if !envName.MatchString(k) {
+	for k, v := range vars {
+		switch {
+		case !envName.MatchString(k):
 			return nil, fmt.Errorf("environment variable name %q is not a valid shell name", k)
+		case shellOwned[k] || strings.HasPrefix(k, "BASH_"):
+			return nil, fmt.Errorf("environment variable %s is the shell's own: the server's shell would not take its value from shared/.env", k)
+		case strings.IndexByte(v, 0) >= 0:
+			return nil, fmt.Errorf("environment variable %s: the value holds a NUL byte, which no shell variable can", k)
 		}
 		keys = append(keys, k)
 	}

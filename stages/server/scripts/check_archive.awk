@@ -1,7 +1,8 @@
 # check_archive.awk reads `tar -tzv --numeric-owner --quoting-style=escape`
 # (or the -xvv listing, which has the same format) and prints one line per
 # entry that is not a plain file, directory or symlink, has an absolute name
-# or a ".." component, or is a symlink whose target leaves the release; it
+# or a ".." component, or is a symlink whose target leaves the release or
+# whose line does not split into one name and one target at " -> "; it
 # exits 1 when it printed any. GNU tar refuses most of these by itself: this
 # is a second fence, the archive's SHA-256 being the real guarantee.
 function bad(why, name) { print "unsafe archive entry " name ": " why; n++ }
@@ -11,6 +12,9 @@ function bad(why, name) { print "unsafe archive entry " name ": " why; n++ }
   name = rest; target = ""
   if (t == "l") { i = index(rest, " -> "); name = substr(rest, 1, i - 1); target = substr(rest, i + 4) }
   if (t != "-" && t != "d" && t != "l") { bad("type " t " is not a file, directory or symlink", name); next }
+  # tar does not escape " -> ": with a second one in the line, the link's
+  # name could end at either, and the target checked would be the wrong one.
+  if (t == "l" && (i == 0 || index(target, " -> "))) { bad("symlink line has no single \" -> \" between name and target", rest); next }
   if (substr(name, 1, 1) == "/") { bad("absolute name", name); next }
   k = split(name, c, "/"); depth = 0
   for (j = 1; j <= k; j++) {
