@@ -387,7 +387,9 @@ func (e *BastionError) Error() string {
 func (e *BastionError) Unwrap() error { return e.Err }
 
 // bastionLabel names bastion i (0-based) of n in messages.
-func bastionLabel(i, n int, h *hop) string { return fmt.Sprintf("bastion %d of %d, %s", i+1, n, h.name()) }
+func bastionLabel(i, n int, h *hop) string {
+	return fmt.Sprintf("bastion %d of %d, %s", i+1, n, h.name())
+}
 
 // SSH runs operations on one host over a single SSH connection held for the
 // runner's lifetime. Commands run on a few persistent shells ("agents"),
