@@ -91,7 +91,7 @@ const NoSSHConfig = "none"
 // page loaded before a swap can still fetch its old files after it.
 type Assets struct {
 	Dir      string `yaml:"dir"`      // release-relative, e.g. frontend/assets
-	Versions int    `yaml:"versions"` // how many releases' assets to carry (default 2)
+	Versions int    `yaml:"versions"` // how many frontend versions' assets to serve: the new one and the N-1 builds before it (default 2)
 }
 
 // EnvVars is what the server's shared/.env receives. Secrets name variables
@@ -133,7 +133,7 @@ type Wait struct {
 
 // Cleanup is what the cleanup script removes.
 type Cleanup struct {
-	IncomingMaxAge time.Duration `yaml:"incoming_max_age"` // default 24h
+	IncomingMaxAge time.Duration `yaml:"incoming_max_age"` // how long scratch dirs and another deploy's fresh uploads are kept (default 24h)
 	DockerLogs     bool          `yaml:"docker_logs"`      // truncate containers' json logs
 	DockerPrune    bool          `yaml:"docker_prune"`
 }
