@@ -12,8 +12,8 @@ import (
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
-// Options are a run's settings. Mage targets take no flags, so the targets
-// package reads them from STAGECOACH_* environment variables.
+// Options are a run's settings. The targets package reads them from the
+// STAGECOACH_* environment variables and the called target's flags.
 type Options struct {
 	ConfigPath  string        // default stagecoach.yml
 	Environment string        // default: the first environment in the config
