@@ -142,9 +142,13 @@ func (r *Run) anySwitchedOrMigrated() bool {
 func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	for _, h := range r.Hosts {
-		if h.State == nil || r.Plan == nil {
-			continue
+	if r.Plan == nil {
+		return
+	}
+	// Every host at once: a fleet's hosts each wait a round trip for it.
+	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
+		if h.State == nil {
+			return nil
 		}
 		d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
 			Started: r.Started, Duration: time.Since(r.Started), Result: result, Stage: stage,
@@ -159,7 +163,7 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 		}
 		if err := h.State.RecordDeploy(d); err != nil {
 			h.Log.Warnf("record deploy: %v", err)
-			continue
+			return nil
 		}
 		err := h.SaveState(ctx)
 		if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
@@ -172,7 +176,8 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 		if err != nil {
 			h.Log.Warnf("%v", err)
 		}
-	}
+		return nil // a failure to record is a warning, never the deploy's outcome
+	})
 }
 
 // prunePackages drops the local packages no retry or rollback uses (see
