@@ -152,8 +152,17 @@ func (r *Run) Health(ctx context.Context) error { return health.Step{}.Run(ctx, 
 func (r *Run) Cleanup(ctx context.Context) error { return cleanup.Step{}.Run(ctx, r.Context) }
 
 // Rollback switches every host back to the previous good release, or to
-// the release named by Options.Release.
-func (r *Run) Rollback(ctx context.Context) error { return rollback.Step{}.Run(ctx, r.Context) }
+// the release named by Options.Release, then runs the after-rollback
+// notification hook point (see notifyRollback).
+func (r *Run) Rollback(ctx context.Context) error {
+	before := make([]string, len(r.Hosts))
+	for i, h := range r.Hosts {
+		before[i] = h.Live
+	}
+	err := rollback.Step{}.Run(ctx, r.Context)
+	r.notifyRollback(before, err)
+	return err
+}
 
 // Check is the cron check of every host (see check.Run).
 func (r *Run) Check(ctx context.Context) (*check.Report, error) { return check.Run(ctx, r.Context) }
