@@ -19,7 +19,7 @@ import (
 // webhookPayload is what plugins/examples/webhook POSTs as JSON.
 type webhookPayload struct {
 	Hook, Result, Stage, Cause, Release string
-	Hosts                                []struct {
+	Hosts                               []struct {
 		Host     string
 		Before   string `json:"release_before"`
 		After    string `json:"release_after"`
