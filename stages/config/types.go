@@ -43,6 +43,10 @@ type Migrations struct {
 	Detect string   `yaml:"detect"` // optional local command: exit 0 = pending, 1 = none
 	Run    string   `yaml:"run"`    // run on the server in the new release directory
 	Backup []string `yaml:"backup"` // files under <root> (e.g. shared/data/app.sqlite3) backed up first
+	// Once runs the backup and the migration on one host only, the first
+	// of the canary, before any host activates: for a database the hosts
+	// share.
+	Once bool `yaml:"once"`
 }
 
 // Environment is a named set of hosts and how to deploy to them.
@@ -55,7 +59,8 @@ type Environment struct {
 	Hosts        []string      `yaml:"hosts"`
 	Root         string        `yaml:"root"` // absolute on the server; relative to the project for "local"
 	KeepReleases int           `yaml:"keep_releases"`
-	Parallel     int           `yaml:"parallel"` // hosts deployed at once; default 4
+	Parallel     int           `yaml:"parallel"` // the older spelling of strategy.parallel; Load sets both
+	Strategy     Strategy      `yaml:"strategy"`
 	SSH          SSH           `yaml:"ssh"`
 	Shared       []string      `yaml:"shared"` // release paths replaced by links into <root>/shared
 	Assets       Assets        `yaml:"assets"`

@@ -267,12 +267,7 @@ func (v *validator) environment(e *Environment) {
 	if e.KeepReleases == 0 {
 		e.KeepReleases = v.cfg.KeepReleases
 	}
-	if v.set(p+".parallel") && e.Parallel < 1 {
-		v.fail(p+".parallel", "must be at least 1, got %d", e.Parallel)
-	}
-	if e.Parallel == 0 {
-		e.Parallel = DefaultParallel
-	}
+	v.strategy(p, e)
 	for i, s := range e.Shared {
 		v.relative(fmt.Sprintf("%s.shared[%d]", p, i), s)
 	}
