@@ -32,7 +32,7 @@ func Bench(ctx context.Context) error {
 	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-skip=DeployComparison", "-benchmem", "./...")
 }
 
-// BenchDeploy compares full, small-change and no-change deploys with tar+scp+ssh and rsync.
+// BenchDeploy compares full, small-change and no-change deploys with tar+scp+ssh and rsync, on loopback and slow links, with light and heavy login shells.
 func BenchDeploy(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "scripts/bench-deploy")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

@@ -297,17 +297,21 @@ func (h *Host) Dial(t testing.TB) *remote.SSH {
 // non-interactively with its key and known_hosts, ignoring the user's own
 // configuration. Append h.User+"@"+h.Addr and the command.
 func (h *Host) OpenSSHArgs() []string {
+	return openSSHArgs(h.IdentityFile, h.KnownHostsFile, h.Port)
+}
+
+func openSSHArgs(identity, knownHosts string, port int) []string {
 	return []string{
 		"-F", "/dev/null",
-		"-i", h.IdentityFile,
+		"-i", identity,
 		"-o", "IdentitiesOnly=yes",
-		"-o", "UserKnownHostsFile=" + h.KnownHostsFile,
+		"-o", "UserKnownHostsFile=" + knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "BatchMode=yes",
 		"-o", "ControlMaster=no",
 		"-o", "ControlPath=none",
-		"-p", strconv.Itoa(h.Port),
+		"-p", strconv.Itoa(port),
 	}
 }
 
