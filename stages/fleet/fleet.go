@@ -34,6 +34,10 @@ type Fleet struct {
 	// Sleep waits d or until ctx ends (then returning its error); nil: a
 	// timer. Waiting for a lock polls with it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Databases are where the app's database files would lie, relative to
+	// the root, in a tree served from plain directories (see
+	// server.OutsideShared): a first deploy refuses a root holding one.
+	Databases []string
 }
 
 // New returns the fleet of env: SSH (or local) connections as env.SSH

@@ -51,14 +51,27 @@ func (f *Fleet) Lock(ctx context.Context, h *Host, command string, breakStale bo
 }
 
 // Hold takes h's deploy lock as Lock does and reads h's state under it (see
-// LoadState for app), in the same round trip when the lock is free.
+// LoadState for app), in the same round trip when the lock is free. For a
+// command that deploys (see Deploys), the same round trip looks for files
+// Stagecoach did not create on a root no deploy has used, and Hold refuses
+// such a root with a *server.ForeignTreeError, holding the lock still.
 func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bool, app string) error {
 	read := server.ReadLive(h.Layout)
+	guard := Deploys(command)
+	look := server.ReadForeign(h.Layout, f.Databases)
 	var live server.Live
-	var readErr error
+	var found server.Foreign
+	var readErr, lookErr error
 	err := f.lock(ctx, h, command, breakStale, func(take server.Op[struct{}]) error {
-		results, errs := h.RunBatch(ctx, take.Cmd, read.Cmd)
+		cmds := []remote.Command{take.Cmd, read.Cmd}
+		if guard {
+			cmds = append(cmds, look.Cmd)
+		}
+		results, errs := h.RunBatch(ctx, cmds...)
 		live, readErr = read.Decode(results[1], errs[1])
+		if guard {
+			found, lookErr = look.Decode(results[2], errs[2])
+		}
 		_, err := take.Decode(results[0], errs[0])
 		return err
 	})
@@ -67,12 +80,21 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 	}
 	if errors.Is(readErr, remote.ErrSkipped) {
 		// The lock was taken only after breaking a stale one.
-		return h.LoadState(ctx, app)
-	}
-	if readErr != nil {
+		if err := h.LoadState(ctx, app); err != nil {
+			return err
+		}
+		if guard {
+			found, lookErr = server.Run(ctx, h, look)
+		}
+	} else if readErr != nil {
 		return readErr
+	} else if err := h.setLive(live, app); err != nil {
+		return err
 	}
-	return h.setLive(live, app)
+	if lookErr != nil {
+		return lookErr
+	}
+	return found.Refusal(h.Layout.Root)
 }
 
 // lock is Lock; first, when set, makes the first attempt to take it.

@@ -9,6 +9,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
@@ -81,6 +82,9 @@ func Open(opts Options, log *ui.Logger) (*Context, error) {
 	now := time.Now()
 	f := fleet.New(env, log)
 	f.LockWait = opts.LockWait
+	if cfg.Migrations != nil {
+		f.Databases = server.OutsideShared(cfg.Migrations.Backup)
+	}
 	return &Context{
 		Opts: opts, Cfg: cfg, Env: env, Log: log, Fleet: f,
 		Command: "deploy", Started: now, EnvValues: values,
