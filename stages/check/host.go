@@ -317,7 +317,7 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 		return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "no health checks configured"}}
 	}
 	interval := r.Env.HealthWait.Interval
-	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: r.currentRelease(ctx, h), Values: r.EnvValues}
+	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: r.currentRelease(ctx, h), Values: r.HostValues(h), Vars: h.Vars}
 	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, target)
 	out := make([]Result, 0, len(results))
 	for _, hr := range results {

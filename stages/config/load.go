@@ -213,6 +213,9 @@ func (d *decoder) decode(data []byte, root *yaml.Node, cfg *Config) error {
 		for i := range e.Health {
 			e.Health[i].Line = d.lines[fmt.Sprintf("environments.%s.health[%d]", e.Name, i)]
 		}
+		for i := range e.Hosts {
+			e.Hosts[i].Line = d.lines[fmt.Sprintf("environments.%s.hosts[%d]", e.Name, i)]
+		}
 		cfg.Environments = append(cfg.Environments, e)
 	}
 	for i := range cfg.Plugins {
@@ -304,6 +307,7 @@ func keysOf(fields []field) string {
 var (
 	componentType   = reflect.TypeOf(Component{})
 	environmentType = reflect.TypeOf(Environment{})
+	hostType        = reflect.TypeOf(Host{})
 	durationType    = reflect.TypeOf(time.Duration(0))
 )
 
@@ -413,6 +417,19 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 		return
 	}
+	if t == hostType {
+		switch n.Kind {
+		case yaml.ScalarNode:
+		case yaml.MappingNode:
+			d.checkMapping(n, path, fieldsOf(t), nil)
+			if !hasKey(n, "host") {
+				d.errorf(n.Line, path, "host is required: the SSH target, e.g. {host: deploy@web1, vars: {PORT: 8081}, tags: [web]}")
+			}
+		default:
+			d.errorf(n.Line, path, "expected a host (deploy@web1) or a mapping {host: deploy@web1, vars: {...}, tags: [...]}, got a %s", kindName(n))
+		}
+		return
+	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		d.check(n, t.Elem(), path)
@@ -475,6 +492,26 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 		d.checkMapping(n, path, fields, nil)
 	}
+}
+
+// hasKey reports whether mapping n has key (merged mappings included).
+func hasKey(n *yaml.Node, key string) bool {
+	for _, kv := range pairs(n) {
+		if kv.key.Value == key {
+			return true
+		}
+		if kv.key.Value == "<<" && (kv.value.Kind == yaml.MappingNode && hasKey(kv.value, key)) {
+			return true
+		}
+		if kv.key.Value == "<<" && kv.value.Kind == yaml.SequenceNode {
+			for _, m := range kv.value.Content {
+				if hasKey(deref(m), key) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func kindName(n *yaml.Node) string {

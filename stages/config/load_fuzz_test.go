@@ -49,8 +49,8 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("environment %s accepted incomplete: %+v", e.Name, e)
 			}
 			for _, h := range e.Hosts {
-				if _, err := remote.ParseTarget(h); err != nil {
-					t.Fatalf("environment %s: the config accepts host %q, the transport does not: %v", e.Name, h, err)
+				if _, err := remote.ParseTarget(h.Host); err != nil {
+					t.Fatalf("environment %s: the config accepts host %q, the transport does not: %v", e.Name, h.Host, err)
 				}
 			}
 		}
@@ -110,8 +110,8 @@ func FuzzHost(f *testing.F) {
 			checkErrors(t, []byte(doc), err)
 			return
 		}
-		if got := cfg.Environments[0].Hosts; len(got) != 1 || got[0] != host {
-			t.Fatalf("hosts %q, want [%q]", got, host)
+		if got := cfg.Environments[0].Hosts; len(got) != 1 || got[0].Host != host {
+			t.Fatalf("hosts %q, want [%q]", config.HostNames(got), host)
 		}
 		if _, err := remote.ParseTarget(host); err != nil {
 			t.Fatalf("the config accepts host %q, the transport does not: %v", host, err)

@@ -4,6 +4,8 @@ package config
 
 import (
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is a whole stagecoach.yml.
@@ -55,8 +57,8 @@ type Environment struct {
 	Line int    `yaml:"-"`
 
 	// Hosts are "user@host[:port]" SSH targets, or "local" for a directory
-	// on the deploying machine.
-	Hosts        []string      `yaml:"hosts"`
+	// on the deploying machine, each with its own settings; in file order.
+	Hosts        []Host        `yaml:"hosts"`
 	Root         string        `yaml:"root"` // absolute on the server; relative to the project for "local"
 	KeepReleases int           `yaml:"keep_releases"`
 	Parallel     int           `yaml:"parallel"` // the older spelling of strategy.parallel; Load sets both
@@ -70,6 +72,48 @@ type Environment struct {
 	HealthWait   Wait          `yaml:"health_wait"`
 	Cleanup      Cleanup       `yaml:"cleanup"`
 	Check        Check         `yaml:"check"`
+}
+
+// Host is one target of an environment. In the file it is either the
+// target alone ("deploy@web1:22") or a mapping with its settings:
+// {host: "deploy@web1:22", vars: {PORT: 8081}, tags: [web]}.
+type Host struct {
+	Host string `yaml:"host"` // "user@host[:port]" or "local"
+	// Vars are this host's own values: {vars.NAME} in health checks, and
+	// variables of the commands run on it (they win over env.vars there).
+	Vars map[string]string `yaml:"vars"`
+	Tags []string          `yaml:"tags"` // for selecting hosts: STAGECOACH_HOSTS=tag:web
+	Line int               `yaml:"-"`    // line of the host in the file, for errors
+
+}
+
+// UnmarshalYAML takes a host written as a plain target or as a mapping.
+// The schema walk has checked the mapping's keys already.
+func (h *Host) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		h.Host = n.Value
+		return nil
+	}
+	type plain Host // without this method
+	return n.Decode((*plain)(h))
+}
+
+// HostNames are the targets of hosts, in order.
+func HostNames(hosts []Host) []string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Host
+	}
+	return names
+}
+
+// Hosts are hosts named by their targets alone, without settings.
+func Hosts(names ...string) []Host {
+	hosts := make([]Host, len(names))
+	for i, n := range names {
+		hosts[i] = Host{Host: n}
+	}
+	return hosts
 }
 
 // SSH settings for an environment's hosts. Each one set wins over what

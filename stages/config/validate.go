@@ -234,18 +234,20 @@ func (v *validator) environment(e *Environment) {
 	if len(e.Hosts) == 0 {
 		v.failAt(p, "hosts", "hosts is required: user@host[:port] SSH targets or local, e.g. hosts: [deploy@web1.example.com]")
 	}
-	for i, h := range e.Hosts {
+	for i := range e.Hosts {
+		h := &e.Hosts[i]
 		hp := fmt.Sprintf("%s.hosts[%d]", p, i)
-		if err := checkHost(h); err != "" {
-			v.fail(hp, "invalid host %q: %s; expected user@host[:port] or local", h, err)
+		if err := checkHost(h.Host); err != "" {
+			v.fail(hp, "invalid host %q: %s; expected user@host[:port] or local", h.Host, err)
 		}
-		if seen[h] {
-			v.fail(hp, "host %q is listed twice", h)
+		if seen[h.Host] {
+			v.fail(hp, "host %q is listed twice", h.Host)
 		}
-		seen[h] = true
-		if h != "local" {
+		seen[h.Host] = true
+		if h.Host != "local" {
 			onlyLocal = false
 		}
+		v.hostSettings(hp, h)
 	}
 
 	switch {
@@ -260,6 +262,7 @@ func (v *validator) environment(e *Environment) {
 	case path.Clean(e.Root) == "/":
 		v.fail(p+".root", "root must not be / (releases and cleanup live under it)")
 	}
+	v.sameRoots(p, e)
 
 	if v.set(p+".keep_releases") && e.KeepReleases < 2 {
 		v.fail(p+".keep_releases", "must be at least 2 (the live release and the one to roll back to), got %d", e.KeepReleases)
@@ -287,6 +290,7 @@ func (v *validator) environment(e *Environment) {
 	v.services(p+".services", &e.Services)
 	for i := range e.Health {
 		v.health(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i], &e.Env)
+		v.hostVarsUsed(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i], e.Hosts)
 	}
 	if e.HealthWait.Deadline == 0 {
 		e.HealthWait.Deadline = DefaultWaitDeadline
@@ -455,8 +459,9 @@ func (v *validator) health(p string, h *HealthCheck, env *EnvVars) {
 	case h.HTTP != "" && h.Command != "":
 		v.fail(p, "a health check has either http or command, not both; write two checks")
 	case h.HTTP != "":
-		// {host} stands for each host's address; see Health.
-		u, err := url.Parse(strings.ReplaceAll(h.HTTP, "{host}", "host"))
+		// {host} stands for each host's address and {vars.NAME} for its
+		// values; see Health.
+		u, err := url.Parse(HostVarRef.ReplaceAllString(strings.ReplaceAll(h.HTTP, "{host}", "host"), "1"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.fail(p+".http", "%q is not an http:// or https:// URL", h.HTTP)
 		}
@@ -514,4 +519,95 @@ func validAt(at string) bool {
 		}
 	}
 	return false
+}
+
+// HostVarRef is a reference to a host's value in a health check:
+// {vars.NAME}.
+var HostVarRef = regexp.MustCompile(`\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// hostSettings checks a host's vars and tags.
+func (v *validator) hostSettings(hp string, h *Host) {
+	for name := range h.Vars {
+		if !envName.MatchString(name) {
+			v.fail(hp+".vars."+name, "%q is not a valid variable name (letters, digits and _, not starting with a digit)", name)
+		}
+	}
+	tags := map[string]bool{}
+	for i, tag := range h.Tags {
+		tp := fmt.Sprintf("%s.tags[%d]", hp, i)
+		switch {
+		case !safeName.MatchString(tag):
+			v.fail(tp, "tag %q may contain only letters, digits, - and _", tag)
+		case tags[tag]:
+			v.fail(tp, "tag %q is listed twice", tag)
+		}
+		tags[tag] = true
+	}
+}
+
+// hostVarsUsed checks that every {vars.NAME} a health check refers to is
+// set on every host, so that no host's check runs with a hole in it.
+func (v *validator) hostVarsUsed(p string, c *HealthCheck, hosts []Host) {
+	for _, text := range []string{c.HTTP, c.Command} {
+		for _, m := range HostVarRef.FindAllStringSubmatch(text, -1) {
+			for _, h := range hosts {
+				if _, ok := h.Vars[m[1]]; !ok {
+					v.fail(p, "%s refers to vars.%s, which host %q (line %d) does not set; give every host vars: {%s: ...}", m[0], m[1], h.Host, h.Line, m[1])
+				}
+			}
+		}
+	}
+	for _, text := range []string{c.HTTP, c.Command} {
+		if rest := HostVarRef.ReplaceAllString(text, ""); strings.Contains(rest, "{vars.") {
+			v.fail(p, "%q: a host value is written {vars.NAME}, with NAME of letters, digits and _", text)
+		}
+	}
+}
+
+// sameRoots reports hosts that would deploy into one directory of one
+// machine: same address and port, same root once {host} is filled in.
+// Their deploys would take each other's lock and overwrite each other.
+func (v *validator) sameRoots(p string, e *Environment) {
+	first := map[string]*Host{}
+	for i := range e.Hosts {
+		h := &e.Hosts[i]
+		if checkHost(h.Host) != "" {
+			continue
+		}
+		addr, host := HostAddress(h.Host)
+		key := addr + "\x00" + strings.ReplaceAll(e.Root, "{host}", host)
+		if prev, dup := first[key]; dup && prev.Host != h.Host {
+			v.fail(fmt.Sprintf("%s.hosts[%d]", p, i), "host %q has the same address (%s) and root as host %q at line %d: their deploys would share one directory; give one of them another root (e.g. with {host}) or remove it", h.Host, addr, prev.Host, prev.Line)
+			continue
+		}
+		first[key] = h
+	}
+}
+
+// HostAddress is the machine a valid host target reaches, as host:port
+// (port 22 when unset; "local" for this machine), and its host part alone.
+// Users are left out: two accounts on one machine share its directories.
+func HostAddress(target string) (addr, host string) {
+	if target == "local" {
+		return "local", "local"
+	}
+	rest := target
+	if at := strings.LastIndex(target, "@"); at >= 0 {
+		rest = target[at+1:]
+	}
+	port := "22"
+	switch {
+	case strings.HasPrefix(rest, "["):
+		end := strings.Index(rest, "]")
+		if p := strings.TrimPrefix(rest[end+1:], ":"); p != "" {
+			port = p
+		}
+		rest = rest[1:end]
+	case strings.Count(rest, ":") == 1:
+		rest, port, _ = strings.Cut(rest, ":")
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(n)
+	}
+	return net.JoinHostPort(strings.ToLower(rest), port), rest
 }

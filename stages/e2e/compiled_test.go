@@ -50,7 +50,7 @@ func TestCompiledBinaryDeploysFromClone(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := cfg.Environments[0] // the default environment
-	if len(env.Hosts) != 1 || env.Hosts[0] != "local" || len(env.Health) == 0 {
+	if len(env.Hosts) != 1 || env.Hosts[0].Host != "local" || len(env.Health) == 0 {
 		t.Fatalf("the clone's stagecoach.yml no longer deploys to a local target with a health check: %+v", env)
 	}
 	root := env.Root

@@ -310,7 +310,7 @@ func TestDeployTargetProcess(t *testing.T) {
 	if os.Getenv("STAGECOACH_E2E_DEPLOY_PROCESS") == "" {
 		t.Skip("run by TestSIGINTDuringSwap")
 	}
-	err := targets.Deploy(context.Background(), nil, nil, nil, nil, nil, nil, nil) // no flags: the STAGECOACH_* variables
+	err := targets.Deploy(context.Background(), nil, nil, nil, nil, nil, nil, nil, nil) // no flags: the STAGECOACH_* variables
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}

@@ -115,7 +115,7 @@ func TestKilledDeployProcess(t *testing.T) {
 	if os.Getenv("STAGECOACH_E2E_KILLED_DEPLOY_PROCESS") == "" {
 		t.Skip("run by TestKilledDeployRecovers")
 	}
-	err := targets.Deploy(context.Background(), nil, nil, nil, nil, nil, nil, nil) // no flags: the STAGECOACH_* variables
+	err := targets.Deploy(context.Background(), nil, nil, nil, nil, nil, nil, nil, nil) // no flags: the STAGECOACH_* variables
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}

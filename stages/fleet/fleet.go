@@ -89,12 +89,13 @@ func SSHDialer(s config.SSH, warn ...func(format string, args ...any)) DialFunc 
 	}
 }
 
-// Hosts returns the hosts named, not yet connected. root may contain
-// {host} (see HostRoot).
-func (f *Fleet) Hosts(names []string, root string) []*Host {
-	hosts := make([]*Host, len(names))
-	for i, name := range names {
-		hosts[i] = &Host{Name: name, Layout: server.Layout{Root: HostRoot(root, name)}, Log: f.Log.With(name)}
+// Hosts returns the hosts configured, not yet connected, with their
+// settings. root may contain {host} (see HostRoot).
+func (f *Fleet) Hosts(configured []config.Host, root string) []*Host {
+	hosts := make([]*Host, len(configured))
+	for i, c := range configured {
+		hosts[i] = &Host{Name: c.Host, Vars: c.Vars, Tags: c.Tags,
+			Layout: server.Layout{Root: HostRoot(root, c.Host)}, Log: f.Log.With(c.Host)}
 	}
 	return hosts
 }
@@ -112,8 +113,8 @@ func (f *Fleet) Open(ctx context.Context, h *Host) error {
 
 // Connect opens one connection per host. When any host cannot be reached,
 // every connection opened is closed again.
-func (f *Fleet) Connect(ctx context.Context, names []string, root string) ([]*Host, error) {
-	hosts := f.Hosts(names, root)
+func (f *Fleet) Connect(ctx context.Context, configured []config.Host, root string) ([]*Host, error) {
+	hosts := f.Hosts(configured, root)
 	// The transports' errors name the host and what failed already.
 	if err := f.Each(ctx, hosts, "", f.Open); err != nil {
 		Close(hosts)

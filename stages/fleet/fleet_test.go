@@ -43,7 +43,7 @@ func newFleet(parallel int) *testFleet {
 // open connects a host called name whose root is root.
 func (f *testFleet) open(t *testing.T, name, root string) *fleet.Host {
 	t.Helper()
-	h := f.Hosts([]string{name}, root)[0]
+	h := f.Hosts(config.Hosts(name), root)[0]
 	if err := f.Open(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestHostRoot(t *testing.T) {
 
 func TestHostsAreNamedAndRootedButNotConnected(t *testing.T) {
 	f := newFleet(2)
-	hosts := f.Hosts([]string{"deploy@web1", "deploy@web2"}, "/srv/{host}")
+	hosts := f.Hosts(config.Hosts("deploy@web1", "deploy@web2"), "/srv/{host}")
 	for i, h := range hosts {
 		name := fmt.Sprintf("deploy@web%d", i+1)
 		if h.Name != name || h.Layout.Root != fmt.Sprintf("/srv/web%d", i+1) || h.Runner != nil || h.Log == nil {
@@ -118,7 +118,7 @@ func TestConnect(t *testing.T) {
 	names := []string{"deploy@web1", "deploy@web2", "deploy@web3"}
 	t.Run("all reachable", func(t *testing.T) {
 		f := newFleet(2)
-		hosts, err := f.Connect(context.Background(), names, "/srv/{host}")
+		hosts, err := f.Connect(context.Background(), config.Hosts(names...), "/srv/{host}")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func TestConnect(t *testing.T) {
 	t.Run("one unreachable", func(t *testing.T) {
 		f := newFleet(3)
 		f.dialer.Fail("deploy@web2", errors.New("connect to deploy@web2: no route to host"))
-		hosts, err := f.Connect(context.Background(), names, "/srv/{host}")
+		hosts, err := f.Connect(context.Background(), config.Hosts(names...), "/srv/{host}")
 		if hosts != nil || exitcode.Of(err) != exitcode.Unreachable || !strings.Contains(err.Error(), "no route to host") {
 			t.Fatalf("Connect = %v, %v (exit %d); want no hosts and exit %d", hosts, err, exitcode.Of(err), exitcode.Unreachable)
 		}
@@ -201,7 +201,7 @@ func TestEachIsBoundedByParallel(t *testing.T) {
 			var mu sync.Mutex
 			var active, widest, ran int
 			full := make(chan struct{})
-			err := f.Each(context.Background(), f.Hosts(names, "/srv"), "work on", func(context.Context, *fleet.Host) error {
+			err := f.Each(context.Background(), f.Hosts(config.Hosts(names...), "/srv"), "work on", func(context.Context, *fleet.Host) error {
 				mu.Lock()
 				active++
 				ran++
@@ -245,7 +245,7 @@ func TestEachJoinsPrefixedErrors(t *testing.T) {
 		{"ship to", []string{"ship to web2: disk full", "ship to web3: deploy locked by alice"}},
 		{"", []string{"disk full", "deploy locked by alice"}},
 	} {
-		err := f.Each(context.Background(), f.Hosts(names, "/srv"), tc.doing, fn)
+		err := f.Each(context.Background(), f.Hosts(config.Hosts(names...), "/srv"), tc.doing, fn)
 		if exitcode.Of(err) != exitcode.Locked {
 			t.Errorf("doing %q: exit %d, want the Locked of web3", tc.doing, exitcode.Of(err))
 		}
@@ -253,7 +253,7 @@ func TestEachJoinsPrefixedErrors(t *testing.T) {
 			t.Errorf("doing %q: error lines %q, want %q", tc.doing, got, tc.want)
 		}
 	}
-	if err := f.Each(context.Background(), f.Hosts(names, "/srv"), "noop", func(context.Context, *fleet.Host) error { return nil }); err != nil {
+	if err := f.Each(context.Background(), f.Hosts(config.Hosts(names...), "/srv"), "noop", func(context.Context, *fleet.Host) error { return nil }); err != nil {
 		t.Errorf("no failures: %v", err)
 	}
 }

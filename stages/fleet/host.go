@@ -17,7 +17,9 @@ import (
 // deploy state, and what this run has done to it, which decides what a
 // rollback must undo.
 type Host struct {
-	Name   string // as configured: "deploy@web1:22" or "local"
+	Name   string            // as configured: "deploy@web1:22" or "local"
+	Vars   map[string]string // the host's own values (config.Host.Vars)
+	Tags   []string
 	Runner remote.Runner
 	Layout server.Layout
 	Log    *ui.Logger

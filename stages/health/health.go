@@ -32,7 +32,7 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		return nil
 	}
 	return rc.Each(ctx, "health of", func(ctx context.Context, h *fleet.Host) error {
-		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.EnvValues}
+		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.HostValues(h), Vars: h.Vars}
 		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		for _, res := range results {

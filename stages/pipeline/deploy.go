@@ -10,6 +10,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/build"
 	"github.com/stagecoach/stagecoach/stages/cleanup"
+	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/detect"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
@@ -222,7 +223,7 @@ func (r *Run) finish(err error, result string) error {
 			hr.FilesSent, hr.FilesReused = len(r.Packaged.Send), len(r.Packaged.Reuse)
 		}
 	}
-	rep.SortHosts(r.Env.Hosts)
+	rep.SortHosts(config.HostNames(r.Env.Hosts))
 	r.notify(result)
 	if r.Plan != nil {
 		r.prunePackages()

@@ -39,9 +39,12 @@ type Target struct {
 	// STAGECOACH_ROOT and STAGECOACH_HOST set. "" (nothing deployed) runs
 	// them in the login directory.
 	Release string
-	// Values are the environment's values (run.Context.EnvValues), which
+	// Values are the host's values (run.Context.HostValues), which
 	// ${NAME} in a header stands for.
 	Values map[string]string
+	// Vars are the host's own vars, which {vars.NAME} in a check's URL or
+	// command stands for.
+	Vars map[string]string
 }
 
 // Run runs every check against one host, retrying each at wait.Interval
@@ -74,6 +77,7 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, t T
 }
 
 func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, t Target) Result {
+	c = WithVars(c, t.Vars)
 	res := Result{Host: t.Host, Check: describeCheck(c, i, t.Host), Script: c.Command}
 	headers, secrets := c.ResolveHeaders(t.Values)
 	start := time.Now()
@@ -115,6 +119,27 @@ func hostURL(url, host string) string {
 		host = t.Host
 	}
 	return strings.ReplaceAll(url, "{host}", host)
+}
+
+// WithVars is c with {vars.NAME} filled in from vars: as it is in the
+// URL, and as one shell word (quoted) in the command, so that a value
+// cannot change what the command runs. The config has checked that every
+// host sets every name its checks refer to.
+func WithVars(c config.HealthCheck, vars map[string]string) config.HealthCheck {
+	fill := func(s string, quote bool) string {
+		return config.HostVarRef.ReplaceAllStringFunc(s, func(ref string) string {
+			v, ok := vars[config.HostVarRef.FindStringSubmatch(ref)[1]]
+			switch {
+			case !ok:
+				return ref
+			case quote:
+				return remote.Quote(v)
+			}
+			return v
+		})
+	}
+	c.HTTP, c.Command = fill(c.HTTP, false), fill(c.Command, true)
+	return c
 }
 
 // mask replaces every secret in s, as ui.Logger.Redact does.

@@ -60,7 +60,7 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 		return err
 	}
 	if len(rc.Env.Health) > 0 {
-		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.EnvValues}
+		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.HostValues(h), Vars: h.Vars}
 		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		if err != nil {

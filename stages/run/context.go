@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -26,7 +27,16 @@ type Options struct {
 	Release     string        // rollback: the release to go back to (default: the previous one)
 	RestoreDB   bool          // rollback: also restore the database backup taken before the release being left
 	ReportPath  string        // where the JSON report goes (default .stagecoach/reports/<release>.json)
+
+	// Hosts selects the environment's hosts the run works on: names and
+	// tag:NAME, comma-separated (config.Environment.Select), or "failed",
+	// the hosts the last deploy did not bring to its release; "": all.
+	Hosts string
 }
+
+// FailedHosts is the Options.Hosts value that selects the hosts the last
+// deploy of the environment did not bring to its release.
+const FailedHosts = "failed"
 
 // Context is what one invocation's steps share: its settings, the hosts,
 // and what each step produced so far. A step reads what it needs and
@@ -71,6 +81,13 @@ func Open(opts Options, log *ui.Logger) (*Context, error) {
 	env, err := cfg.Environment(opts.Environment)
 	if err != nil {
 		return nil, exitcode.With(exitcode.BadConfig, err)
+	}
+	if opts.Hosts != "" && opts.Hosts != FailedHosts {
+		hosts, err := env.Select(opts.Hosts)
+		if err != nil {
+			return nil, exitcode.With(exitcode.BadConfig, fmt.Errorf("%s: STAGECOACH_HOSTS=%s: %w", cfg.File, opts.Hosts, err))
+		}
+		env.Hosts = hosts
 	}
 	values, secrets, err := env.LoadEnv(cfg.Dir, os.LookupEnv)
 	if err != nil {
@@ -118,4 +135,22 @@ func (e *redacted) Unwrap() error { return e.err }
 // Each runs fn on every host of the run, as Fleet.Each does.
 func (c *Context) Each(ctx context.Context, doing string, fn func(context.Context, *fleet.Host) error) error {
 	return c.Fleet.Each(ctx, c.Hosts, doing, fn)
+}
+
+// HostValues is what h's shared/.env receives: the environment's values
+// with h's own vars over them, so that the services, migrations and
+// command checks run on h (all through run_in.sh, which loads the file)
+// see its values as variables.
+func (c *Context) HostValues(h *fleet.Host) map[string]string {
+	if len(h.Vars) == 0 {
+		return c.EnvValues
+	}
+	values := make(map[string]string, len(c.EnvValues)+len(h.Vars))
+	for k, v := range c.EnvValues {
+		values[k] = v
+	}
+	for k, v := range h.Vars {
+		values[k] = v
+	}
+	return values
 }

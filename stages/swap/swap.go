@@ -373,8 +373,8 @@ func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
 		}
 		steps = append(steps, c)
 	}
-	if len(rc.EnvValues) > 0 {
-		data, err := server.FormatEnv(rc.EnvValues)
+	if values := rc.HostValues(h); len(values) > 0 {
+		data, err := server.FormatEnv(values)
 		if err != nil {
 			return remote.Command{}, err
 		}

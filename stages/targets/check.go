@@ -14,9 +14,10 @@ import (
 func Check(ctx context.Context,
 	env *string, // environment to check (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated (STAGECOACH_HOSTS)
 	json *string, // write the result as JSON to this file; - or 1 prints it on stdout (STAGECOACH_JSON)
 ) error {
-	if err := use(flags{Env: env, Config: config, JSON: json}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, JSON: json}); err != nil {
 		return err
 	}
 	ctx, stop := interruptible(ctx)

@@ -111,7 +111,7 @@ func TestCalledTargetOptionsReachTheChain(t *testing.T) {
 				t.Errorf("Build: recovered %v, want the failing dependency's fake open error", r)
 			}
 		}()
-		err := Build(context.Background(), str("production"), nil, yes(true), nil)
+		err := Build(context.Background(), str("production"), nil, nil, yes(true), nil)
 		t.Errorf("Build returned %v; want mg.CtxDeps to stop it on detect's error", err)
 	}()
 	if len(*got) != 1 {

@@ -19,6 +19,7 @@
 //	flag        variable                meaning
 //	-config     STAGECOACH_CONFIG       config file (default stagecoach.yml)
 //	-env        STAGECOACH_ENV          environment to deploy (default: the first one)
+//	-hosts      STAGECOACH_HOSTS        only these hosts: names or tag:NAME, comma-separated; failed: those that failed last
 //	-allowDirty STAGECOACH_ALLOW_DIRTY  1 to deploy uncommitted changes
 //	-force      STAGECOACH_FORCE        1 for a full deploy when the deployed revision is unknown to git
 //	            STAGECOACH_PREVIOUS     treat this revision as the last deployed one
@@ -29,7 +30,7 @@
 //	-report     STAGECOACH_REPORT       where Deploy writes its JSON report (default .stagecoach/reports/<release>.json)
 //	-json       STAGECOACH_JSON         check: 1 (or -) prints the result as JSON on stdout; a path writes it there
 //
-// Every target takes -env and -config; detect, build, package, ship, swap,
+// Every target takes -env, -config and -hosts; detect, build, package, ship, swap,
 // plan and deploy take -allowDirty and -force; the targets that take the
 // deploy lock (ship, swap, health, cleanup, rollback, deploy) take -breakLock and
 // -lockWait. Mage dependencies take no arguments, so the chain (swap runs
@@ -83,6 +84,7 @@ var (
 // the option its variable set.
 type flags struct {
 	Env, Config       *string
+	Hosts             *string
 	AllowDirty, Force *bool
 	BreakLock         *bool
 	LockWait          *time.Duration
@@ -96,6 +98,7 @@ type flags struct {
 func (f flags) apply(opts pipeline.Options) (pipeline.Options, error) {
 	setString(&opts.Environment, f.Env)
 	setString(&opts.ConfigPath, f.Config)
+	setString(&opts.Hosts, f.Hosts)
 	setBool(&opts.AllowDirty, f.AllowDirty)
 	setBool(&opts.Force, f.Force)
 	setBool(&opts.BreakLock, f.BreakLock)
@@ -183,6 +186,7 @@ func optionsFromEnv() (pipeline.Options, error) {
 	return pipeline.Options{
 		ConfigPath:  os.Getenv("STAGECOACH_CONFIG"),
 		Environment: os.Getenv("STAGECOACH_ENV"),
+		Hosts:       os.Getenv("STAGECOACH_HOSTS"),
 		AllowDirty:  flag("STAGECOACH_ALLOW_DIRTY"),
 		Force:       flag("STAGECOACH_FORCE"),
 		Previous:    os.Getenv("STAGECOACH_PREVIOUS"),
@@ -220,10 +224,11 @@ func flag(name string) bool {
 func Detect(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force}); err != nil {
 		return err
 	}
 	return detect(ctx)
@@ -241,10 +246,11 @@ func detect(ctx context.Context) error {
 func Build(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force}); err != nil {
 		return err
 	}
 	return build(ctx)
@@ -263,10 +269,11 @@ func build(ctx context.Context) error {
 func Package(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force}); err != nil {
 		return err
 	}
 	return packageRelease(ctx)
@@ -285,12 +292,13 @@ func packageRelease(ctx context.Context) error {
 func Ship(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	return ship(ctx)
@@ -307,12 +315,13 @@ func ship(ctx context.Context) error {
 func Swap(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	return holding(ctx, "swap", func(ctx context.Context, r *pipeline.Run) error {
@@ -325,10 +334,11 @@ func Swap(ctx context.Context,
 func Health(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	r, err := current()
@@ -347,10 +357,11 @@ func Health(ctx context.Context,
 func Cleanup(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	return holding(ctx, "cleanup", func(ctx context.Context, r *pipeline.Run) error {
@@ -362,12 +373,13 @@ func Cleanup(ctx context.Context,
 func Rollback(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	release *string, // the release id to go back to (default: the previous one; STAGECOACH_RELEASE)
 	restoreDB *bool, // also restore the database backup taken before the release being left (STAGECOACH_RESTORE_DB)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 ) error {
-	if err := use(flags{Env: env, Config: config, Release: release, RestoreDB: restoreDB, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, Release: release, RestoreDB: restoreDB, BreakLock: breakLock, LockWait: lockWait}); err != nil {
 		return err
 	}
 	return holding(ctx, "rollback", func(ctx context.Context, r *pipeline.Run) error {
@@ -379,13 +391,14 @@ func Rollback(ctx context.Context,
 func Deploy(ctx context.Context,
 	env *string, // environment to deploy (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // deploy uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
 	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
 	report *string, // where to write the JSON report (default .stagecoach/reports/<release>.json; STAGECOACH_REPORT)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait, Report: report}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force, BreakLock: breakLock, LockWait: lockWait, Report: report}); err != nil {
 		return err
 	}
 	ctx, stop := interruptible(ctx)
@@ -426,10 +439,11 @@ func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 func Plan(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 	allowDirty *bool, // plan with uncommitted changes (STAGECOACH_ALLOW_DIRTY)
 	force *bool, // full deploy when the deployed revision is unknown to git (STAGECOACH_FORCE)
 ) error {
-	if err := use(flags{Env: env, Config: config, AllowDirty: allowDirty, Force: force}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, AllowDirty: allowDirty, Force: force}); err != nil {
 		return err
 	}
 	r, err := current()
@@ -444,8 +458,9 @@ func Plan(ctx context.Context,
 func Releases(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 ) error {
-	if err := use(flags{Env: env, Config: config}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts}); err != nil {
 		return err
 	}
 	r, err := current()
@@ -460,8 +475,9 @@ func Releases(ctx context.Context,
 func Plugins(ctx context.Context,
 	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
 	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated; failed: those the last deploy left behind (STAGECOACH_HOSTS)
 ) error {
-	if err := use(flags{Env: env, Config: config}); err != nil {
+	if err := use(flags{Env: env, Config: config, Hosts: hosts}); err != nil {
 		return err
 	}
 	r, err := current()

@@ -20,6 +20,10 @@ type ProjectOptions struct {
 	// HostNames, when set, are written as the hosts instead of each
 	// host's user@addr:port: ssh_config aliases, say.
 	HostNames []string
+	// HostSettings, when set, are the hosts' settings in YAML flow style,
+	// in host order, e.g. "vars: {PORT: 8081}, tags: [web]": each host is
+	// then written as {host: "<name>", <settings>}.
+	HostSettings []string
 	// Bastions are hosts the deploy goes through (ProxyJump): their keys
 	// are trusted and their client keys offered, like the hosts'.
 	Bastions []*Host
@@ -131,7 +135,11 @@ func (p *Project) config(opts ProjectOptions) string {
 			if i < len(opts.HostNames) {
 				name = opts.HostNames[i]
 			}
-			hosts = append(hosts, strconv.Quote(name))
+			entry := strconv.Quote(name)
+			if i < len(opts.HostSettings) && opts.HostSettings[i] != "" {
+				entry = fmt.Sprintf("{host: %s, %s}", entry, opts.HostSettings[i])
+			}
+			hosts = append(hosts, entry)
 		}
 		// Each test host has a host key and a client key of its own:
 		// their known_hosts files are merged into one, and every client

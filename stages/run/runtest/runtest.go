@@ -39,6 +39,10 @@ type Options struct {
 	Services string
 	// Environment is YAML appended to the environment's block.
 	Environment string
+	// Settings, when set, are the hosts' settings in YAML flow style, in
+	// host order, e.g. "vars: {PORT: 8081}, tags: [web]": each host is
+	// then written as {host: deploy@webN, <settings>}.
+	Settings []string
 }
 
 // Env is a project and its fake hosts.
@@ -63,10 +67,16 @@ func New(t testing.TB, opts Options) *Env {
 	e := &Env{Dir: t.TempDir(), Dialer: &remotetest.Dialer{Inner: remote.NewLocal()}, Log: &testenv.SyncBuffer{}}
 	hosts := max(opts.Hosts, 1)
 	root := filepath.Join(t.TempDir(), "{host}", "srv")
+	var entries []string
 	for i := 1; i <= hosts; i++ {
 		name := fmt.Sprintf("deploy@web%d", i)
 		e.Names = append(e.Names, name)
 		e.Roots = append(e.Roots, fleet.HostRoot(root, name))
+		entry := name
+		if i <= len(opts.Settings) && opts.Settings[i-1] != "" {
+			entry = fmt.Sprintf("{host: %s, %s}", name, opts.Settings[i-1])
+		}
+		entries = append(entries, entry)
 	}
 	services := opts.Services
 	if services == "" {
@@ -101,7 +111,7 @@ environments:
     hosts: [%s]
     root: %q
     shared: [data]
-%s%s%s`, strings.Join(e.Names, ", "), root, services, health, opts.Environment))
+%s%s%s`, strings.Join(entries, ", "), root, services, health, opts.Environment))
 	e.Write(t, ".gitignore", "dist/\nappdist/\n.stagecoach/\n")
 	e.Write(t, "site/index.html", "<h1>v1</h1>\n")
 	e.Write(t, "app/migrate.sh", "mkdir -p data && echo \"$STAGECOACH_RELEASE\" >> data/db\n")
