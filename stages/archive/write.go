@@ -47,15 +47,92 @@ func (s Source) local(f File) (string, error) {
 	return filepath.Join(s.Dir, filepath.FromSlash(rel)), nil
 }
 
-// compressor makes the gzip stream. klauspost/compress's gzip is readable
-// by every gunzip and, at its default level, packed a 50 MB mixed tree at
-// 156-166 MB/s against 27-30 MB/s for the standard library's default level
-// (136-142 MB/s at BestSpeed, 6 points worse ratio), in 3 MB of heap
-// (BenchmarkCompressor, 2 cores). pgzip reached 256 MB/s but used 40 MB of
-// heap: the single stream already outpaces a gigabit uplink, so it does
-// not pay. The benchmark swaps this variable to compare.
-var compressor = func(w io.Writer) (io.WriteCloser, error) {
-	return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+// The gzip levels of the archive's members. klauspost/compress's gzip is
+// readable by every gunzip and, at its default level, packed a 50 MB mixed
+// tree at 156-166 MB/s against 27-30 MB/s for the standard library's
+// default level (136-142 MB/s at BestSpeed, 6 points worse ratio), in 3 MB
+// of heap; pgzip reached 256 MB/s but used 40 MB of heap. Files that are
+// compressed already (photos, fonts, archives) gain nothing from deflate
+// but still cost its CPU on both sides: runs of them go into members of
+// their own at storedLevel. BenchmarkCompressor compares the choices; the
+// benchmark swaps these variables.
+var (
+	packedLevel = gzip.DefaultCompression
+	storedLevel = gzip.NoCompression
+)
+
+// storedMin is the smallest compressed file stored as it is: below it, a
+// member of its own would cost more than deflate loses on it.
+const storedMin = 1 << 10
+
+// compressedExts are the extensions of formats that carry their own
+// compression, which deflate cannot shrink further.
+var compressedExts = map[string]bool{
+	".jpg": true, ".jpeg": true, ".png": true, ".gif": true, ".webp": true, ".avif": true, ".heic": true, ".jxl": true,
+	".woff": true, ".woff2": true,
+	".gz": true, ".tgz": true, ".br": true, ".zst": true, ".xz": true, ".bz2": true, ".lz4": true,
+	".zip": true, ".jar": true, ".war": true, ".apk": true, ".7z": true, ".rar": true,
+	".mp3": true, ".mp4": true, ".m4a": true, ".m4v": true, ".aac": true, ".ogg": true, ".oga": true, ".ogv": true,
+	".opus": true, ".webm": true, ".mov": true, ".flac": true,
+}
+
+// Stored reports whether Write stores the file of that path and size
+// without compressing it again: its format is compressed already.
+func Stored(name string, size int64) bool {
+	return size >= storedMin && compressedExts[strings.ToLower(path.Ext(name))]
+}
+
+// members writes a multi-member gzip stream, which gunzip and tar xzf read
+// as one: each run of stored files in a member at storedLevel, the rest at
+// packedLevel. Where the members begin depends on the entries alone, so
+// the stream stays deterministic. Its two writers are reused from member
+// to member: memory stays flat however many there are.
+type members struct {
+	w              io.Writer
+	packed, stored *gzip.Writer
+	cur            *gzip.Writer
+	count          int
+}
+
+func (m *members) Write(p []byte) (int, error) { return m.cur.Write(p) }
+
+// use ends the current member unless it is of the kind wanted, and starts
+// one that is.
+func (m *members) use(stored bool) error {
+	want, level := &m.packed, packedLevel
+	if stored {
+		want, level = &m.stored, storedLevel
+	}
+	if m.cur != nil && m.cur == *want {
+		return nil
+	}
+	if m.cur != nil {
+		if err := m.cur.Close(); err != nil {
+			return err
+		}
+	}
+	if *want == nil {
+		zw, err := gzip.NewWriterLevel(m.w, level)
+		if err != nil {
+			return err
+		}
+		*want = zw
+	} else {
+		(*want).Reset(m.w)
+	}
+	m.cur = *want
+	m.count++
+	return nil
+}
+
+// Close ends the last member.
+func (m *members) Close() error {
+	if m.cur == nil {
+		if err := m.use(false); err != nil {
+			return err
+		}
+	}
+	return m.cur.Close()
 }
 
 const copyBuf = 256 << 10
@@ -63,8 +140,9 @@ const copyBuf = 256 << 10
 // Write streams a deterministic tar.gz of the sources' files to w: entries
 // sorted by path, each directory before its content, owner 0:0 without
 // names, every time Epoch, modes normalised (0755 directories and
-// executables, 0644 other files), PAX format, a gzip header with no name or
-// time. The same files give the same bytes whatever their owners, mtimes or
+// executables, 0644 other files), PAX format, gzip headers with no name or
+// time, and files that are compressed already (Stored) in stored gzip
+// members. The same files give the same bytes whatever their owners, mtimes or
 // the umask. Memory does not grow with the size of the files: each is copied
 // through in turn, and the output is hashed as it is written. Every file is
 // hashed again as it is read and must still match its entry's SHA-256.
@@ -84,8 +162,8 @@ func Write(ctx context.Context, w io.Writer, sources []Source) (ArchiveInfo, err
 	sum := sha256.New()
 	count := &counter{}
 	buf := bufio.NewWriterSize(io.MultiWriter(w, sum, count), copyBuf)
-	zw, err := compressor(buf)
-	if err != nil {
+	zw := &members{w: buf}
+	if err := zw.use(false); err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
 	tw := tar.NewWriter(zw)
@@ -144,6 +222,14 @@ func Write(ctx context.Context, w io.Writer, sources []Source) (ArchiveInfo, err
 		mode := int64(ModeFile)
 		if f.Mode&0o111 != 0 {
 			mode = ModeExec
+		}
+		// The previous entry's padding ends its member, then this entry
+		// starts in a member of its kind.
+		if err := tw.Flush(); err != nil {
+			return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
+		}
+		if err := zw.use(Stored(f.Path, f.Size)); err != nil {
+			return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 		}
 		if err := header(f.Path, tar.TypeReg, mode, f.Size, ""); err != nil {
 			return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)

@@ -51,6 +51,15 @@ func TestArchiveBoundHoldsForWrittenArchives(t *testing.T) {
 		files map[string][]byte
 	}{
 		{"one incompressible file", map[string][]byte{"blob.bin": random(2 << 20)}},
+		{"one stored file", map[string][]byte{"photo.jpg": random(8 << 20)}},
+		{"stored and packed files in turn", func() map[string][]byte {
+			m := map[string][]byte{}
+			for i := range 100 {
+				m[fmt.Sprintf("%03d.jpg", i)] = random(1 << 10)
+				m[fmt.Sprintf("%03d.js", i)] = random(10)
+			}
+			return m
+		}()},
 		{"empty files", map[string][]byte{"a": nil, "b/c": nil, "d/e/f": nil}},
 		{"many long names", func() map[string][]byte {
 			m := map[string][]byte{}

@@ -89,9 +89,11 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 
 // archiveBound is an upper bound of the archive's size before it is
 // written: the files it holds, plus for each its tar header, an extended
-// header for a long name, and padding.
+// header for a long name, padding and a gzip member's header and trailer,
+// plus what deflate adds to data it cannot shrink (5 bytes per stored
+// block of at most 64 KiB).
 func archiveBound(p *run.Packaged) int64 {
-	return p.Bytes + int64(len(p.Send)+1)*3072
+	return p.Bytes + p.Bytes/4096 + int64(len(p.Send)+1)*3072
 }
 
 // Step is Ship as a pipeline step, for the written archive.
