@@ -152,7 +152,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown top key", "app: shop\ncomponent: {}\n",
 			`stagecoach.yml:2: unknown key "component" (expected one of: app, keep_releases, allow_dirty, migrations, plugins, components, environments)`},
 		{"unknown nested key", base("", "    services: {manger: compose}\n"),
-			`stagecoach.yml:10: environments.prod.services: unknown key "manger" (expected one of: manager, restart, stop, file)`},
+			`stagecoach.yml:10: environments.prod.services: unknown key "manger" (expected one of: manager, restart, stop, file, slots, router, drain)`},
 		{"malformed yaml", "app: shop\ncomponents:\n  web: [a\n",
 			`stagecoach.yml:2: invalid YAML: did not find expected ',' or ']'`},
 		{"watch not a list", "app: shop\ncomponents:\n  web:\n    watch: web/**\n    output: dist\n",

@@ -158,6 +158,44 @@ type Services struct {
 	Restart []string `yaml:"restart"` // compose services or systemd units; shell commands for "command"
 	Stop    []string `yaml:"stop"`    // "command" manager: run before switching (optional)
 	File    string   `yaml:"file"`    // compose file, release-relative
+
+	// Slots, when set, run the app in two slots (blue and green) on their
+	// own ports: a deploy starts the new release in the idle slot,
+	// health-checks it there, switches Router to it together with current,
+	// then drains and stops the old slot. Restart then starts a slot and
+	// Stop stops one, each with PORT and {port} set to the slot's port.
+	Slots  *Slots  `yaml:"slots"`
+	Router *Router `yaml:"router"` // required with Slots
+	// Drain is how long the old slot keeps running after the switch, at
+	// most: it is stopped as soon as it has no open connections.
+	Drain time.Duration `yaml:"drain"`
+}
+
+// Slots are the two ports the app alternates between.
+type Slots struct {
+	Ports []int `yaml:"ports"` // exactly two: blue's, then green's
+}
+
+// Router sends the traffic to the live slot; exactly one of its fields is
+// set.
+type Router struct {
+	Nginx *NginxRouter `yaml:"nginx"`
+	// Command switches the user's own router to {port} (PORT is set too).
+	Command string `yaml:"command"`
+}
+
+// NginxRouter is an nginx whose upstream block Stagecoach owns: it writes
+// the include file, tests the configuration and reloads nginx.
+type NginxRouter struct {
+	Upstream string `yaml:"upstream"` // the include file, absolute on the server
+	// Name is the upstream's name, which proxy_pass refers to: default
+	// <app>_backend.
+	Name string `yaml:"name"`
+	// Binary is the nginx executable; default nginx. Run through sudo -n
+	// when the deploy user is not root.
+	Binary string `yaml:"binary"`
+	Conf   string `yaml:"conf"`   // nginx -c, when not nginx's default
+	Prefix string `yaml:"prefix"` // nginx -p, when not nginx's default
 }
 
 // HealthCheck is one check; exactly one of HTTP or Command is set.

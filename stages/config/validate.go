@@ -28,6 +28,8 @@ const (
 	DefaultLockMaxAge     = 30 * time.Minute
 	DefaultPluginTimeout  = 60 * time.Second
 	DefaultManager        = "none"
+	DefaultDrain          = 30 * time.Second
+	DefaultNginxBinary    = "nginx"
 )
 
 // Stages names the pipeline stages a plugin can run before or after.
@@ -292,6 +294,7 @@ func (v *validator) environment(e *Environment) {
 		v.health(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i], &e.Env)
 		v.hostVarsUsed(fmt.Sprintf("%s.health[%d]", p, i), &e.Health[i], e.Hosts)
 	}
+	v.slotChecks(p, e)
 	if e.HealthWait.Deadline == 0 {
 		e.HealthWait.Deadline = DefaultWaitDeadline
 	}
@@ -450,6 +453,7 @@ func (v *validator) services(p string, s *Services) {
 		}
 		v.relative(p+".file", s.File)
 	}
+	v.slots(p, s)
 }
 
 func (v *validator) health(p string, h *HealthCheck, env *EnvVars) {
@@ -459,9 +463,10 @@ func (v *validator) health(p string, h *HealthCheck, env *EnvVars) {
 	case h.HTTP != "" && h.Command != "":
 		v.fail(p, "a health check has either http or command, not both; write two checks")
 	case h.HTTP != "":
-		// {host} stands for each host's address and {vars.NAME} for its
-		// values; see Health.
-		u, err := url.Parse(HostVarRef.ReplaceAllString(strings.ReplaceAll(h.HTTP, "{host}", "host"), "1"))
+		// {host} stands for each host's address, {vars.NAME} for its
+		// values (see Health) and {port} for a slot's port (see
+		// Services.Slots).
+		u, err := url.Parse(HostVarRef.ReplaceAllString(strings.NewReplacer("{host}", "host", "{port}", "1").Replace(h.HTTP), "1"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.fail(p+".http", "%q is not an http:// or https:// URL", h.HTTP)
 		}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// slotted is an environment whose services run in slots behind nginx,
+// with services changed by svc and health checks by health.
+func slotted(svc, health string) string {
+	if health == "" {
+		health = "    health:\n      - http: \"http://127.0.0.1:{port}/healthz\"\n      - http: \"https://shop.example.com/healthz\"\n"
+	}
+	return "app: shop\ncomponents:\n  web:\n    watch: [\"web/**\"]\n    output: web/dist\n" +
+		"environments:\n  prod:\n    hosts: [deploy@web1]\n    root: /srv/shop\n" +
+		"    services:\n      manager: command\n      restart: [\"./server -addr 127.0.0.1:{port} &\"]\n      stop: [\"kill $(cat ../../shared/{port}.pid)\"]\n" +
+		svc + health
+}
+
+const nginxRouter = "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: /etc/nginx/conf.d/shop-upstream.conf}}\n"
+
+func TestSlotsValidAndDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(slotted(nginxRouter, "")), "stagecoach.yml", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Environments[0].Services
+	if s.Slots == nil || s.Slots.Ports[0] != 8081 || s.Slots.Ports[1] != 8082 {
+		t.Fatalf("slots = %+v", s.Slots)
+	}
+	if s.Drain != DefaultDrain {
+		t.Errorf("drain = %s, want %s", s.Drain, DefaultDrain)
+	}
+	n := s.Router.Nginx
+	if n.Upstream != "/etc/nginx/conf.d/shop-upstream.conf" || n.Name != "shop_backend" || n.Binary != "nginx" {
+		t.Errorf("nginx router = %+v", n)
+	}
+	checks := cfg.Environments[0].Health
+	if !checks[0].SlotCheck() || checks[1].SlotCheck() {
+		t.Errorf("slot checks: %v, %v; want the first only", checks[0].SlotCheck(), checks[1].SlotCheck())
+	}
+
+	cfg, err = Parse([]byte(slotted("      slots: {ports: [9001, 9002]}\n      router: {command: \"switch-to {port}\"}\n      drain: 5s\n",
+		"    health:\n      - command: \"curl -fsS 127.0.0.1:{port}/up\"\n")), "stagecoach.yml", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Environments[0].Services; s.Router.Command != "switch-to {port}" || s.Drain != 5*time.Second {
+		t.Errorf("services = %+v", s)
+	}
+}
+
+// Without slots nothing changes: no drain default, no router.
+func TestNoSlotsUnchanged(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(slotted("", "    health:\n      - http: http://x/\n"), "      stop: [\"kill $(cat ../../shared/{port}.pid)\"]\n", "", 1)), "stagecoach.yml", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Environments[0].Services; s.Slots != nil || s.Router != nil || s.Drain != 0 {
+		t.Errorf("services = %+v", s)
+	}
+}
+
+func TestSlotsErrors(t *testing.T) {
+	tests := []struct {
+		name, svc, health, want string
+	}{
+		{"one port", "      slots: {ports: [8081]}\n      router: {command: x}\n", "",
+			`stagecoach.yml:14: environments.prod.services.slots: slots need exactly two ports, blue's and green's, e.g. ports: [8081, 8082]; got 1`},
+		{"same port", "      slots: {ports: [8081, 8081]}\n      router: {command: x}\n", "",
+			`stagecoach.yml:14: environments.prod.services.slots.ports: the two slots need different ports, got 8081 twice`},
+		{"port range", "      slots: {ports: [8081, 70000]}\n      router: {command: x}\n", "",
+			`stagecoach.yml:14: environments.prod.services.slots.ports[1]: port 70000 is not a number from 1 to 65535`},
+		{"port not a number", "      slots: {ports: [8081, http]}\n      router: {command: x}\n", "",
+			`stagecoach.yml:14: environments.prod.services.slots.ports[1]: expected a whole number, got "http"`},
+		{"no router", "      slots: {ports: [8081, 8082]}\n", "",
+			`stagecoach.yml:14: environments.prod.services.router: slots need a router: router: {nginx: {upstream: /etc/nginx/conf.d/shop-upstream.conf}}`},
+		{"empty router", "      slots: {ports: [8081, 8082]}\n      router: {}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router: a router needs nginx: {upstream: <file>} or command: <switches to {port}>`},
+		{"both routers", "      slots: {ports: [8081, 8082]}\n      router: {command: x, nginx: {upstream: /etc/u.conf}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router: a router is either nginx or command, not both`},
+		{"unknown router key", "      slots: {ports: [8081, 8082]}\n      router: {haproxy: x}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router: unknown key "haproxy" (expected one of: nginx, command)`},
+		{"no upstream", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {name: shop}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx: upstream is required: the file Stagecoach writes the upstream block into, e.g. upstream: /etc/nginx/conf.d/shop-upstream.conf`},
+		{"relative upstream", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: conf.d/u.conf}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx.upstream: "conf.d/u.conf" must be a clean absolute path on the server`},
+		{"unsafe upstream", "      slots: {ports: [8081, 8082]}\n      router:\n        nginx:\n          upstream: \"/etc/nginx/a;b.conf\"\n", "",
+			`stagecoach.yml:17: environments.prod.services.router.nginx.upstream: "/etc/nginx/a;b.conf" holds a character nginx would interpret`},
+		{"bad upstream name", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: /etc/u.conf, name: \"a b\"}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx.name: "a b" may contain only letters, digits, - and _`},
+		{"relative nginx conf", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: /etc/u.conf, conf: nginx.conf}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx.conf: "nginx.conf" must be an absolute path on the server`},
+		{"no slot check", nginxRouter, "    health:\n      - http: https://shop.example.com/healthz\n",
+			`stagecoach.yml:16: environments.prod: slots need a health check of the slot itself, run before any traffic reaches it, e.g. health: [{http: "http://127.0.0.1:{port}/healthz"}]`},
+		{"port check without slots", "", "    health:\n      - http: \"http://127.0.0.1:{port}/healthz\"\n",
+			`stagecoach.yml:15: environments.prod.health[0]: {port} names a slot's port, and services.slots is not set`},
+		{"router without slots", "      router: {command: x}\n", "    health:\n      - http: http://x/\n",
+			`stagecoach.yml:14: environments.prod.services.router: router is only used with slots`},
+		{"drain without slots", "      drain: 10s\n", "    health:\n      - http: http://x/\n",
+			`stagecoach.yml:14: environments.prod.services.drain: drain is only used with slots`},
+		{"bad drain", nginxRouter + "      drain: soon\n", "",
+			`stagecoach.yml:16: environments.prod.services.drain: "soon" is not a duration like 30s`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(slotted(tt.svc, tt.health)), "stagecoach.yml", "/p")
+			if err == nil {
+				t.Fatalf("no error; want %s", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error:\n  %v\nwant it to contain:\n  %s", err, tt.want)
+			}
+		})
+	}
+
+	// Slots need the command manager's stop commands.
+	noStop := strings.Replace(slotted(nginxRouter, ""), "      stop: [\"kill $(cat ../../shared/{port}.pid)\"]\n", "", 1)
+	_, err := Parse([]byte(noStop), "stagecoach.yml", "/p")
+	if want := "stagecoach.yml:10: environments.prod.services: slots need stop: the commands that stop the app in a slot"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	manager := strings.Replace(slotted(nginxRouter, ""), "manager: command", "manager: none", 1)
+	_, err = Parse([]byte(manager), "stagecoach.yml", "/p")
+	if want := "environments.prod.services.manager: slots run with the command manager (manager is none)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
