@@ -10,6 +10,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/rollback"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/slots"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
@@ -108,13 +109,21 @@ func (r checker) healHost(ctx context.Context, h *fleet.Host, checked, cause str
 		Result: server.ResultSelfHeal, Stage: "health", Error: r.Log.Redact("health failed on " + left + ": " + cause)}
 	if err := rollback.To(ctx, r.Context, h, prev.ID, false); err != nil {
 		h.Log.Errorf("self-heal: %v; putting releases/%s back", err, left)
-		serr := h.Exec(ctx)(server.Switch(h.Layout, left))
-		if serr == nil {
-			if rerr := h.Restart(ctx, r.Env.Services, r.Cfg.App, left); rerr != nil {
-				h.Log.Errorf("self-heal: restart %s: %v", left, rerr)
+		var serr error
+		switch {
+		case slots.Enabled(r.Context):
+			// A slot that failed before the switch took no traffic, and
+			// one that failed after it was switched away from: the slot
+			// of left serves on.
+		default:
+			serr = h.Exec(ctx)(server.Switch(h.Layout, left))
+			if serr == nil {
+				if rerr := h.Restart(ctx, r.Env.Services, r.Cfg.App, left); rerr != nil {
+					h.Log.Errorf("self-heal: restart %s: %v", left, rerr)
+				}
+			} else {
+				h.Log.Errorf("self-heal: switch back to %s: %v", left, serr)
 			}
-		} else {
-			h.Log.Errorf("self-heal: switch back to %s: %v", left, serr)
 		}
 		d.ID, d.Revision, d.Duration = left, "", time.Since(start)
 		d.Error = r.Log.Redact(fmt.Sprintf("%s; rollback to %s failed: %v", d.Error, prev.ID, err))

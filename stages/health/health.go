@@ -9,6 +9,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/probe"
 	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/slots"
 )
 
 // release is the release the health step checks on h: the new one once
@@ -27,13 +28,20 @@ func (Step) String() string { return "health" }
 
 // Run checks every host; the error lists the checks that never passed.
 func (Step) Run(ctx context.Context, rc *run.Context) error {
-	if len(rc.Env.Health) == 0 {
-		rc.Log.Warnf("no health checks configured for %s: the release is assumed healthy", rc.Env.Name)
+	checks := rc.Env.Health
+	if slots.Enabled(rc) {
+		// The slot passed its own checks before it got traffic.
+		checks = slots.PublicChecks(checks)
+	}
+	if len(checks) == 0 {
+		if !slots.Enabled(rc) {
+			rc.Log.Warnf("no health checks configured for %s: the release is assumed healthy", rc.Env.Name)
+		}
 		return nil
 	}
 	return rc.Each(ctx, "health of", func(ctx context.Context, h *fleet.Host) error {
 		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.HostValues(h), Vars: h.Vars}
-		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
+		results, err := probe.Run(ctx, checks, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		for _, res := range results {
 			h.Log.Debugf("%s: %s after %d attempts (%s)", res.Check, res.Detail, res.Attempts, res.Duration.Round(time.Millisecond))

@@ -14,6 +14,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/slots"
 )
 
 // AfterFailure undoes what this deploy did on every host that migrated or
@@ -51,17 +52,32 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 			return fmt.Errorf("restore database: %w", err)
 		}
 	}
-	if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
-		return err
+	if slots.Enabled(rc) {
+		// Back to the old slot at once while it still runs (drains),
+		// else id starts in the idle slot first: it is health-gated
+		// there, then the router and current switch together.
+		if err := slots.Activate(ctx, rc, h, id); err != nil {
+			return err
+		}
+		h.Switched = false
+		h.Log.Infof("rolled back: current -> releases/%s", id)
+	} else {
+		if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
+			return err
+		}
+		h.Switched = false
+		h.Log.Infof("rolled back: current -> releases/%s", id)
+		if err := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, id); err != nil {
+			return err
+		}
 	}
-	h.Switched = false
-	h.Log.Infof("rolled back: current -> releases/%s", id)
-	if err := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, id); err != nil {
-		return err
+	checks := rc.Env.Health
+	if slots.Enabled(rc) {
+		checks = slots.PublicChecks(checks) // the slot's own passed before the switch
 	}
-	if len(rc.Env.Health) > 0 {
+	if len(checks) > 0 {
 		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.HostValues(h), Vars: h.Vars}
-		results, err := probe.Run(ctx, rc.Env.Health, rc.Env.HealthWait, target)
+		results, err := probe.Run(ctx, checks, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		if err != nil {
 			return fmt.Errorf("release %s is not healthy after the rollback either: %w", id, err)

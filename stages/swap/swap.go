@@ -16,6 +16,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/slots"
 )
 
 // Step is Swap as a pipeline step: every host stages the release before
@@ -116,13 +117,24 @@ func Discard(ctx context.Context, rc *run.Context) {
 // the live release's services, switches current and starts the new
 // release's services. Until the switch, a failure leaves current untouched
 // and the live release's services running; after it, the caller rolls
-// back.
+// back. With services.slots, the services start in the idle slot and the
+// router switches with current instead (slots.Activate): nothing stops
+// before the new release passed its health checks.
 func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
-	id := rc.Plan.Release
 	steps, err := activation(rc, h)
 	if err != nil {
 		return err
 	}
+	if slots.Enabled(rc) {
+		return activateSlots(ctx, rc, h, steps)
+	}
+	return runActivation(ctx, rc, h, steps)
+}
+
+// runActivation runs steps in one round trip, undoing what a failed one
+// left half done.
+func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []activationStep) error {
+	id := rc.Plan.Release
 	cmds := make([]remote.Command, len(steps))
 	for i, st := range steps {
 		cmds[i] = st.cmd
@@ -197,6 +209,10 @@ func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
 			return nil, err
 		}
 		add(migrateStep, []remote.Command{migrate}, mig.Run)
+	}
+	if slots.Enabled(rc) {
+		// The slots start, switch and stop the services (activateSlots).
+		return steps, nil
 	}
 	if h.Live != "" {
 		stops, err := server.Stop(rc.Env.Services, h.Layout, h.Live)
@@ -394,7 +410,12 @@ func migrationFailed(ctx context.Context, rc *run.Context, h *fleet.Host, err er
 	// The restore replaced the database file under the live release's
 	// services: restart them, or they keep writing to the old file.
 	if h.Live != "" {
-		if rerr := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, h.Live); rerr != nil {
+		restart := func() error { return h.Restart(ctx, rc.Env.Services, rc.Cfg.App, h.Live) }
+		if slots.Enabled(rc) {
+			// In the idle slot, then switched to: no downtime either.
+			restart = func() error { return slots.Activate(ctx, rc, h, h.Live) }
+		}
+		if rerr := restart(); rerr != nil {
 			return fmt.Errorf("migration failed (database restored from the backup, but restarting %s failed: %v): %w", h.Live, rerr, err)
 		}
 	}
