@@ -160,8 +160,9 @@ func Close(hosts []*Host) {
 	}
 }
 
-// Each runs fn for every host, at most Parallel at once, and joins the
-// failures, each prefixed with what was being done and the host (unless
+// Each runs fn for every host, at most Parallel at once, noting on each
+// host the phase it reached, its first failure and when its work ended
+// (see Host.Result), and joins the failures, each prefixed with what was being done and the host (unless
 // doing is empty), keeping the most specific exit code.
 func (f *Fleet) Each(ctx context.Context, hosts []*Host, doing string, fn func(context.Context, *Host) error) error {
 	sem := make(chan struct{}, max(f.Parallel, 1))
@@ -173,7 +174,10 @@ func (f *Fleet) Each(ctx context.Context, hosts []*Host, doing string, fn func(c
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := fn(ctx, h); err != nil && doing == "" {
+			h.note(false, nil)
+			err := fn(ctx, h)
+			h.note(true, err)
+			if err != nil && doing == "" {
 				errs[i] = err
 			} else if err != nil {
 				errs[i] = fmt.Errorf("%s %s: %w", doing, h.Name, err)

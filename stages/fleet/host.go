@@ -35,6 +35,14 @@ type Host struct {
 	Migrated  bool  // migrations ran (and the database was backed up first)
 	Switched  bool  // current points at the new release
 	BytesSent int64 // archive and metadata bytes uploaded
+
+	// SwitchedBack is set when a rollback of this run switched current
+	// back from the new release; RollbackErr when rolling h back failed.
+	SwitchedBack bool
+	RollbackErr  error
+	restored     bool // the database was restored from this run's backup
+
+	out outcome
 }
 
 // BrokeLock names the holder of a stale lock this run broke on h, "" when
@@ -194,7 +202,7 @@ func (h *Host) RestoreDatabase(ctx context.Context, mig *config.Migrations, id s
 	if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, id, mig.Backup)); err != nil {
 		return err
 	}
-	h.Migrated = false
+	h.Migrated, h.restored = false, true
 	h.Log.Infof("database restored from the backup taken before %s", id)
 	return nil
 }

@@ -138,7 +138,8 @@ func (r *Run) anySwitchedOrMigrated() bool {
 	return false
 }
 
-// record writes the deploy's outcome into every host's state. It runs
+// record writes the deploy's outcome into every host's state: the
+// host's own result (fleet.Host.Result) and the fleet's, result. It runs
 // with a context of its own so that an interrupted deploy is recorded too.
 func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
@@ -146,14 +147,24 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 	if r.Plan == nil {
 		return
 	}
+	results := map[*fleet.Host]string{}
+	for i, res := range fleet.Results(r.Hosts, result) {
+		results[r.Hosts[i]] = res
+	}
 	// Every host at once: a fleet's hosts each wait a round trip for it.
 	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
 		if h.State == nil {
 			return nil
 		}
+		// The host's own error says best what happened to it; the others
+		// get the deploy's.
+		why := cause
+		if own := h.Err(); own != nil && cause != nil {
+			why = own
+		}
 		d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
-			Started: r.Started, Duration: time.Since(r.Started), Result: result, Stage: stage,
-			Error: r.Log.Redact(run.ErrString(cause)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
+			Started: r.Started, Duration: time.Since(r.Started), Result: results[h], Fleet: result, Phase: h.Phase(),
+			Stage: stage, Error: r.Log.Redact(run.ErrString(why)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
 		if h.Staged && r.Packaged != nil {
 			h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
 				ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed,
@@ -208,7 +219,8 @@ func (r *Run) finish(err error, result string) error {
 	if r.Plan != nil {
 		rep.Revision, rep.Previous, rep.Plan = r.Plan.Revision, r.Plan.Previous, r.Plan
 	}
-	for _, h := range r.Hosts {
+	results := fleet.Results(r.Hosts, result)
+	for i, h := range r.Hosts {
 		hr := rep.Host(h)
 		hr.BytesSent = h.BytesSent
 		if h.Runner != nil {
@@ -218,6 +230,10 @@ func (r *Run) finish(err error, result string) error {
 		hr.After = h.Live
 		if h.Switched {
 			hr.After = r.Plan.Release
+		}
+		hr.Phase, hr.Result, hr.Duration = h.Phase(), results[i], h.Elapsed(r.Started)
+		if err != nil {
+			hr.Error = r.Log.Redact(run.ErrString(h.Err()))
 		}
 		if r.Packaged != nil && h.Shipped {
 			hr.FilesSent, hr.FilesReused = len(r.Packaged.Send), len(r.Packaged.Reuse)

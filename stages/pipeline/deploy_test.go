@@ -106,7 +106,8 @@ type deployFault struct {
 	previous  bool  // the deploy names the live revision as Options.Previous
 	fault     func(t *testing.T, e *runtest.Env, marker string)
 	code      int
-	result    string // recorded everywhere; "" when nothing is
+	result    string   // the fleet's, recorded everywhere; "" when nothing is
+	hosts     []string // each host's own result; default result everywhere
 	stage     string
 	says      []string   // what the error says
 	live      []string   // per host; default OLD everywhere
@@ -161,6 +162,7 @@ func TestDeployFaults(t *testing.T) {
 			name:  "staging fails on one host",
 			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(1).On("stage release").Exit(1, "tar: short read") },
 			code:  exitcode.Failed, result: server.ResultFailed, stage: "swap", says: []string{"stage", "web2", "short read"},
+			hosts:     []string{server.ResultAborted, server.ResultFailed, server.ResultAborted},
 			discarded: true,
 		},
 		{
@@ -169,12 +171,14 @@ func TestDeployFaults(t *testing.T) {
 				e.Fake(1).On("prepare server").Exit(1, "read-only file system")
 			},
 			code: exitcode.Failed, result: server.ResultFailed, stage: "ship", says: []string{"read-only"},
+			hosts:     []string{server.ResultAborted, server.ResultFailed, server.ResultAborted},
 			discarded: true,
 		},
 		{
 			name:  "upload fails on one host",
 			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On(".tar.gz").Exit(1, "quota exceeded") },
 			code:  exitcode.Failed, result: server.ResultFailed, stage: "ship", says: []string{"web3", "quota"},
+			hosts:     []string{server.ResultAborted, server.ResultAborted, server.ResultFailed},
 			discarded: true,
 		},
 		{
@@ -182,12 +186,14 @@ func TestDeployFaults(t *testing.T) {
 			shape: shape{env: "    parallel: 1\n"},
 			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On(".tar.gz").Exit(1, "quota exceeded") },
 			code:  exitcode.Failed, result: server.ResultFailed, stage: "ship", says: []string{"web3", "quota"},
+			hosts:     []string{server.ResultAborted, server.ResultAborted, server.ResultFailed},
 			discarded: true,
 		},
 		{
 			name:  "restart fails on one host",
 			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(1).On("restart").Nth(1).Exit(1, "unit failed") },
 			code:  exitcode.RolledBack, result: server.ResultRolledBack, stage: "swap", says: []string{"rolled back", "unit failed"},
+			hosts:    []string{server.ResultRolledBack, server.ResultRolledBack, server.ResultRolledBack},
 			services: [][]string{rolledBack, {"restart OLD", "stop OLD", "restart OLD"}, rolledBack},
 		},
 		{
@@ -196,6 +202,7 @@ func TestDeployFaults(t *testing.T) {
 				e.Fake(1).On("switch current to").Nth(1).Exit(1, "rename: input/output error")
 			},
 			code: exitcode.RolledBack, result: server.ResultRolledBack, stage: "swap", says: []string{"rolled back", "input/output error"},
+			hosts:    []string{server.ResultRolledBack, server.ResultFailed, server.ResultRolledBack},
 			services: [][]string{rolledBack, {"restart OLD", "stop OLD", "restart OLD"}, rolledBack},
 		},
 		{
@@ -205,7 +212,9 @@ func TestDeployFaults(t *testing.T) {
 				e.Fake(1).On("switch current to").Nth(2).Exit(1, "rename: input/output error")
 			},
 			code: exitcode.RollbackFailed, result: server.ResultRollbackFailed, stage: "swap",
-			says:     []string{"rollback failed too", "input/output error"},
+			says: []string{"rollback failed too", "input/output error"},
+			// Only web2 failed to go back: the others say they did.
+			hosts:    []string{server.ResultRolledBack, server.ResultRollbackFailed, server.ResultRolledBack},
 			live:     []string{"OLD", "NEW", "OLD"},
 			services: [][]string{rolledBack, {"restart OLD", "stop OLD"}, rolledBack},
 		},
@@ -235,6 +244,7 @@ func TestDeployFaults(t *testing.T) {
 			// The migration runs, then fails: the backup must undo it.
 			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(1).On("migrate").Pass().Err(exitError("migrate")) },
 			code:  exitcode.RolledBack, result: server.ResultRolledBack, stage: "swap", says: []string{"migration failed", "database restored"},
+			hosts:    []string{server.ResultRolledBack, server.ResultFailed, server.ResultRolledBack},
 			services: [][]string{rolledBack, {"restart OLD", "restart OLD"}, rolledBack},
 		},
 		{
@@ -293,7 +303,11 @@ func (c deployFault) run(t *testing.T, f *fixture) {
 	assertIntact(t, e, old)
 	assertUnlocked(t, e)
 	if c.result != "" {
-		assertRecorded(t, e, r, c.result, c.stage)
+		hosts := c.hosts
+		if hosts == nil {
+			hosts = slices.Repeat([]string{c.result}, len(e.Names))
+		}
+		assertRecorded(t, e, r, c.result, c.stage, hosts...)
 	} else if got := historyLengths(t, e); !slices.Equal(got, before) {
 		t.Errorf("history lengths %v, want %v as before", got, before)
 	}

@@ -236,16 +236,26 @@ func assertCode(t *testing.T, e *runtest.Env, err error, code int, wants ...stri
 }
 
 // assertRecorded fails unless the run's report and every host's newest
-// deploy record say result, at stage.
-func assertRecorded(t *testing.T, e *runtest.Env, r *Run, result, stage string) {
+// deploy record say the fleet's result, at stage; with hosts, unless each
+// host's own result (in its state and its report row) is hosts[i].
+func assertRecorded(t *testing.T, e *runtest.Env, r *Run, result, stage string, hosts ...string) {
 	t.Helper()
 	rep := readReport(t, r)
 	if rep.Result != result {
 		t.Errorf("report result %q, want %q", rep.Result, result)
 	}
 	for i := range e.Names {
-		if d := lastDeploy(t, e, i); d.Result != result || d.Stage != stage {
-			t.Errorf("host %d recorded %s at %q, want %s at %q", i, d.Result, d.Stage, result, stage)
+		if d := lastDeploy(t, e, i); d.Fleet != result || d.Stage != stage {
+			t.Errorf("host %d recorded the fleet's %s at %q, want %s at %q", i, d.Fleet, d.Stage, result, stage)
+		}
+		if hosts == nil {
+			continue
+		}
+		if d := lastDeploy(t, e, i); d.Result != hosts[i] {
+			t.Errorf("host %d recorded its own %s, want %s", i, d.Result, hosts[i])
+		}
+		if got := rep.Hosts[i].Result; got != hosts[i] {
+			t.Errorf("report row %d (%s): %s, want %s", i, rep.Hosts[i].Name, got, hosts[i])
 		}
 	}
 }

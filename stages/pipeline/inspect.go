@@ -80,6 +80,9 @@ func (r *Run) ShowReleases(ctx context.Context, w io.Writer, deploys int) error 
 			if d.Stage != "" {
 				what += " at " + d.Stage
 			}
+			if d.Fleet != "" && d.Fleet != d.Result {
+				what += " (deploy " + d.Fleet + ")"
+			}
 			if d.BrokeLock != "" {
 				what += ", broke lock of " + d.BrokeLock
 			}

@@ -126,8 +126,12 @@ func TestShowReleasesListsReleasesAndDeploys(t *testing.T) {
 		}
 	}
 	assertFields(t, row(t, text, old), old, "live")
-	if !strings.Contains(text, "failed at swap, broke lock of alice@laptop (pid 4242)") {
-		t.Errorf("host 1's deploy is not shown as failed after breaking a lock:\n%s", text)
+	// web1 did nothing wrong: its own outcome is not web2's failure.
+	if !strings.Contains(text, "aborted at swap (deploy failed), broke lock of alice@laptop (pid 4242)") {
+		t.Errorf("web1's deploy is not shown as aborted after breaking a lock:\n%s", text)
+	}
+	if !strings.Contains(text, "  failed at swap  ") {
+		t.Errorf("web2's deploy is not shown as failed:\n%s", text)
 	}
 	// One deploy per host asked: the first deploy's success is not shown.
 	if strings.Contains(text, " success ") {

@@ -33,14 +33,20 @@ func AfterFailure(ctx context.Context, rc *run.Context) error {
 		return nil
 	}
 	return rc.Fleet.Each(context.WithoutCancel(ctx), touched, "roll back", func(ctx context.Context, h *fleet.Host) error {
-		if h.Live == "" {
-			if err := h.RestoreDatabase(ctx, rc.Cfg.Migrations, rc.Plan.Release); err != nil {
-				return err
-			}
-			return errors.New("first deploy: there is no earlier release to go back to; current stays on the new release")
-		}
-		return To(ctx, rc, h, h.Live, h.Migrated)
+		err := afterFailure(ctx, rc, h)
+		h.RollbackErr = err // the host's own outcome: others may roll back fine
+		return err
 	})
+}
+
+func afterFailure(ctx context.Context, rc *run.Context, h *fleet.Host) error {
+	if h.Live == "" {
+		if err := h.RestoreDatabase(ctx, rc.Cfg.Migrations, rc.Plan.Release); err != nil {
+			return err
+		}
+		return errors.New("first deploy: there is no earlier release to go back to; current stays on the new release")
+	}
+	return To(ctx, rc, h, h.Live, h.Migrated)
 }
 
 // To switches h back to release id, restores the database backup taken
@@ -59,13 +65,13 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 		if err := slots.Activate(ctx, rc, h, id); err != nil {
 			return err
 		}
-		h.Switched = false
+		h.Switched, h.SwitchedBack = false, true
 		h.Log.Infof("rolled back: current -> releases/%s", id)
 	} else {
 		if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
 			return err
 		}
-		h.Switched = false
+		h.Switched, h.SwitchedBack = false, true
 		h.Log.Infof("rolled back: current -> releases/%s", id)
 		if err := h.Restart(ctx, rc.Env.Services, rc.Cfg.App, id); err != nil {
 			return err

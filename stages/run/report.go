@@ -68,7 +68,12 @@ type PluginReport struct {
 
 // HostReport is one host's share of the deploy.
 type HostReport struct {
-	Name        string                `json:"name"`
+	Name   string `json:"name"`
+	Phase  string `json:"phase,omitempty"`  // how far the deploy got on the host (fleet.Phase*)
+	Result string `json:"result,omitempty"` // the host's own outcome (fleet.Host.Result)
+	Error  string `json:"error,omitempty"`  // the host's own failure
+	// Duration is from the deploy's start until its last work on the host.
+	Duration    time.Duration         `json:"duration_ns"`
 	Before      string                `json:"release_before,omitempty"`
 	After       string                `json:"release_after,omitempty"`
 	BytesSent   int64                 `json:"bytes_sent"`
@@ -151,7 +156,8 @@ func (rep *Report) WriteJSON(path string) error {
 }
 
 // PrintSummary writes the end-of-deploy tables: one row per stage, one
-// per host.
+// per host (in the config's order once SortHosts ran), then the fleet's
+// result.
 func (rep *Report) PrintSummary(w io.Writer) {
 	var rows [][]string
 	for _, s := range rep.Stages {
@@ -161,10 +167,11 @@ func (rep *Report) PrintSummary(w io.Writer) {
 	fmt.Fprintln(w)
 	rows = rows[:0]
 	for _, h := range rep.Hosts {
-		rows = append(rows, []string{h.Name, ui.Or(h.Before, "-"), ui.Or(h.After, "-"), ui.Bytes(h.BytesSent),
+		rows = append(rows, []string{h.Name, ui.Or(h.Phase, "-"), ui.Or(h.Before, "-"), ui.Or(h.After, "-"), ui.Or(h.Result, "-"),
+			ui.Round(h.Duration).String(), ui.Bytes(h.BytesSent),
 			strconv.Itoa(h.FilesSent), strconv.Itoa(h.FilesReused), fmt.Sprintf("%d/%d/%d", h.Connections, h.Sessions, h.RoundTrips)})
 	}
-	ui.Table(w, []string{"HOST", "BEFORE", "AFTER", "SENT", "FILES SENT", "REUSED", "CONN/SESS/TRIPS"}, rows)
+	ui.Table(w, []string{"HOST", "PHASE", "BEFORE", "AFTER", "RESULT", "DURATION", "SENT", "FILES SENT", "REUSED", "CONN/SESS/TRIPS"}, rows)
 	fmt.Fprintf(w, "\n%s %s in %s", rep.Result, ui.Or(rep.Release, "-"), ui.Round(rep.Duration))
 	if rep.Error != "" {
 		fmt.Fprintf(w, ": %s", rep.Error)

@@ -32,6 +32,10 @@ const (
 	ResultFailed         = "failed"
 	ResultRolledBack     = "rolled-back"
 	ResultRollbackFailed = "rollback-failed"
+	// ResultAborted is a host's own outcome when nothing went wrong on it
+	// but the deploy stopped before it went live, because another host
+	// failed.
+	ResultAborted = "aborted"
 	// ResultInterrupted is a deploy stopped by Ctrl-C or SIGTERM before
 	// any host switched or migrated: nothing live changed, as after a
 	// failure. Stage says where it was.
@@ -69,7 +73,10 @@ type Release struct {
 	Reused map[string]string `json:"reused,omitempty"`
 }
 
-// Deploy is one attempt, successful or not.
+// Deploy is one attempt, successful or not, as one host saw it: Result is
+// this host's own outcome, Fleet the deploy's over every host it worked on
+// (absent in states written before it was recorded, when Result was the
+// fleet's).
 type Deploy struct {
 	ID        string        `json:"id"` // release id
 	Revision  string        `json:"revision"`
@@ -78,6 +85,8 @@ type Deploy struct {
 	Started   time.Time     `json:"started"`
 	Duration  time.Duration `json:"duration_ns"`
 	Result    string        `json:"result"`
+	Fleet     string        `json:"fleet_result,omitempty"`
+	Phase     string        `json:"phase,omitempty"` // how far the deploy got on this host (fleet.Phase*)
 	Error     string        `json:"error,omitempty"`
 	Stage     string        `json:"stage,omitempty"`      // where it failed
 	BrokeLock string        `json:"broke_lock,omitempty"` // holder of a stale lock this deploy broke
@@ -199,7 +208,7 @@ func (s *State) RecordDeploy(d Deploy) error {
 			s.Revision = d.Revision
 		}
 	case ResultSelfHeal:
-	case ResultFailed, ResultInterrupted, ResultRolledBack, ResultRollbackFailed:
+	case ResultFailed, ResultInterrupted, ResultRolledBack, ResultRollbackFailed, ResultAborted:
 		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
 			s.Releases[i].Status = StatusFailed
 		}
