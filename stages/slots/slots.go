@@ -310,7 +310,7 @@ func (a *activation) switchBack(ctx context.Context, cause error) error {
 	if err := a.switchTo(ctx, *old, &a.next, a.svc.Router); err != nil {
 		return fmt.Errorf("release %s failed its public health checks (%v), and switching back to %s failed: %w", a.id, cause, old, err)
 	}
-	a.h.Switched = false
+	a.h.Switched, a.h.SwitchedBack = false, true
 	a.h.Log.Infof("switched back: current -> releases/%s; router -> %s", old.Release, old)
 	a.stopIdle(ctx)
 	return fmt.Errorf("release %s failed its public health checks after the switch; the router and current are back on %s: %w", a.id, old, cause)
