@@ -72,6 +72,7 @@ type Environment struct {
 	HealthWait   Wait          `yaml:"health_wait"`
 	Cleanup      Cleanup       `yaml:"cleanup"`
 	Check        Check         `yaml:"check"`
+	Adopt        *Adopt        `yaml:"adopt"` // the live tree mage adopt takes over; nil: none
 }
 
 // Host is one target of an environment. In the file it is either the

@@ -288,6 +288,7 @@ func (v *validator) environment(e *Environment) {
 	}
 
 	v.ssh(p+".ssh", &e.SSH)
+	v.adopt(p+".adopt", e)
 	v.envVars(p+".env", &e.Env)
 	v.services(p+".services", &e.Services)
 	for i := range e.Health {

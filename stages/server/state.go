@@ -201,6 +201,11 @@ func (s *State) RecordDeploy(d Deploy) error {
 			return fmt.Errorf("record rollback: %w", err)
 		}
 		s.Revision = d.Revision
+	case ResultAdopt:
+		if err := s.Promote(d.ID); err != nil {
+			return fmt.Errorf("record adoption: %w", err)
+		}
+		s.Revision = d.Revision
 	case ResultNoChange:
 		// The live release already is what this revision builds: later
 		// deploys diff against the newer revision.
