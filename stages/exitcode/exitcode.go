@@ -18,6 +18,9 @@ const (
 	RolledBack     = 5 // the deploy failed after the swap and was rolled back
 	Locked         = 6 // another deploy holds the lock
 	RollbackFailed = 7 // the deploy failed and so did the automatic rollback
+	// Partial: a failure under strategy.on_failure stop or continue left
+	// some hosts on the new release and the others on the old one.
+	Partial = 8
 )
 
 // Error is an error with an exit code.

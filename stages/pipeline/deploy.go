@@ -15,7 +15,6 @@ import (
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/git"
-	"github.com/stagecoach/stagecoach/stages/health"
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/rollback"
@@ -62,12 +61,18 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		return r.finish(err, result)
 	}
 	// Prepare ended with the ship; swap stages the release on every host
-	// and activates it only when every host staged it.
-	if err := r.step(ctx, swap.Step{}); err != nil {
-		return r.failAfterSwap(ctx, "swap", err)
+	// and activates it only when every host staged it, wave by wave as
+	// the strategy says, each wave gated on health before the next; the
+	// health stage gates the last.
+	ro := r.newRollout()
+	if err := r.timed(ctx, "swap", ro.swap); err != nil {
+		return ro.fail(ctx, "swap", err)
 	}
-	if err := r.step(ctx, health.Step{}); err != nil {
-		return r.failAfterSwap(ctx, "health", err)
+	if err := r.timed(ctx, "health", ro.health); err != nil {
+		return ro.fail(ctx, "health", err)
+	}
+	if len(ro.gaveUp) > 0 {
+		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
 	}
 	r.record(ctx, server.ResultSuccess, "", nil)
 	if err := r.step(ctx, cleanup.Step{}); err != nil {

@@ -33,20 +33,26 @@ func AfterFailure(ctx context.Context, rc *run.Context) error {
 		return nil
 	}
 	return rc.Fleet.Each(context.WithoutCancel(ctx), touched, "roll back", func(ctx context.Context, h *fleet.Host) error {
-		err := afterFailure(ctx, rc, h)
+		err := Host(ctx, rc, h, h.Migrated)
 		h.RollbackErr = err // the host's own outcome: others may roll back fine
 		return err
 	})
 }
 
-func afterFailure(ctx context.Context, rc *run.Context, h *fleet.Host) error {
+// Host puts h back on the release that was live before this deploy, as
+// AfterFailure does for each host, restoring the database backup only
+// when restoreDB is set: a rollout that keeps other hosts on the new
+// release keeps a database they share as migrated.
+func Host(ctx context.Context, rc *run.Context, h *fleet.Host, restoreDB bool) error {
 	if h.Live == "" {
-		if err := h.RestoreDatabase(ctx, rc.Cfg.Migrations, rc.Plan.Release); err != nil {
-			return err
+		if restoreDB {
+			if err := h.RestoreDatabase(ctx, rc.Cfg.Migrations, rc.Plan.Release); err != nil {
+				return err
+			}
 		}
 		return errors.New("first deploy: there is no earlier release to go back to; current stays on the new release")
 	}
-	return To(ctx, rc, h, h.Live, h.Migrated)
+	return To(ctx, rc, h, h.Live, restoreDB)
 }
 
 // To switches h back to release id, restores the database backup taken

@@ -46,6 +46,13 @@ const (
 	// ResultSelfHeal is a rollback made by the cron check after the live
 	// release failed its health checks; the caller updates the releases.
 	ResultSelfHeal = "self-heal"
+	// ResultStopped is a rollout stopped at a failure under
+	// strategy.on_failure stop, ResultPartial one that went on past its
+	// failures under continue: the hosts that passed their health check
+	// run the new release (their state promotes it before recording),
+	// the others the old one.
+	ResultStopped = "stopped"
+	ResultPartial = "partial"
 )
 
 // State is <root>/.stagecoach/state.json: what is live and what happened.
@@ -213,7 +220,7 @@ func (s *State) RecordDeploy(d Deploy) error {
 			s.Revision = d.Revision
 		}
 	case ResultSelfHeal:
-	case ResultFailed, ResultInterrupted, ResultRolledBack, ResultRollbackFailed, ResultAborted:
+	case ResultFailed, ResultInterrupted, ResultRolledBack, ResultRollbackFailed, ResultAborted, ResultStopped, ResultPartial:
 		if i := s.index(d.ID); i >= 0 && d.ID != s.Current {
 			s.Releases[i].Status = StatusFailed
 		}

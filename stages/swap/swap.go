@@ -165,6 +165,49 @@ func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []
 	return nil
 }
 
+// MigrateOnce backs up the database and applies the pending migrations on
+// h alone, in one round trip, for a database the hosts share
+// (migrations.once): the rollout runs it on its first host before any
+// host activates, and Activate then migrates nowhere. A failed migration
+// is undone from the backup and the live release's services restart on
+// the restored database, so nothing live changed.
+func MigrateOnce(ctx context.Context, rc *run.Context, h *fleet.Host) error {
+	mig, id := rc.Cfg.Migrations, rc.Plan.Release
+	var cmds []remote.Command
+	if len(mig.Backup) > 0 {
+		backup, err := server.BackupFiles(h.Layout, id, mig.Backup)
+		if err != nil {
+			return err
+		}
+		cmds = append(cmds, backup)
+	}
+	migrate, err := server.RunIn(h.Layout, id, "migrate", mig.Run)
+	if err != nil {
+		return err
+	}
+	h.Log.Debugf("%s runs: %s", migrate.Desc, mig.Run)
+	cmds = append(cmds, migrate)
+	results, errs := h.RunBatch(ctx, cmds...)
+	last := len(cmds) - 1
+	if !errors.Is(errs[last], remote.ErrSkipped) {
+		h.Migrated = true // it ran, or may have: a rollback restores the backup
+	}
+	for i := range cmds {
+		if !errors.Is(errs[i], remote.ErrSkipped) {
+			h.ShowOutput(cmds[i].Desc, results[i])
+		}
+		switch err := fleet.WithOutput(errs[i], results[i]); {
+		case errs[i] == nil:
+		case i < last:
+			return fmt.Errorf("back up database: %w", h.DiskFullOr(err))
+		default:
+			return migrationFailed(ctx, rc, h, err)
+		}
+	}
+	h.Log.Infof("migrations applied, once for every host")
+	return nil
+}
+
 // stepKind says what a command of an activation does, which decides what
 // its failure must undo.
 type stepKind int
@@ -196,7 +239,7 @@ func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
 			steps = append(steps, st)
 		}
 	}
-	if mig := rc.Cfg.Migrations; mig != nil && rc.Plan.Migrations.Pending {
+	if mig := rc.Cfg.Migrations; mig != nil && rc.Plan.Migrations.Pending && !mig.Once {
 		if len(mig.Backup) > 0 {
 			backup, err := server.BackupFiles(h.Layout, id, mig.Backup)
 			if err != nil {
