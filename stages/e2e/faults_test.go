@@ -57,7 +57,10 @@ func TestArchiveCorruptedInTransit(t *testing.T) {
 	if got := verifyLive(t, p.Root); got != id1 {
 		t.Errorf("current moved to %s", got)
 	}
-	mustNotExist(t, server.Layout{Root: p.Root}.IncomingPath(r.Plan.Release))
+	l := server.Layout{Root: p.Root}
+	mustNotExist(t, l.IncomingPath(r.Plan.Release))
+	mustNotExist(t, l.UnpackedDir(r.Plan.Release))
+	mustNotExist(t, l.StagingDir(r.Plan.Release))
 	mustNotExist(t, filepath.Join(p.Root, "releases", r.Plan.Release))
 	mustNotExist(t, lockDir(p.Root))
 	mustHaveReservations(t, p, p.Root, guest)

@@ -36,6 +36,12 @@ type Runner interface {
 	Close() error
 }
 
+// ThroughUploader is a Runner that can feed an upload, as it arrives, to
+// a script on the target as well (SSH.UploadThrough).
+type ThroughUploader interface {
+	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) error
+}
+
 // Stats counts transport usage so tests and reports can show it.
 type Stats struct {
 	// Connections counts SSH connections opened: the host's, and each

@@ -314,7 +314,16 @@ func partialName(p string) string {
 // rename: a dropped connection looks like end of input to cat, so the
 // client renames only once it knows every byte arrived. The trap removes
 // the partial file whenever the script does not finish.
-func uploadScript(p, tmp string) string {
+//
+// With through, the data also goes, as it arrives, to the standard input
+// of the script through, run by sh with its output discarded: tee -p goes
+// on writing the file should through stop reading, and the size check
+// catches a file tee could not write whole.
+func uploadScript(p, tmp, through string) string {
+	receive := `cat > "$tmp" || exit 1`
+	if through != "" {
+		receive = `tee -p -- "$tmp" | sh -c ` + Quote(through) + ` >/dev/null 2>&1`
+	}
 	return strings.Join([]string{
 		"dir=" + Quote(path.Dir(p)),
 		"tmp=" + Quote(tmp),
@@ -322,7 +331,7 @@ func uploadScript(p, tmp string) string {
 		`keep=`,
 		`trap '[ -n "$keep" ] || rm -f -- "$tmp"' EXIT`,
 		`trap 'exit 1' HUP INT TERM PIPE`,
-		`cat > "$tmp" || exit 1`,
+		receive,
 		`n=$(wc -c < "$tmp") || exit 1`,
 		`echo $n || exit 1`,
 		`keep=1`,
@@ -383,6 +392,19 @@ func (c *countingReader) stop() int64 {
 // Upload streams r into p under a temporary name and renames it into place
 // once complete. An interrupted upload leaves nothing at p.
 func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n int)) error {
+	return s.upload(ctx, r, p, "", progress)
+}
+
+// UploadThrough is Upload that also feeds the data, as it arrives, to the
+// shell script through on the target, in the same session: the receiving
+// end can start on the data (unpack it) while the rest is still on its
+// way. Whatever through does, the upload succeeds only with every byte at
+// p; through's own outcome is for it to leave on the target.
+func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) error {
+	return s.upload(ctx, r, p, through, progress)
+}
+
+func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int)) error {
 	fail := func(err error) error { return fmt.Errorf("upload %s to %s: %w", p, s.target, err) }
 	tmp := partialName(p)
 	sess, release, err := s.session(ctx)
@@ -402,7 +424,7 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.Start(shellLine(uploadScript(p, tmp))); err != nil {
+	if err := sess.Start(shellLine(uploadScript(p, tmp, through))); err != nil {
 		return fail(s.transportErr(fmt.Errorf("start: %w", err)))
 	}
 	src := &countingReader{r: r, progress: progress}

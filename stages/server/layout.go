@@ -117,6 +117,12 @@ func (l Layout) IncomingPath(id string) string {
 	return l.join(".stagecoach", "incoming", id+".tar.gz")
 }
 
+// UnpackedDir is where unpacking release id's archive while it is
+// uploaded leaves its listing and outcome for StageRelease.
+func (l Layout) UnpackedDir(id string) string {
+	return l.join(".stagecoach", "incoming", id+".unpacked")
+}
+
 // ManifestsDir is <root>/.stagecoach/manifests.
 func (l Layout) ManifestsDir() string { return l.join(".stagecoach", "manifests") }
 

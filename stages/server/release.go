@@ -25,6 +25,7 @@ var (
 	verifyReleaseScript = load("verify_release.sh")
 	verifyTreeScript    = load("verify_tree.sh")
 	reuseLinkScript     = load("reuse_link.sh")
+	unpackStreamScript  = load("unpack_stream.sh")
 	filterAWK           = load("filter.awk")
 	checkArchiveAWK     = load("check_archive.awk")
 )
@@ -89,7 +90,9 @@ type StageSpec struct {
 // the whole tree against SumsPath and LinksPath (uploaded before) — every
 // file's SHA-256, no file missing, no file extra. Only then is the
 // directory renamed to releases/<id> and the archive, of no more use,
-// removed. Any failure removes the staging directory and keeps the
+// removed. When UnpackWhileUploading unpacked the archive as it arrived,
+// its listing is checked first, before the reused files are linked in,
+// and the archive is not extracted again. Any failure removes the staging directory and keeps the
 // archive (Discard removes it); current is never touched. Extracted files get the time of
 // extraction as mtime, so web servers see changed files as new. Exit
 // codes ExitUnsafeArchive and ExitTreeMismatch decode into an
@@ -134,7 +137,7 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	cmd := stageReleaseScript.cmd("stage release "+s.ID,
 		l.StagingDir(s.ID), l.ReleaseDir(s.ID), archive, l.SumsPath(s.ID), l.LinksPath(s.ID), l.MetaDir(), s.ID, prev,
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
-		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src)
+		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID))
 	cmd.Stdin = &stdin
 	o := action(cmd)
 	o.failed = func(res remote.Result, code int, err error) error {
@@ -147,6 +150,21 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 		return nil
 	}
 	return o, nil
+}
+
+// UnpackWhileUploading is the script an upload of release id's archive
+// feeds as it arrives (remote.ThroughUploader): it unpacks the archive
+// into releases/.staging-<id> meanwhile, with the listing StageRelease
+// checks, so that StageRelease need not extract it after the upload.
+// Nothing is linked to or switched to the staging directory before
+// StageRelease has checked the listing, the archive's SHA-256 (checked
+// when shipped) and every file; should the unpacking fail, StageRelease
+// extracts the uploaded archive as it does without this script.
+func UnpackWhileUploading(l Layout, id string) (string, error) {
+	if err := ValidID(id); err != nil {
+		return "", err
+	}
+	return unpackStreamScript.line(l.StagingDir(id), l.UnpackedDir(id)), nil
 }
 
 // VerifySpec says which differences a live release may have from its

@@ -117,9 +117,10 @@ func archiveMismatch(path string, stdout []byte) *ArchiveMismatchError {
 	return e
 }
 
-// RemoveUpload removes the upload of release id, which failed its check.
+// RemoveUpload removes the upload of release id, which failed its check,
+// with what unpacking it while it arrived left (UnpackWhileUploading).
 func RemoveUpload(l Layout, id string) remote.Command {
-	return remote.Cmd("remove corrupt upload", "rm", "-f", l.IncomingPath(id))
+	return remote.Cmd("remove corrupt upload", "rm", "-rf", "--", l.IncomingPath(id), l.UnpackedDir(id), l.StagingDir(id))
 }
 
 // ExitCode returns the exit code of a command error (a *remote.ExitError),

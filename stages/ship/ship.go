@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -47,12 +48,28 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	defer f.Close()
 	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	if err := h.Runner.Upload(ctx, f, h.Layout.IncomingPath(m.Release), func(n int) { bar.Add(n) }); err != nil {
+	if err := upload(ctx, h, f, m.Release, func(n int) { bar.Add(n) }); err != nil {
 		return h.DiskFullOr(err)
 	}
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
 	return finish(ctx, h, p)
+}
+
+// upload sends release id's archive from r into h's incoming directory.
+// Over a transport that can (remote.ThroughUploader), the host unpacks it
+// into the staging directory as it arrives, so that staging need not
+// extract it afterwards.
+func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, progress func(n int)) error {
+	dest := h.Layout.IncomingPath(id)
+	if u, ok := h.Runner.(remote.ThroughUploader); ok {
+		unpack, err := server.UnpackWhileUploading(h.Layout, id)
+		if err != nil {
+			return err
+		}
+		return u.UploadThrough(ctx, r, dest, unpack, progress)
+	}
+	return h.Runner.Upload(ctx, r, dest, progress)
 }
 
 // prepare readies h for the archive of m: the host must run the

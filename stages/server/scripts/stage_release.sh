@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED
 #
 # Assembles release ID in STAGING: hard-links the files listed on stdin
 # (NUL-separated, as reuse_link.sh takes them) from the previous release
@@ -8,31 +8,53 @@
 # with VERIFY_TREE_SH (exit EXIT_MISMATCH, the differences on stdout), and
 # only then renames STAGING to FINAL and removes ARCHIVE. META holds the
 # scratch directory. Any failure removes STAGING and keeps ARCHIVE.
+#
+# When unpack_stream.sh unpacked the archive into STAGING while it was
+# uploaded and left UNPACKED/rc saying tar succeeded, the archive is not
+# extracted again: its listing is checked first, before anything is
+# linked, then the previous release's files are linked in. Otherwise
+# STAGING is removed and the archive extracted as above.
 set -eu
 umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
 exit_unsafe=$9 exit_mismatch=${10}
 verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
+unpacked=${15}
 
 if [ -e "$final" ]; then
   echo "release $id already exists on the server" >&2
   exit 1
 fi
-rm -rf "$st"
+streamed=
+if [ -d "$st" ] && [ "$(cat "$unpacked/rc" 2>/dev/null)" = 0 ] && [ -f "$unpacked/listing" ]; then
+  streamed=1
+else
+  rm -rf "$st"
+fi
 mkdir -p "$meta"
 tmp=$(mktemp -d "$meta/stage.XXXXXX")
 cleanup() {
   rc=$?
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$unpacked"
   [ "$rc" -eq 0 ] || rm -rf "$st"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-mkdir -p "$st"
-if [ -n "$prev" ]; then
-  (cd "$prev" && xargs -0 -r sh -c "$reuse_link_sh" reuse_link.sh "$st")
+link_previous() {
+  if [ -n "$prev" ]; then
+    (cd "$prev" && xargs -0 -r sh -c "$reuse_link_sh" reuse_link.sh "$st")
+  fi
+}
+if [ -n "$streamed" ]; then
+  # Unpacked while it was uploaded: check what was extracted before
+  # linking anything into it.
+  awk "$check_archive_awk" "$unpacked/listing" >&2 || exit "$exit_unsafe"
+  link_previous
+else
+  mkdir -p "$st"
+  link_previous
 fi
 # One pass: -vv lists every entry as it is extracted, in the format of
 # tar -tv, and the listing is checked before the tree is verified and
@@ -43,9 +65,11 @@ fi
 # and size) and a stale 304; hard-linked reused files keep their mtime, as
 # their content is unchanged.
 trc=0
-tar -xzvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
-  --no-same-owner --same-permissions --delay-directory-restore --touch > "$tmp/listing" || trc=$?
-awk "$check_archive_awk" "$tmp/listing" >&2 || exit "$exit_unsafe"
+if [ -z "$streamed" ]; then
+  tar -xzvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
+    --no-same-owner --same-permissions --delay-directory-restore --touch > "$tmp/listing" || trc=$?
+  awk "$check_archive_awk" "$tmp/listing" >&2 || exit "$exit_unsafe"
+fi
 if [ "$trc" -ne 0 ]; then
   # GNU tar skips a member with ".." in its name, says so on stderr and
   # exits 2 at the end, but leaves it out of the -vv listing. tar -t lists
