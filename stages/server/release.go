@@ -88,7 +88,11 @@ type StageSpec struct {
 // the listing for unsafe entries (and, when tar fails, lists the archive
 // again: GNU tar skips a member with ".." without listing it), and verifies
 // the whole tree against SumsPath and LinksPath (uploaded before) — every
-// file's SHA-256, no file missing, no file extra. Only then is the
+// file's SHA-256, no file missing, no file extra; a file hard-linked from
+// the previous release that was not written since that release was
+// verified (its mtime is not newer than the previous SumsPath, which
+// staging touches once a release is verified) is checked for being there
+// but not hashed again. Only then is the
 // directory renamed to releases/<id> and the archive, of no more use,
 // removed. When UnpackWhileUploading unpacked the archive as it arrived,
 // its listing is checked first, before the reused files are linked in,
@@ -130,14 +134,14 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 		}
 		stdin.WriteByte(0)
 	}
-	prev := "" // nothing to link
+	prev, prevSums := "", "" // nothing to link
 	if len(s.Reuse) > 0 {
-		prev = l.ReleaseDir(s.PrevID)
+		prev, prevSums = l.ReleaseDir(s.PrevID), l.SumsPath(s.PrevID)
 	}
 	cmd := stageReleaseScript.cmd("stage release "+s.ID,
 		l.StagingDir(s.ID), l.ReleaseDir(s.ID), archive, l.SumsPath(s.ID), l.LinksPath(s.ID), l.MetaDir(), s.ID, prev,
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
-		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID))
+		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID), prevSums)
 	cmd.Stdin = &stdin
 	o := action(cmd)
 	o.failed = func(res remote.Result, code int, err error) error {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
 )
@@ -111,4 +112,54 @@ func writeLists(t *testing.T, l Layout, id string, entries []TreeEntry) {
 	}
 	writeFile(t, l.SumsPath(id), string(sums))
 	writeFile(t, l.LinksPath(id), string(links))
+}
+
+// TestStageReleaseTrustsUnwrittenReusedFiles: a file hard-linked from the
+// previous release is hashed again only when it was written since that
+// release was verified; one rewritten in place in the live release fails
+// the stage. The mtime is what tells: a rewrite that put the old mtime back
+// passes the stage, and the full check of the live release finds it.
+func TestStageReleaseTrustsUnwrittenReusedFiles(t *testing.T) {
+	l := newRoot(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "kept.txt"), "kept")
+	writeFile(t, filepath.Join(src, "edited.txt"), "original")
+	writeFile(t, filepath.Join(src, "index.html"), "v1")
+	ship(t, l, id1, src, nil, tree(t, src))
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
+
+	stage := func(id string) error {
+		writeFile(t, filepath.Join(src, "index.html"), "page of "+id)
+		ship(t, l, id, src, []string{"./index.html"}, tree(t, src))
+		_, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id, PrevID: id1, Reuse: []LinkPair{{"kept.txt", "kept.txt"}, {"edited.txt", "edited.txt"}}})).Cmd)
+		return err
+	}
+	// Rewritten in place after id1 was verified: its mtime is newer.
+	edited := filepath.Join(l.ReleaseDir(id1), "edited.txt")
+	old, err := os.Stat(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := old.ModTime().Add(2 * time.Second)
+	if err := os.WriteFile(edited, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(edited, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(id2); ExitCode(err) != ExitTreeMismatch {
+		t.Fatalf("a reused file rewritten since: exit %v, want %d", err, ExitTreeMismatch)
+	}
+
+	// The same rewrite with the old mtime put back is not hashed again.
+	if err := os.Chtimes(edited, old.ModTime(), old.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := stage(id3); err != nil {
+		t.Fatalf("stage with the reused files unwritten since: %v", err)
+	}
+	res, err := run(t, mustCmd(VerifyRelease(l, id3, VerifySpec{})).Cmd)
+	if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified edited.txt") {
+		t.Errorf("the full check of the release: exit %v, stdout %q; want it to find edited.txt modified", err, res.Stdout)
+	}
 }

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS
 #
 # Assembles release ID in STAGING: hard-links the files listed on stdin
 # (NUL-separated, as reuse_link.sh takes them) from the previous release
@@ -14,12 +14,18 @@
 # extracted again: its listing is checked first, before anything is
 # linked, then the previous release's files are linked in. Otherwise
 # STAGING is removed and the archive extracted as above.
+#
+# Once verified, the release's SUMS is touched: its mtime says when every
+# file of the release last matched. A file hard-linked from PREV (same
+# path, same inode) that is not newer than PREV_SUMS has not been written
+# since PREV was verified, so it is checked for being there but not hashed
+# again; any other file is.
 set -eu
 umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
 exit_unsafe=$9 exit_mismatch=${10}
 verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
-unpacked=${15}
+unpacked=${15} prev_sums=${16:-}
 
 if [ -e "$final" ]; then
   echo "release $id already exists on the server" >&2
@@ -81,9 +87,22 @@ if [ "$trc" -ne 0 ]; then
   fi
   exit "$trc"
 fi
+: > "$tmp/trusted"
+if [ -n "$prev" ] && [ -n "$prev_sums" ] && [ -f "$prev_sums" ]; then
+  # Names with a newline or a backslash would not list as one line each:
+  # such files are hashed.
+  nl='
+'
+  (cd "$prev" && find . -type f ! -newer "$prev_sums" ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') |
+    LC_ALL=C sort > "$tmp/prev-files"
+  (cd "$st" && find . -type f -links +1 ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') |
+    LC_ALL=C sort > "$tmp/linked"
+  LC_ALL=C comm -12 "$tmp/prev-files" "$tmp/linked" | cut -d ' ' -f 2- > "$tmp/trusted"
+fi
 vrc=0
-/bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" || vrc=$?
+/bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" "$tmp/trusted" || vrc=$?
 if [ "$vrc" -eq 1 ]; then exit "$exit_mismatch"; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
+touch -- "$sums" || :
 # Staging verified every file of the archive: it is of no more use.
 rm -f -- "$archive" || :

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# verify_tree.sh DIR SUMS LINKS TMP SKIP EXTRA_OK JOBS FILTER_AWK
+# verify_tree.sh DIR SUMS LINKS TMP SKIP EXTRA_OK JOBS FILTER_AWK [TRUSTED]
 #
 # Compares the release tree DIR with its manifest lists, SUMS (a sha256sum
 # list) and LINKS ("path -> target" lines), and prints one line per
@@ -8,25 +8,28 @@
 # extra regular files are allowed below EXTRA_OK (carried assets) unless it
 # is empty. TMP is a scratch directory. JOBS sha256sum processes hash the
 # files; empty means one per CPU. FILTER_AWK is the program of filter.awk.
+# TRUSTED, when given, is a file of paths (one a line) whose content is
+# known to match already: they must exist like every other, but are not
+# hashed again.
 # Exits 0 when the tree matches, 1 when it differs, 2 when it could not check.
 set -u
-dir=$1 sums=$2 links=$3 tmp=$4 extra_ok=$6 jobs=$7 filter_awk=$8
+dir=$1 sums=$2 links=$3 tmp=$4 extra_ok=$6 jobs=$7 filter_awk=$8 trusted=${9:-}
 SC_SKIP=$5
 export SC_SKIP
 
-# hash_check runs `sha256sum -c` of $tmp/sums into $tmp/check (failures
+# hash_check runs `sha256sum -c` of $tmp/hash into $tmp/check (failures
 # only), in $jobs processes. The list is dealt round-robin into four parts
 # per process so that a few large files do not leave one process hashing
 # alone. Returns non-zero when any file failed or could not be read.
 hash_check() {
   n=$jobs
   [ -n "$n" ] || n=$(nproc 2>/dev/null || echo 1)
-  [ "$(wc -l < "$tmp/sums")" -ge 64 ] || n=1
+  [ "$(wc -l < "$tmp/hash")" -ge 64 ] || n=1
   if [ "$n" -le 1 ]; then
-    sha256sum -c --quiet --strict "$tmp/sums" > "$tmp/check" 2>/dev/null
+    sha256sum -c --quiet --strict "$tmp/hash" > "$tmp/check" 2>/dev/null
     return
   fi
-  split -n "r/$((n * 4))" "$tmp/sums" "$tmp/part."
+  split -n "r/$((n * 4))" "$tmp/hash" "$tmp/part."
   hrc=0
   # Each part gets its own output file: parallel writers to one pipe could
   # interleave their lines.
@@ -42,10 +45,16 @@ hash_check() {
 cd "$dir" || exit 2
 [ -f "$sums" ] || { echo "manifest list $sums is missing" >&2; exit 2; }
 awk -v kind=sums "$filter_awk" "$sums" > "$tmp/sums"
+if [ -n "$trusted" ] && [ -s "$trusted" ]; then
+  # An escaped sums line (a name sha256sum had to escape) is always hashed.
+  awk 'FNR == NR { t[$0] = 1; next } substr($0, 1, 1) == "\\" || !(substr($0, 67) in t)' "$trusted" "$tmp/sums" > "$tmp/hash"
+else
+  cp "$tmp/sums" "$tmp/hash"
+fi
 if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links"; fi | LC_ALL=C sort > "$tmp/links"
 rc=0
 : > "$tmp/check"
-if [ -s "$tmp/sums" ]; then hash_check || rc=$?; fi
+if [ -s "$tmp/hash" ]; then hash_check || rc=$?; fi
 awk '/: FAILED open or read$/ { sub(/: FAILED open or read$/, ""); print "missing " $0; next }
      /: FAILED$/ { sub(/: FAILED$/, ""); print "modified " $0 }' "$tmp/check" > "$tmp/report"
 if [ "$rc" -ne 0 ] && [ ! -s "$tmp/report" ]; then
