@@ -31,9 +31,12 @@ const (
 	KindIntegrity = "integrity"
 	KindService   = "service"
 	KindHealth    = "health"
+	// KindFleet is the check over every host: do they run one release?
+	// Its Host is "".
+	KindFleet = "fleet"
 )
 
-var kindOrder = map[string]int{KindConnect: 0, KindState: 1, KindLock: 2, KindDisk: 3, KindIntegrity: 4, KindService: 5, KindHealth: 6}
+var kindOrder = map[string]int{KindConnect: 0, KindState: 1, KindLock: 2, KindDisk: 3, KindIntegrity: 4, KindService: 5, KindHealth: 6, KindFleet: 7}
 
 // Outcomes of a check.
 const (
@@ -55,6 +58,8 @@ type Result struct {
 	Action   string        `json:"action,omitempty"` // what to do about a failure
 	Files    *FileDiffs    `json:"files,omitempty"`  // integrity: the files that differ
 	Disk     *DiskSpace    `json:"disk,omitempty"`   // disk: the filesystem holding the root
+
+	held bool // lock: a deploy holds it
 }
 
 // FileDiffs lists how the live release differs from its manifest.
@@ -198,6 +203,9 @@ func (r checker) check(ctx context.Context) (*Report, error) {
 		}
 		rep.Checks = append(rep.Checks, rs...)
 	}
+	if res, ok := r.checkDrift(hosts, rep.Checks); ok {
+		rep.Checks = append(rep.Checks, res)
+	}
 	rep.Duration = time.Since(rep.Started)
 	err = rep.conclude()
 	r.printCheck(rep)
@@ -224,9 +232,9 @@ func (rep *Report) conclude() error {
 	for _, c := range rep.Checks {
 		switch c.Status {
 		case StatusFailed:
-			failed = append(failed, c.Check+" on "+c.Host)
+			failed = append(failed, c.where())
 		case StatusError:
-			errored = append(errored, c.Check+" on "+c.Host)
+			errored = append(errored, c.where())
 		}
 	}
 	var healed []string
@@ -253,6 +261,51 @@ func (rep *Report) conclude() error {
 	return err
 }
 
+// where names the check and its host, for the summary error.
+func (c Result) where() string {
+	if c.Host == "" {
+		return c.Check + " of the hosts"
+	}
+	return c.Check + " on " + c.Host
+}
+
+// checkDrift compares the releases the hosts run, once each host's state
+// was read (results are theirs): hosts of one environment on different
+// releases fail, naming which runs what, unless a deploy holds the lock
+// on any of them (it is on its way from one to the other). Hosts that
+// could not be read are left out; with fewer than two there is nothing to
+// compare.
+func (r checker) checkDrift(hosts []*fleet.Host, results []Result) (Result, bool) {
+	read, held := map[string]bool{}, ""
+	for _, c := range results {
+		switch {
+		case c.Kind == KindState && c.Status != StatusError:
+			read[c.Host] = true
+		case c.Kind == KindLock && c.held && held == "":
+			held = c.Host
+		}
+	}
+	var live []fleet.HostRelease
+	for _, h := range hosts {
+		if read[h.Name] {
+			live = append(live, fleet.HostRelease{Host: h.Name, Release: h.Live})
+		}
+	}
+	if len(live) < 2 {
+		return Result{}, false
+	}
+	res := Result{Kind: KindFleet, Check: "releases", Status: StatusOK, Message: fmt.Sprintf("the %d hosts run %s", len(live), live[0].Release)}
+	drift := fleet.Drift(live)
+	switch {
+	case drift != "" && held != "":
+		res.Status, res.Message = StatusSkipped, fmt.Sprintf("a deploy holds the lock on %s; the hosts differ while it runs: %s", held, drift)
+	case drift != "":
+		res.fail(StatusFailed, "hosts run different releases: "+drift,
+			"finish the deploy on the hosts it left behind (STAGECOACH_HOSTS=failed mage deploy), or deploy again, or roll the others back (mage rollback)")
+	}
+	return res, true
+}
+
 func listAnd(items []string) string {
 	if len(items) > 4 {
 		return strings.Join(items[:4], ", ") + fmt.Sprintf(" and %d more", len(items)-4)
@@ -265,11 +318,12 @@ func listAnd(items []string) string {
 // verbose, it prints nothing: cron mails only output.
 func (r checker) printCheck(rep *Report) {
 	for _, c := range rep.Checks {
+		host := ui.Or(c.Host, rep.Environment)
 		switch c.Status {
 		case StatusFailed, StatusError:
-			r.Log.Errorf("%s: %s: %s", c.Host, c.Check, c.Message)
+			r.Log.Errorf("%s: %s: %s", host, c.Check, c.Message)
 		case StatusWarn:
-			r.Log.Warnf("%s: %s: %s", c.Host, c.Check, c.Message)
+			r.Log.Warnf("%s: %s: %s", host, c.Check, c.Message)
 		default:
 			continue
 		}
@@ -286,7 +340,7 @@ func (r checker) printCheck(rep *Report) {
 		if len(msg) > 120 {
 			msg = msg[:117] + "..."
 		}
-		rows = append(rows, []string{c.Host, c.Check, c.Status, ui.Round(c.Duration).String(), msg})
+		rows = append(rows, []string{ui.Or(c.Host, rep.Environment), c.Check, c.Status, ui.Round(c.Duration).String(), msg})
 	}
 	var table strings.Builder
 	ui.Table(&table, []string{"HOST", "CHECK", "STATUS", "DURATION", "DETAIL"}, rows)

@@ -244,6 +244,7 @@ func (r checker) checkLock(ctx context.Context, h *fleet.Host) Result {
 		return done()
 	}
 	maxAge := r.Env.Check.LockMaxAge
+	res.held = st.Held
 	switch {
 	case !st.Held:
 		res.Message = "no deploy running"

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/git"
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/server"
@@ -59,11 +60,38 @@ func (r *Run) ShowPlan(ctx context.Context, w io.Writer) error {
 	return ui.Table(w, []string{"HOST", "LIVE", "NEW", "TO SEND", "MIGRATIONS", "CLEANUP REMOVES"}, rows)
 }
 
-// ShowReleases prints every host's releases and its latest deploys.
+// showFleet prints which host runs which release and how its last deploy
+// ended, then, when they differ, which hosts run another release than
+// the rest.
+func (r *Run) showFleet(w io.Writer) {
+	var rows [][]string
+	var live []fleet.HostRelease
+	for _, h := range r.Hosts {
+		rev, last := "-", "-"
+		if rel, ok := h.State.Release(h.Live); ok && rel.Revision != "" {
+			rev = git.Short(rel.Revision)
+		}
+		if n := len(h.State.Deploys); n > 0 {
+			d := h.State.Deploys[n-1]
+			last = d.Result + " " + ui.Or(d.ID, "-")
+		}
+		rows = append(rows, []string{h.Name, ui.Or(h.Live, "-"), rev, last})
+		live = append(live, fleet.HostRelease{Host: h.Name, Release: h.Live})
+	}
+	ui.Table(w, []string{"HOST", "LIVE", "REVISION", "LAST DEPLOY"}, rows)
+	if drift := fleet.Drift(live); drift != "" {
+		fmt.Fprintf(w, "\nhosts run different releases: %s\n", drift)
+	}
+	fmt.Fprintln(w)
+}
+
+// ShowReleases prints which host runs which release, then every host's
+// releases and its latest deploys.
 func (r *Run) ShowReleases(ctx context.Context, w io.Writer, deploys int) error {
 	if err := r.peek(ctx); err != nil {
 		return err
 	}
+	r.showFleet(w)
 	for _, h := range r.Hosts {
 		fmt.Fprintf(w, "%s (%s)\n", h.Name, h.Layout.Root)
 		var rows [][]string

@@ -143,3 +143,30 @@ func TestShowReleasesListsReleasesAndDeploys(t *testing.T) {
 		t.Errorf("releases of an unreachable host: %v", err)
 	}
 }
+
+// TestShowReleasesShowsWhichHostRunsWhat: a deploy that reached two of
+// three hosts; mage releases says so before the hosts' histories.
+func TestShowReleasesShowsWhichHostRunsWhat(t *testing.T) {
+	t.Parallel()
+	e, old := deployed(t, runtest.Options{Hosts: 3}, false)
+	r, err := deploy(context.Background(), t, e, run.Options{Hosts: "web1,web2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.Plan.Release
+	var out strings.Builder
+	if err := open(t, e, run.Options{}).ShowReleases(context.Background(), &out, 1); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	head, _, _ := strings.Cut(text, e.Names[0]+" (")
+	for i, live := range []string{id, id, old} {
+		f := strings.Fields(row(t, head, e.Names[i]))
+		if len(f) < 5 || f[1] != live || f[3] != "success" {
+			t.Errorf("row of %s = %q, want it live on %s after a success", e.Names[i], f, live)
+		}
+	}
+	if want := "hosts run different releases: deploy@web3 runs " + old + ", the others " + id; !strings.Contains(head, want) {
+		t.Errorf("no %q in:\n%s", want, head)
+	}
+}
