@@ -113,3 +113,25 @@ func TestDiscard(t *testing.T) {
 		})
 	}
 }
+
+// A host whose connection was lost (a network cut) during staging gets
+// its upload discarded over a new connection.
+func TestDiscardReconnects(t *testing.T) {
+	t.Parallel()
+	e := runtest.New(t, runtest.Options{Hosts: 2})
+	pipelinetest.Deploy(t, e)
+	change(t, e, map[string]string{"site/index.html": "<h1>v2</h1>\n"})
+	r := pipelinetest.Shipped(t, e)
+	id := r.Plan.Release
+	e.Fake(1).On("stage release").LoseConnection()
+	dials := e.Dialer.Dials(e.Names[1])
+	if err := swap.StageAll(context.Background(), r.Context); err == nil || !remote.IsConnectionLost(err) {
+		t.Fatalf("StageAll: %v, want the connection lost", err)
+	}
+	if n := e.Dialer.Dials(e.Names[1]) - dials; n != 1 {
+		t.Errorf("%d dials of the host whose connection was lost, want 1 (the reconnect)", n)
+	}
+	for i := range e.Names {
+		checkNothingOf(t, e, i, id)
+	}
+}

@@ -103,7 +103,15 @@ func Discard(ctx context.Context, rc *run.Context) {
 		if h.Switched {
 			continue
 		}
-		if err := h.Exec(ctx)(server.DiscardRelease(h.Layout, id)); err != nil {
+		err := h.Exec(ctx)(server.DiscardRelease(h.Layout, id))
+		if err != nil && remote.IsConnectionLost(err) {
+			// The connection is gone (a network cut), maybe not the
+			// host: discard over a new one rather than leave the upload.
+			if err = rc.Fleet.Reconnect(ctx, h); err == nil {
+				err = h.Exec(ctx)(server.DiscardRelease(h.Layout, id))
+			}
+		}
+		if err != nil {
 			h.Log.Warnf("discard staged release %s: %v", id, err)
 			continue
 		}

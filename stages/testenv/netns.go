@@ -214,3 +214,99 @@ func NewJumpNet(t testing.TB, targets int) *JumpNet {
 	}
 	return n
 }
+
+// FleetNet is a small data centre for fleet tests: each host's network
+// namespace is joined by a veth pair to one bridge, in a switch namespace
+// of its own, and so is this machine, on a subnet of 10.251.0.0/16 that no
+// route or address of this machine overlaps. Only that subnet is routed to
+// the bridge, and no namespace has a default route, so the hosts reach
+// each other and this machine, and nothing else.
+type FleetNet struct {
+	Switch *Netns
+	Hosts  []*Netns // one per host
+	Addrs  []string // each host's address
+	Addr   string   // this machine's address on the bridge
+	ports  []string // each host's port on the bridge, in Switch
+}
+
+// NewFleetNet creates the bridge and n hosts' namespaces (at most 13).
+func NewFleetNet(t testing.TB, n int) *FleetNet {
+	t.Helper()
+	if n < 1 || n > 13 {
+		t.Fatalf("NewFleetNet: %d hosts; 1 to 13 fit its /28", n)
+	}
+	f := &FleetNet{Switch: NewNetns(t)}
+	ip(t, "-n", f.Switch.Name, "link", "add", "br0", "type", "bridge")
+	ip(t, "-n", f.Switch.Name, "link", "set", "br0", "up")
+
+	// Tests in other processes pick subnets too: one at a time.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "stagecoach-netns.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("lock %s: %v", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	subnet := freeSubnet(t, 28)
+	addr := func(i int) string { return net.IPv4(subnet[0], subnet[1], subnet[2], subnet[3]+byte(i)).String() }
+
+	seq := netnsSeq.Add(1)
+	here, port := fmt.Sprintf("sc%d-%d", os.Getpid()%100000, seq), fmt.Sprintf("sc%dp", seq)
+	ip(t, "link", "add", here, "type", "veth", "peer", "name", port, "netns", f.Switch.Name)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", here).Run() }) // gone already if the switch went first
+	f.Addr = addr(1)
+	ip(t, "addr", "add", f.Addr+"/28", "dev", here)
+	ip(t, "link", "set", here, "up")
+	f.plug(t, port)
+	for i := range n {
+		ns := NewNetns(t)
+		seq := netnsSeq.Add(1)
+		dev, port := fmt.Sprintf("sc%dh", seq), fmt.Sprintf("sc%dp", seq)
+		ip(t, "link", "add", dev, "netns", ns.Name, "type", "veth", "peer", "name", port, "netns", f.Switch.Name)
+		ip(t, "-n", ns.Name, "addr", "add", addr(2+i)+"/28", "dev", dev)
+		ip(t, "-n", ns.Name, "link", "set", dev, "up")
+		f.plug(t, port)
+		f.Hosts, f.Addrs, f.ports = append(f.Hosts, ns), append(f.Addrs, addr(2+i)), append(f.ports, port)
+	}
+	return f
+}
+
+// plug attaches the switch's end of a veth pair to the bridge.
+func (f *FleetNet) plug(t testing.TB, port string) {
+	t.Helper()
+	ip(t, "-n", f.Switch.Name, "link", "set", port, "master", "br0")
+	ip(t, "-n", f.Switch.Name, "link", "set", port, "up")
+}
+
+// Cut brings host i's link to the bridge down: its packets, both ways, are
+// lost from then on, as when a cable is pulled; nothing tells either end.
+func (f *FleetNet) Cut(t testing.TB, i int) {
+	t.Helper()
+	ip(t, "-n", f.Switch.Name, "link", "set", f.ports[i], "down")
+}
+
+// Mend brings host i's link up again.
+func (f *FleetNet) Mend(t testing.TB, i int) {
+	t.Helper()
+	ip(t, "-n", f.Switch.Name, "link", "set", f.ports[i], "up")
+}
+
+// freeSubnet picks a /bits of 10.251.0.0/16 that no route, address or name
+// server of this machine overlaps. The caller holds the subnet lock.
+func freeSubnet(t testing.TB, bits int) net.IP {
+	t.Helper()
+	used := usedNets(t)
+	n := 1 << (bits - 16)
+	start := rand.IntN(n)
+	for i := range n {
+		k := uint32((start+i)%n) << (32 - bits)
+		candidate := net.IPv4(10, 251, byte(k>>8), byte(k)).To4()
+		if !overlaps(&net.IPNet{IP: candidate, Mask: net.CIDRMask(bits, 32)}, used) {
+			return candidate
+		}
+	}
+	t.Fatalf("no free /%d in 10.251.0.0/16 for a test network", bits)
+	return nil
+}
