@@ -28,8 +28,12 @@ import (
 // written), Swap, Health, then Cleanup. A failure after the swap began
 // rolls every touched host back by itself. Each host's state records
 // the outcome; the report is printed as a summary table and written as
-// JSON. The error carries the exit code cron and CI act on.
+// JSON. The error carries the exit code cron and CI act on. With
+// STAGECOACH_HOSTS=failed it retries the last deploy instead (see retry).
 func (r *Run) Deploy(ctx context.Context) (err error) {
+	if r.Opts.Hosts == run.FailedHosts {
+		return r.retry(ctx)
+	}
 	release, err := r.Hold(ctx)
 	if err != nil {
 		return r.finish(err, failure(ctx, err))
