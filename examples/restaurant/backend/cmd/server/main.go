@@ -35,7 +35,8 @@ commands:
   backup       copy the database consistently while it is in use (-db, -out)
   version      print the version
 
--db defaults to $DATABASE_PATH. Run "server <command> -h" for a command's flags.
+-db defaults to $DATABASE_PATH, -addr to 127.0.0.1:$PORT when PORT is set
+(as in a deploy slot), else 127.0.0.1:8080. Run "server <command> -h" for a command's flags.
 `
 
 func main() {
@@ -115,7 +116,7 @@ func dbFlag(fs *flag.FlagSet) *string {
 
 func serve(args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	addr := fs.String("addr", defaultAddr(os.Getenv), "listen address (default 127.0.0.1:$PORT when PORT is set)")
 	db := dbFlag(fs)
 	static := fs.String("static", "", "directory with the built frontend to serve at / (optional)")
 	pidfile := fs.String("pidfile", "", "write the process id here while running (optional)")
@@ -326,6 +327,15 @@ func backup(args []string, stdout, stderr io.Writer) error {
 
 // resolveVersion picks the version to report: the flag, else $APP_VERSION,
 // else the first line of a VERSION file in exeDir, else "dev".
+// defaultAddr is serve's -addr when none is given: the loopback address
+// on $PORT, which a deploy slot sets, else on 8080.
+func defaultAddr(getenv func(string) string) string {
+	if port := strings.TrimSpace(getenv("PORT")); port != "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return "127.0.0.1:8080"
+}
+
 func resolveVersion(flagValue string, getenv func(string) string, exeDir string) string {
 	if v := strings.TrimSpace(flagValue); v != "" {
 		return v

@@ -56,6 +56,20 @@ func TestResolveVersion(t *testing.T) {
 	}
 }
 
+func TestDefaultAddr(t *testing.T) {
+	for port, want := range map[string]string{"": "127.0.0.1:8080", "8082": "127.0.0.1:8082", " 9000 ": "127.0.0.1:9000"} {
+		getenv := func(k string) string {
+			if k == "PORT" {
+				return port
+			}
+			return ""
+		}
+		if got := defaultAddr(getenv); got != want {
+			t.Errorf("defaultAddr with PORT=%q = %q, want %q", port, got, want)
+		}
+	}
+}
+
 func runCmd(args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := run(args, &out, &errOut)
@@ -133,8 +147,10 @@ func TestServeProcess(t *testing.T) {
 	addr := freeAddr(t)
 	pidfile := filepath.Join(dir, "server.pid")
 	var logs bytes.Buffer
-	cmd := exec.Command(os.Args[0], "serve", "-addr", addr, "-pidfile", pidfile, "-version", "v-proc")
-	cmd.Env = append(os.Environ(), "RESTAURANT_RUN_MAIN=1", "DATABASE_PATH="+db)
+	// The address comes from PORT, as in a deploy slot.
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(os.Args[0], "serve", "-pidfile", pidfile, "-version", "v-proc")
+	cmd.Env = append(os.Environ(), "RESTAURANT_RUN_MAIN=1", "DATABASE_PATH="+db, "PORT="+port)
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,6 +183,9 @@ func TestServeProcess(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != 200 || h.Status != "ok" || h.Version != "v-proc" || h.Schema != 2 {
 		t.Fatalf("healthz = %d %+v %v", resp.StatusCode, h, err)
+	}
+	if v := resp.Header.Get("X-App-Version"); v != "v-proc" {
+		t.Errorf("X-App-Version = %q, want v-proc", v)
 	}
 	if code, _, errOut := runCmd("healthcheck", "-url", "http://"+addr+"/healthz"); code != 0 {
 		t.Fatalf("healthcheck against a live server = %d %s", code, errOut)

@@ -55,11 +55,20 @@ func (s *Server) Handler() http.Handler {
 	if s.Static != "" {
 		mux.Handle("GET /", staticFiles(s.Static))
 	}
+	// Every response names the version that served it, so a client can
+	// tell which side of a deploy answered.
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(VersionHeader, s.Version)
+		mux.ServeHTTP(w, r)
+	})
 	if s.Log == nil {
-		return mux
+		return h
 	}
-	return s.accessLog(mux)
+	return s.accessLog(h)
 }
+
+// VersionHeader is the response header naming the version that served it.
+const VersionHeader = "X-App-Version"
 
 func (s *Server) now() time.Time {
 	if s.Now != nil {
