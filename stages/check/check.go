@@ -36,7 +36,7 @@ const (
 	KindFleet = "fleet"
 )
 
-var kindOrder = map[string]int{KindConnect: 0, KindState: 1, KindLock: 2, KindDisk: 3, KindIntegrity: 4, KindService: 5, KindHealth: 6, KindFleet: 7}
+var kindOrder = map[string]int{KindConnect: 0, KindState: 1, KindLock: 2, KindDisk: 3, KindIntegrity: 4, KindService: 5, KindRouter: 6, KindHealth: 7, KindFleet: 8}
 
 // Outcomes of a check.
 const (

@@ -16,6 +16,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/probe"
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/slots"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
@@ -31,6 +32,9 @@ func (r checker) checkHost(ctx context.Context, h *fleet.Host, minFree DiskThres
 	if h.Live != "" {
 		wg.Go(func() { hc.add(r.checkIntegrity(ctx, h)) })
 		wg.Go(func() { hc.add(r.checkServices(ctx, h)...) })
+		if slots.Enabled(r.Context) {
+			wg.Go(func() { hc.add(r.checkSlots(ctx, h)...) })
+		}
 	}
 	wg.Wait()
 	return hc.results
@@ -314,12 +318,17 @@ func (r checker) checkServices(ctx context.Context, h *fleet.Host) []Result {
 // checkHealth runs the configured health checks once, retrying a quick
 // failure within a short window so a blip is not reported.
 func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
-	if len(r.Env.Health) == 0 {
+	checks := r.Env.Health
+	if slots.Enabled(r.Context) {
+		// The slot's own checks run against the live slot (checkSlots).
+		checks = slots.PublicChecks(checks)
+	}
+	if len(checks) == 0 {
 		return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "no health checks configured"}}
 	}
 	interval := r.Env.HealthWait.Interval
 	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: r.currentRelease(ctx, h), Values: r.HostValues(h), Vars: h.Vars}
-	results, _ := probe.Run(ctx, r.Env.Health, config.Wait{Deadline: 2 * interval, Interval: interval}, target)
+	results, _ := probe.Run(ctx, checks, config.Wait{Deadline: 2 * interval, Interval: interval}, target)
 	out := make([]Result, 0, len(results))
 	for _, hr := range results {
 		c := Result{Host: h.Name, Kind: KindHealth, Check: hr.Check, Status: StatusOK, Duration: hr.Duration, Message: hr.Detail}
