@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ type nginxOptions struct {
 	proxies  []nginxProxy
 	sendfile bool
 	extra    []string
+	includes []string
 }
 
 type nginxProxy struct{ Location, Upstream string }
@@ -52,6 +54,19 @@ type NginxOption func(*nginxOptions)
 // a path (such as "http://127.0.0.1:8080"), keeping the request's path.
 func NginxProxy(location, upstream string) NginxOption {
 	return func(o *nginxOptions) { o.proxies = append(o.proxies, nginxProxy{location, upstream}) }
+}
+
+// NginxUpstreamProxy passes requests matching an nginx location to the
+// upstream block called name, which a file of NginxInclude defines (as
+// the upstream file a deploy with slots writes), keeping their path.
+func NginxUpstreamProxy(location, name string) NginxOption {
+	return func(o *nginxOptions) { o.proxies = append(o.proxies, nginxProxy{location, "http://" + name}) }
+}
+
+// NginxInclude includes the files matching pattern (absolute) in the http
+// block, as an operator's nginx includes conf.d/*.conf.
+func NginxInclude(pattern string) NginxOption {
+	return func(o *nginxOptions) { o.includes = append(o.includes, pattern) }
 }
 
 // NginxSendfile turns sendfile on or off (on by default, as in production).
@@ -98,6 +113,10 @@ http {
     fastcgi_temp_path {{.Dir}}/tmp/fastcgi;
     uwsgi_temp_path {{.Dir}}/tmp/uwsgi;
     scgi_temp_path {{.Dir}}/tmp/scgi;
+
+{{- range .Includes}}
+    include {{.}};
+{{- end}}
 
     sendfile {{if .Sendfile}}on{{else}}off{{end}};
     keepalive_timeout 30s;
@@ -158,6 +177,9 @@ func StartNginx(t testing.TB, docroot string, opts ...NginxOption) *Nginx {
 		t.Fatalf("nginx docroot: %v", err)
 	}
 	for _, p := range o.proxies {
+		if name, ok := strings.CutPrefix(p.Upstream, "http://"); ok && upstreamName.MatchString(name) {
+			continue // an upstream block's name
+		}
 		if err := checkUpstream(p.Upstream); err != nil {
 			t.Fatalf("nginx proxy upstream: %v", err)
 		}
@@ -196,6 +218,10 @@ func StartNginx(t testing.TB, docroot string, opts ...NginxOption) *Nginx {
 	return n
 }
 
+// upstreamName is the name of an upstream block, which proxy_pass takes
+// after http:// in place of an address.
+var upstreamName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
 // checkUpstream accepts http://<loopback address>:<port> and nothing more:
 // a path would make nginx replace the matched location with it.
 func checkUpstream(raw string) error {
@@ -211,7 +237,7 @@ func checkUpstream(raw string) error {
 
 // writeConfig renders the configuration for the current port.
 func (n *Nginx) writeConfig(o nginxOptions) error {
-	for _, p := range []string{n.Dir, n.Docroot} {
+	for _, p := range append([]string{n.Dir, n.Docroot}, o.includes...) {
 		// Paths go into the configuration unquoted: refuse what would
 		// change its meaning rather than escape it.
 		if strings.ContainsAny(p, " \t\n;{}\"'$#\\") {
@@ -227,6 +253,7 @@ func (n *Nginx) writeConfig(o nginxOptions) error {
 		"Sendfile": o.sendfile,
 		"Proxies":  o.proxies,
 		"Extra":    o.extra,
+		"Includes": o.includes,
 	})
 	if err != nil {
 		return err

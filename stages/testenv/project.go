@@ -269,9 +269,10 @@ func (p *Project) HostRoot(addr string) string {
 }
 
 // stopBackends stops the backends the deploys started, found by their
-// pidfiles under every root this project deployed to.
+// pidfiles (shared/*.pid: backend.pid, or one per slot) under every root
+// this project deployed to.
 func (p *Project) stopBackends() {
-	matches, _ := filepath.Glob(filepath.Join(strings.ReplaceAll(p.Root, "{host}", "*"), "shared", "backend.pid"))
+	matches, _ := filepath.Glob(filepath.Join(strings.ReplaceAll(p.Root, "{host}", "*"), "shared", "*.pid"))
 	for _, pidfile := range matches {
 		data, err := os.ReadFile(pidfile)
 		if err != nil {

@@ -1,0 +1,329 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/pipeline"
+	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/testenv"
+)
+
+// slotSite is the example app deployed over a real sshd into two slots
+// behind a real nginx: nginx proxies /api/ and /healthz to the upstream
+// block the deploys write, and serves the frontend from current.
+type slotSite struct {
+	p           *testenv.Project
+	web         *testenv.Nginx
+	root        string
+	upstream    string // the upstream file the deploys own
+	blue, green int
+
+	mu       sync.Mutex
+	releases map[string]bool // the releases deployed, which a response may come from
+}
+
+func newSlotSite(t *testing.T) *slotSite {
+	t.Helper()
+	host := testenv.StartSSHD(t)
+	s := &slotSite{blue: testenv.FreePort(t), green: testenv.FreePort(t), releases: map[string]bool{}}
+	confd := filepath.Join(t.TempDir(), "conf.d")
+	s.upstream = filepath.Join(confd, "restaurant-upstream.conf")
+	// What the operator writes once, before the first deploy: the upstream
+	// on the first slot, blue. Deploys own the file from then on.
+	if err := os.MkdirAll(confd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.upstream, []byte(fmt.Sprintf("upstream restaurant_backend {\n    server 127.0.0.1:%d;\n}\n", s.blue)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "srv")
+	s.web = testenv.StartNginx(t, filepath.Join(root, "current", "frontend"), testenv.NginxInclude(filepath.Join(confd, "*.conf")),
+		testenv.NginxUpstreamProxy("/api/", "restaurant_backend"), testenv.NginxUpstreamProxy("= /healthz", "restaurant_backend"))
+	services := fmt.Sprintf(`    services:
+      manager: command
+      slots: { ports: [%d, %d] }
+      router: { nginx: { upstream: %q, binary: %q, prefix: %q, conf: %q } }
+      drain: 10s
+      restart:
+        - nohup ./backend/server serve -db data/restaurant.sqlite3 -version "$STAGECOACH_RELEASE" -pidfile ../../shared/slot-{port}.pid >>../../shared/backend-{port}.log 2>&1 </dev/null &
+      stop:
+        - |
+          pidfile=../../shared/slot-{port}.pid
+          [ -f "$pidfile" ] || exit 0
+          kill "$(cat "$pidfile")" 2>/dev/null || true
+          for _ in $(seq 400); do [ -f "$pidfile" ] || exit 0; sleep 0.05; done
+          echo "the backend on port {port} did not stop within 20s" >&2
+          exit 1
+`, s.blue, s.green, s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
+	// The slot's own check wants a 200; the public one, through nginx, the
+	// status ok too.
+	health := fmt.Sprintf("      - http: \"http://127.0.0.1:{port}/healthz\"\n        timeout: 2s\n      - http: \"%s/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", s.web.URL)
+	s.p = testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}, Root: root, Services: services, Health: health})
+	s.root = root
+	return s
+}
+
+// deploy commits a change of the backend (so each release builds a new
+// server), deploys it and returns the release.
+func (s *slotSite) deploy(t *testing.T, ctx context.Context, n int) (string, error) {
+	t.Helper()
+	s.p.Write("backend/internal/api/deploy.go", fmt.Sprintf("package api\n\n// deployNumber changes with every test deploy.\nconst deployNumber = %d\n", n))
+	s.p.Commit(fmt.Sprintf("backend change %d", n))
+	res := deploy(t, ctx, s.p, pipeline.Options{})
+	id := res.run.Plan.Release
+	s.mu.Lock()
+	s.releases[id] = true
+	s.mu.Unlock()
+	if res.err != nil {
+		return id, fmt.Errorf("%w\n%s", res.err, res.log)
+	}
+	return id, nil
+}
+
+// load runs visits of /healthz and /api/menu through nginx: each answer
+// must be whole; the versions /healthz names are counted (see
+// wantVersions).
+func (s *slotSite) load(ctx context.Context) *testenv.Load {
+	return testenv.StartLoad(ctx, testenv.LoadConfig{
+		BaseURL: s.web.URL,
+		Workers: 4,
+		Paths: func() []string {
+			// Paced, so the load leaves the deploys some of the two cores.
+			time.Sleep(2 * time.Millisecond)
+			return []string{"/healthz", "/api/menu"}
+		},
+		Check:       s.check,
+		Version:     healthzVersion,
+		MaxRequests: 10_000_000,
+		MaxDuration: 15 * time.Minute,
+	})
+}
+
+func (s *slotSite) check(path string, status int, body []byte) error {
+	if status != 200 {
+		return fmt.Errorf("%s: status %d: %.200s", path, status, body)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("%s: not a whole JSON answer (%v): %.200s", path, err, body)
+	}
+	return nil
+}
+
+// healthzVersion is the release that answered /healthz.
+func healthzVersion(path string, body []byte) string {
+	if path != "/healthz" {
+		return ""
+	}
+	var h struct{ Version string }
+	json.Unmarshal(body, &h)
+	return h.Version
+}
+
+// routed is the slots' state and the port the upstream file names.
+func (s *slotSite) routed(t *testing.T) (server.RouterState, int) {
+	t.Helper()
+	state, err := os.ReadFile(server.Layout{Root: s.root}.RouterStatePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(s.upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := server.ParseRouted([]byte(string(state) + "--- current\n--- router\n" + string(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := r.FilePort()
+	return r.State, port
+}
+
+// wantLive checks that id is live in slot, the router on it and the
+// other slot stopped.
+func (s *slotSite) wantLive(t *testing.T, id, slot string) {
+	t.Helper()
+	st, port := s.routed(t)
+	if st.Live == nil || st.Live.Release != id || st.Live.Name != slot || port != st.Live.Port || st.Idle != nil || st.Switching {
+		t.Errorf("slots: live %+v, idle %+v, switching %v, upstream file on port %d; want %s live in %s, the other stopped", st.Live, st.Idle, st.Switching, port, id, slot)
+	}
+	if got := live(t, s.root); got != id {
+		t.Errorf("current -> %s, want %s", got, id)
+	}
+	pids, _ := filepath.Glob(filepath.Join(s.root, "shared", "slot-*.pid"))
+	if len(pids) != 1 {
+		t.Errorf("backends running: %v, want one", pids)
+	}
+}
+
+// TestSlotsZeroDowntimeBackend deploys 20 releases that each change the
+// backend while a load runs through nginx: no request may fail, each
+// answer is whole and from a release deployed, and every deploy leaves
+// one slot running with the router on it.
+func TestSlotsZeroDowntimeBackend(t *testing.T) {
+	s := newSlotSite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	first, err := s.deploy(t, ctx, 0)
+	if err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	s.wantLive(t, first, server.SlotBlue)
+
+	load := s.load(ctx)
+	defer load.Stop()
+	waitRequests(t, load, 100)
+	const deploys = 20
+	var took []time.Duration
+	slot := server.SlotBlue
+	for i := 1; i <= deploys; i++ {
+		start := time.Now()
+		id, err := s.deploy(t, ctx, i)
+		if err != nil {
+			t.Fatalf("deploy %d: %v", i, err)
+		}
+		took = append(took, time.Since(start))
+		slot = map[string]string{server.SlotBlue: server.SlotGreen, server.SlotGreen: server.SlotBlue}[slot]
+		s.wantLive(t, id, slot)
+		if n, _ := load.Progress(); n == 0 {
+			t.Fatal("the load made no request")
+		}
+	}
+	after, _ := load.Progress()
+	waitRequests(t, load, after+100)
+	rep := load.Stop()
+	t.Logf("%d deploys (%v each); load: %d requests, %d failed, %d versions seen", deploys, took, rep.Requests, rep.Failures, len(rep.ByVersion))
+	if rep.Failures != 0 {
+		t.Errorf("%d failed requests during the deploys:\n%s", rep.Failures, strings.Join(rep.FailureSamples, "\n"))
+	}
+	s.wantVersions(t, rep)
+	if len(rep.ByVersion) < deploys/2 {
+		t.Errorf("only %d versions answered during %d deploys: %v", len(rep.ByVersion), deploys, rep.ByVersion)
+	}
+}
+
+// TestSlotsFaults: against the real nginx, with a load running, a
+// release that never becomes healthy, an nginx -t that fails, a foreign
+// process on the idle port and a public check failing after the switch
+// each fail their deploy, and no request fails.
+func TestSlotsFaults(t *testing.T) {
+	s := newSlotSite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	good, err := s.deploy(t, ctx, 0)
+	if err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	load := s.load(ctx)
+	defer load.Stop()
+	waitRequests(t, load, 100)
+	api := filepath.Join(s.p.Dir, "backend", "internal", "api", "api.go")
+	healthy := readFile(t, api)
+	n := 0
+	var unhealthy string
+
+	t.Run("never healthy", func(t *testing.T) {
+		// A backend whose /healthz fails: 500 on every slot check.
+		s.p.Write("backend/internal/api/api.go", strings.Replace(healthy, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "ok", Version: s.Version}
+	if true {
+		writeJSON(w, http.StatusInternalServerError, Health{Status: "error", Version: s.Version, Error: "broken on purpose"})
+		return
+	}`, 1))
+		n++
+		bad, err := s.deploy(t, ctx, n)
+		s.p.Write("backend/internal/api/api.go", healthy)
+		if err == nil || !strings.Contains(err.Error(), "never became healthy in slot green") {
+			t.Fatalf("deploy of a backend failing /healthz: %v", err)
+		}
+		s.wantLive(t, good, server.SlotBlue)
+		unhealthy = bad
+	})
+
+	t.Run("nginx -t fails", func(t *testing.T) {
+		before := readFile(t, s.upstream)
+		conf := readFile(t, s.web.ConfigFile)
+		// The operator's own mistake, made after nginx loaded its config.
+		if err := os.WriteFile(s.web.ConfigFile, []byte(conf+"\nthis_is_no_directive;\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		_, err := s.deploy(t, ctx, n)
+		if err := os.WriteFile(s.web.ConfigFile, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var refused *server.NginxTestError
+		if !errors.As(err, &refused) || !strings.Contains(err.Error(), "this_is_no_directive") {
+			t.Fatalf("deploy with a broken nginx config: %v", err)
+		}
+		if got := readFile(t, s.upstream); got != before {
+			t.Errorf("upstream file changed:\n%s\nwas\n%s", got, before)
+		}
+		s.wantLive(t, good, server.SlotBlue)
+	})
+
+	t.Run("idle port taken", func(t *testing.T) {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.green))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		_, err = s.deploy(t, ctx, n)
+		ln.Close()
+		var taken *server.PortTakenError
+		if !errors.As(err, &taken) || taken.Port != s.green {
+			t.Fatalf("deploy with the idle port taken: %v", err)
+		}
+		s.wantLive(t, good, server.SlotBlue)
+	})
+
+	t.Run("public check fails after the switch", func(t *testing.T) {
+		// /healthz answers 200 (the slot's check passes) but not "ok",
+		// which the public check wants.
+		s.p.Write("backend/internal/api/api.go", strings.Replace(healthy, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "okay", Version: s.Version}`, 1))
+		n++
+		_, err := s.deploy(t, ctx, n)
+		s.p.Write("backend/internal/api/api.go", healthy)
+		if err == nil || !strings.Contains(err.Error(), "the router and current are back on slot blue") {
+			t.Fatalf("deploy failing its public check: %v", err)
+		}
+		s.wantLive(t, good, server.SlotBlue)
+	})
+
+	n++
+	next, err := s.deploy(t, ctx, n)
+	if err != nil {
+		t.Fatalf("deploy after the faults: %v", err)
+	}
+	s.wantLive(t, next, server.SlotGreen)
+	rep := load.Stop()
+	t.Logf("load: %s", rep)
+	if rep.Failures != 0 {
+		t.Errorf("%d failed requests during the faults:\n%s", rep.Failures, strings.Join(rep.FailureSamples, "\n"))
+	}
+	s.wantVersions(t, rep)
+	if unhealthy != "" && rep.ByVersion[unhealthy] != 0 {
+		t.Errorf("the release that never became healthy answered %d requests through nginx", rep.ByVersion[unhealthy])
+	}
+}
+
+// wantVersions checks that every answer came from a release deployed.
+func (s *slotSite) wantVersions(t *testing.T, rep testenv.LoadReport) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for v, n := range rep.ByVersion {
+		if !s.releases[v] {
+			t.Errorf("%d answers from version %q, which is no release deployed", n, v)
+		}
+	}
+}
