@@ -32,8 +32,16 @@ func (v *validator) slots(p string, s *Services) {
 		return
 	}
 	sp := p + ".slots"
-	if s.Manager != "command" {
-		v.fail(p+".manager", "slots run with the command manager (manager is %s)", s.Manager)
+	switch s.Manager {
+	case "command", "compose":
+	case "systemd":
+		for i, unit := range s.Restart {
+			if !strings.Contains(unit, "@") {
+				v.fail(fmt.Sprintf("%s.restart[%d]", p, i), "with slots, a systemd unit is a template started once per slot: %q has no @ (e.g. %s@, which runs as %s@8081 and %s@8082)", unit, v.cfg.App, v.cfg.App, v.cfg.App)
+			}
+		}
+	default:
+		v.fail(p+".manager", "slots need a manager that starts the app: command, systemd or compose (manager is %s)", s.Manager)
 	}
 	ports := s.Slots.Ports
 	switch {
@@ -111,7 +119,7 @@ func (v *validator) slotChecks(p string, e *Environment) {
 			v.fail(fmt.Sprintf("%s.health[%d]", p, i), "{port} names a slot's port, and services.slots is not set")
 		}
 	}
-	if slotted && !gated && e.Services.Manager == "command" {
+	if slotted && !gated {
 		v.failAt(p, "health", "slots need a health check of the slot itself, run before any traffic reaches it, e.g. health: [{http: \"http://127.0.0.1:{port}/healthz\"}]")
 	}
 }

@@ -123,7 +123,16 @@ func TestSlotsErrors(t *testing.T) {
 	}
 	manager := strings.Replace(slotted(nginxRouter, ""), "manager: command", "manager: none", 1)
 	_, err = Parse([]byte(manager), "stagecoach.yml", "/p")
-	if want := "environments.prod.services.manager: slots run with the command manager (manager is none)"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "environments.prod.services.manager: slots need a manager that starts the app: command, systemd or compose (manager is none)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v, want %s", err, want)
+	}
+	systemd := strings.Replace(strings.Replace(slotted(nginxRouter, ""), "manager: command", "manager: systemd", 1),
+		"      restart: [\"./server -addr 127.0.0.1:{port} &\"]\n      stop: [\"kill $(cat ../../shared/{port}.pid)\"]\n", "      restart: [shop@, worker]\n", 1)
+	_, err = Parse([]byte(systemd), "stagecoach.yml", "/p")
+	if want := `stagecoach.yml:12: environments.prod.services.restart[1]: with slots, a systemd unit is a template started once per slot: "worker" has no @ (e.g. shop@, which runs as shop@8081 and shop@8082)`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	if _, err := Parse([]byte(strings.Replace(systemd, "shop@, worker", "shop@, \"worker@{port}.service\"", 1)), "stagecoach.yml", "/p"); err != nil {
+		t.Errorf("systemd template units: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/remote"
@@ -175,17 +176,68 @@ func WithPort(s string, port int) string {
 	return strings.ReplaceAll(s, config.PortVar, strconv.Itoa(port))
 }
 
-// SlotStart returns the commands that start release id in the slot on
-// port: the command manager's restart commands, each run in the release
-// dir (RunIn) with PORT exported and {port} replaced.
-func SlotStart(m config.Services, l Layout, id string, port int) ([]remote.Command, error) {
-	return slotCommands(l, id, "start", port, m.Restart)
+// SlotStart returns the commands that start release s.Release of app in
+// slot s, each with PORT exported:
+//
+//	command: each restart command, run in the release dir (RunIn) with {port} replaced
+//	systemd: systemctl start <unit>@<port>... for the restart template units
+//	compose: <compose> -f <file> -p <app>-<slot> up -d --remove-orphans <services>,
+//	         in the release dir, the compose file taking the port from ${PORT}
+func SlotStart(m config.Services, l Layout, app string, s Slot) ([]remote.Command, error) {
+	switch m.Manager {
+	case ManagerSystemd:
+		return systemdSlot(m, "start", s), nil
+	case ManagerCompose:
+		return composeSlot(m, l, app, s, "up", m.Restart...)
+	}
+	return slotCommands(l, s.Release, "start", s.Port, m.Restart)
 }
 
-// SlotStop returns the commands that stop release id in the slot on port:
-// the command manager's stop commands, as SlotStart runs its own.
-func SlotStop(m config.Services, l Layout, id string, port int) ([]remote.Command, error) {
-	return slotCommands(l, id, "stop", port, m.Stop)
+// SlotStop returns the commands that stop slot s: the command manager's
+// stop commands (as SlotStart runs its own), systemctl stop of the
+// template units, or compose down of the slot's project.
+func SlotStop(m config.Services, l Layout, app string, s Slot) ([]remote.Command, error) {
+	switch m.Manager {
+	case ManagerSystemd:
+		return systemdSlot(m, "stop", s), nil
+	case ManagerCompose:
+		return composeSlot(m, l, app, s, "down")
+	}
+	return slotCommands(l, s.Release, "stop", s.Port, m.Stop)
+}
+
+// SlotUnit is template unit's instance for port: shop@ and shop@.service
+// become shop@8082 and shop@8082.service; {port} is replaced where given.
+func SlotUnit(unit string, port int) string {
+	p := strconv.Itoa(port)
+	switch {
+	case strings.Contains(unit, config.PortVar):
+		return WithPort(unit, port)
+	case strings.HasSuffix(unit, "@"):
+		return unit + p
+	}
+	return strings.Replace(unit, "@.", "@"+p+".", 1)
+}
+
+var systemctlScript = load("systemctl.sh")
+
+func systemdSlot(m config.Services, action string, s Slot) []remote.Command {
+	units := make([]string, len(m.Restart))
+	for i, u := range m.Restart {
+		units[i] = SlotUnit(u, s.Port)
+	}
+	return []remote.Command{systemctlScript.cmd(fmt.Sprintf("%s %s", action, strings.Join(units, " ")), append([]string{action}, units...)...)}
+}
+
+// SlotProject is the compose project of app's slot: <app>-blue or
+// <app>-green.
+func SlotProject(app, slot string) string { return ComposeProject(app) + "-" + slot }
+
+func composeSlot(m config.Services, l Layout, app string, s Slot, action string, services ...string) ([]remote.Command, error) {
+	project := SlotProject(app, s.Name)
+	line := composeScript.line(append([]string{action, m.File, project}, services...)...)
+	c, err := runIn(l, s.Release, fmt.Sprintf("compose %s %s on port %d", action, project, s.Port), withPortScript.argv(strconv.Itoa(s.Port), line)...)
+	return []remote.Command{c}, err
 }
 
 func slotCommands(l Layout, id, what string, port int, cmds []string) ([]remote.Command, error) {
@@ -228,8 +280,13 @@ func PortFree(port int) Op[struct{}] {
 	return o
 }
 
-// Drain waits until no connection to port is open, for drain at most
-// (counted in tenths of a second), and prints how it ended.
-func Drain(port int, tenths int) remote.Command {
-	return drainScript.cmd(fmt.Sprintf("drain port %d", port), strconv.Itoa(port), strconv.Itoa(tenths))
+// DrainQuiet is how long a slot must have had no open connection to be
+// drained: a router may hand it a request or two just after the switch.
+const DrainQuiet = time.Second
+
+// Drain waits until no connection to port has been open for quiet, for
+// drain at most, in tenths of a second, and prints how it ended.
+func Drain(port int, drain, quiet time.Duration) remote.Command {
+	tenths := func(d time.Duration) string { return strconv.Itoa(int(d / (100 * time.Millisecond))) }
+	return drainScript.cmd(fmt.Sprintf("drain port %d", port), strconv.Itoa(port), tenths(drain), tenths(min(quiet, drain)))
 }

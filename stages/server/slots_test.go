@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
 const (
@@ -97,7 +100,7 @@ func TestDrainEndsWhenNoConnection(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	if got := string(mustRun(t, Drain(port, 50), nil).Stdout); got != fmt.Sprintf("port %d drained after 0 ms\n", port) {
+	if got := string(mustRun(t, Drain(port, 5*time.Second, 300*time.Millisecond), nil).Stdout); got != fmt.Sprintf("port %d drained after 200 ms\n", port) {
 		t.Errorf("drain with no connection: %q", got)
 	}
 	c, err := net.Dial("tcp", ln.Addr().String())
@@ -105,7 +108,7 @@ func TestDrainEndsWhenNoConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got := string(mustRun(t, Drain(port, 2), nil).Stdout); !strings.Contains(got, "connections still open after the drain of 200 ms") {
+	if got := string(mustRun(t, Drain(port, 200*time.Millisecond, time.Second), nil).Stdout); !strings.Contains(got, "connections still open after the drain of 200 ms") {
 		t.Errorf("drain with a connection open: %q", got)
 	}
 }
@@ -117,18 +120,18 @@ func TestSlotCommands(t *testing.T) {
 	mustMkRelease(t, l, relA)
 	writeFile(t, l.EnvPath(), "PORT=1\n")
 	svc := config.Services{Restart: []string{`echo "start {port} $PORT $STAGECOACH_RELEASE $(basename "$PWD")"`}, Stop: []string{"echo stop {port}"}}
-	starts, err := SlotStart(svc, l, relA, 8082)
+	starts, err := SlotStart(svc, l, "shop", Slot{Name: SlotGreen, Port: 8082, Release: relA})
 	if err != nil || len(starts) != 1 || starts[0].Desc != "start[0] on port 8082" {
 		t.Fatalf("SlotStart: %+v, %v", starts, err)
 	}
 	if got, want := string(mustRun(t, starts[0], nil).Stdout), "start 8082 8082 "+relA+" "+relA+"\n"; got != want {
 		t.Errorf("start printed %q, want %q", got, want)
 	}
-	stops, err := SlotStop(svc, l, relA, 8081)
+	stops, err := SlotStop(svc, l, "shop", Slot{Name: SlotBlue, Port: 8081, Release: relA})
 	if err != nil || string(mustRun(t, stops[0], nil).Stdout) != "stop 8081\n" {
 		t.Errorf("SlotStop: %+v, %v", stops, err)
 	}
-	if _, err := SlotStart(svc, l, "../x", 8082); err == nil {
+	if _, err := SlotStart(svc, l, "shop", Slot{Port: 8082, Release: "../x"}); err == nil {
 		t.Error("SlotStart took a bad release id")
 	}
 }
@@ -154,5 +157,59 @@ func TestNginxSwitchArgv(t *testing.T) {
 	want := "# Written by Stagecoach at each switch; edits are overwritten.\n# Live slot: green.\nupstream shop_backend {\n    server 127.0.0.1:8082;\n}\n"
 	if got := NginxUpstream(n, SlotGreen, 8082); got != want {
 		t.Errorf("NginxUpstream:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestSlotManagerCommands: the exact commands that start and stop a slot
+// under systemd (template units) and compose (a project per slot).
+func TestSlotManagerCommands(t *testing.T) {
+	l := Layout{Root: "/srv/shop"}
+	green := Slot{Name: SlotGreen, Port: 8082, Release: relB}
+	inRelease := func(cmd string) string {
+		return remote.Join(runInScript.argv(l.ReleaseDir(relB), l.EnvPath(), relB, l.Root, "/bin/sh", "-c", withPortScript.src, withPortScript.name, "8082", cmd)...)
+	}
+	tests := []struct {
+		name        string
+		svc         config.Services
+		start, stop []string // desc: script
+	}{{
+		name:  "systemd template",
+		svc:   config.Services{Manager: ManagerSystemd, Restart: []string{"shop@"}},
+		start: []string{"start shop@8082: " + systemctlScript.line("start", "shop@8082")},
+		stop:  []string{"stop shop@8082: " + systemctlScript.line("stop", "shop@8082")},
+	}, {
+		name:  "systemd units with suffix and {port}",
+		svc:   config.Services{Manager: ManagerSystemd, Restart: []string{"shop@.service", "worker@{port}.service"}},
+		start: []string{"start shop@8082.service worker@8082.service: " + systemctlScript.line("start", "shop@8082.service", "worker@8082.service")},
+		stop:  []string{"stop shop@8082.service worker@8082.service: " + systemctlScript.line("stop", "shop@8082.service", "worker@8082.service")},
+	}, {
+		name:  "compose project per slot",
+		svc:   config.Services{Manager: ManagerCompose, File: "compose.yaml", Restart: []string{"web"}},
+		start: []string{"compose up shop-green on port 8082: " + inRelease(composeScript.line("up", "compose.yaml", "shop-green", "web"))},
+		stop:  []string{"compose down shop-green on port 8082: " + inRelease(composeScript.line("down", "compose.yaml", "shop-green"))},
+	}, {
+		name:  "command",
+		svc:   config.Services{Manager: ManagerCommand, Restart: []string{"./server -addr :{port} &"}, Stop: []string{"kill $(cat {port}.pid)"}},
+		start: []string{"start[0] on port 8082: " + inRelease("./server -addr :8082 &")},
+		stop:  []string{"stop[0] on port 8082: " + inRelease("kill $(cat 8082.pid)")},
+	}}
+	describe := func(cmds []remote.Command) []string {
+		var out []string
+		for _, c := range cmds {
+			out = append(out, c.Desc+": "+c.Script)
+		}
+		return out
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start, err := SlotStart(tt.svc, l, "Shop", green)
+			if err != nil || !slices.Equal(describe(start), tt.start) {
+				t.Errorf("SlotStart:\n  %q (%v)\nwant\n  %q", describe(start), err, tt.start)
+			}
+			stop, err := SlotStop(tt.svc, l, "Shop", green)
+			if err != nil || !slices.Equal(describe(stop), tt.stop) {
+				t.Errorf("SlotStop:\n  %q (%v)\nwant\n  %q", describe(stop), err, tt.stop)
+			}
+		})
 	}
 }

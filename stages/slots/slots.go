@@ -120,7 +120,7 @@ func (a *activation) start(ctx context.Context) error {
 	h, l := a.h, a.h.Layout
 	var cmds []remote.Command
 	if idle := a.st.Idle; idle != nil && idle.Name == a.next.Name {
-		stops, err := server.SlotStop(a.svc, l, idle.Release, idle.Port)
+		stops, err := server.SlotStop(a.svc, l, a.rc.Cfg.App, *idle)
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,7 @@ func (a *activation) start(ctx context.Context) error {
 	started.Idle = &a.next
 	cmds = append(cmds, server.WriteRouterState(l, started))
 	recordAt := len(cmds)
-	starts, err := server.SlotStart(a.svc, l, a.id, a.next.Port)
+	starts, err := server.SlotStart(a.svc, l, a.rc.Cfg.App, a.next)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (a *activation) target(id string) probe.Target {
 // failure, maybe an interrupt.
 func (a *activation) abandon(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	stops, err := server.SlotStop(a.svc, a.h.Layout, a.id, a.next.Port)
+	stops, err := server.SlotStop(a.svc, a.h.Layout, a.rc.Cfg.App, a.next)
 	if err != nil {
 		a.h.Log.Warnf("stop %s: %v", a.next, err)
 		return
@@ -312,7 +312,8 @@ func (a *activation) switchBack(ctx context.Context, cause error) error {
 	}
 	a.h.Switched, a.h.SwitchedBack = false, true
 	a.h.Log.Infof("switched back: current -> releases/%s; router -> %s", old.Release, old)
-	a.stopIdle(ctx)
+	// The router may still hand the new slot a request or two.
+	a.drain(ctx)
 	return fmt.Errorf("release %s failed its public health checks after the switch; the router and current are back on %s: %w", a.id, old, cause)
 }
 
@@ -325,8 +326,7 @@ func (a *activation) drain(ctx context.Context) {
 	if old == nil {
 		return
 	}
-	tenths := int(a.svc.Drain / (100 * time.Millisecond))
-	cmds := []remote.Command{server.Drain(old.Port, tenths)}
+	cmds := []remote.Command{server.Drain(old.Port, a.svc.Drain, server.DrainQuiet)}
 	results, errs := a.h.RunBatch(ctx, cmds...)
 	if errs[0] != nil {
 		a.h.Log.Warnf("drain %s: %v; the next deploy stops it first", old, errs[0])
@@ -339,7 +339,7 @@ func (a *activation) drain(ctx context.Context) {
 // stopIdle stops the slot recorded as idle and records it stopped.
 func (a *activation) stopIdle(ctx context.Context) {
 	idle := a.st.Idle
-	stops, err := server.SlotStop(a.svc, a.h.Layout, idle.Release, idle.Port)
+	stops, err := server.SlotStop(a.svc, a.h.Layout, a.rc.Cfg.App, *idle)
 	if err != nil {
 		a.h.Log.Warnf("stop %s: %v", idle, err)
 		return

@@ -3,6 +3,7 @@
 #
 #   up:     create or recreate the SERVICEs (all when none are named) and
 #           remove orphaned containers
+#   down:   stop and remove the project's containers (a slot's project)
 #   status: print "service<TAB>state<TAB>health" per container
 #
 # with compose file FILE (compose's default when empty) and project PROJECT.
@@ -31,6 +32,9 @@ project_compose() {
 case $action in
 up)
   project_compose up -d --remove-orphans "$@"
+  ;;
+down)
+  project_compose down --remove-orphans
   ;;
 status)
   # docker inspect, which v1 and v2 share, rather than compose ps, whose
