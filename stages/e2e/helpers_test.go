@@ -81,7 +81,7 @@ func live(t *testing.T, root string) string {
 }
 
 // report reads the JSON report of the run.
-func report(t *testing.T, p *testenv.Project, release string) map[string]any {
+func report(t testing.TB, p *testenv.Project, release string) map[string]any {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(p.Dir, pipeline.ReportsDir, release+".json"))
 	if err != nil {

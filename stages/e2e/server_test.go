@@ -188,7 +188,7 @@ func addImage(t *testing.T, p *testenv.Project, name string, size int, seed uint
 }
 
 // stageReport returns the duration of the named stage in a JSON report.
-func stageDuration(t *testing.T, rep map[string]any, name string) time.Duration {
+func stageDuration(t testing.TB, rep map[string]any, name string) time.Duration {
 	t.Helper()
 	for _, s := range rep["stages"].([]any) {
 		m := s.(map[string]any)

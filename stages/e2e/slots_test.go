@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -30,9 +32,43 @@ type slotSite struct {
 
 	mu       sync.Mutex
 	releases map[string]bool // the releases deployed, which a response may come from
+	lastLog  string          // the last deploy's verbose log
+}
+
+// commandSlots runs the backend as a process per slot, its pidfile in
+// shared/.
+func commandSlots(s *slotSite) string {
+	return fmt.Sprintf(`    services:
+      manager: command
+      slots: { ports: [%d, %d] }
+      router: %s
+      drain: 10s
+      restart:
+        - nohup ./backend/server serve -db data/restaurant.sqlite3 -version "$STAGECOACH_RELEASE" -pidfile ../../shared/slot-{port}.pid >>../../shared/backend-{port}.log 2>&1 </dev/null &
+      stop:
+        - |
+          pidfile=../../shared/slot-{port}.pid
+          [ -f "$pidfile" ] || exit 0
+          kill "$(cat "$pidfile")" 2>/dev/null || true
+          for _ in $(seq 400); do [ -f "$pidfile" ] || exit 0; sleep 0.05; done
+          echo "the backend on port {port} did not stop within 20s" >&2
+          exit 1
+`, s.blue, s.green, s.router())
+}
+
+// router is the services' router setting: the test's nginx.
+func (s *slotSite) router() string {
+	return fmt.Sprintf("{ nginx: { upstream: %q, binary: %q, prefix: %q, conf: %q } }", s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
 }
 
 func newSlotSite(t *testing.T) *slotSite {
+	t.Helper()
+	return newSlotSiteWith(t, commandSlots, testenv.ProjectOptions{})
+}
+
+// newSlotSiteWith is newSlotSite with the services block services makes
+// and the project options opts.
+func newSlotSiteWith(t testing.TB, services func(*slotSite) string, opts testenv.ProjectOptions) *slotSite {
 	t.Helper()
 	host := testenv.StartSSHD(t)
 	s := &slotSite{blue: testenv.FreePort(t), green: testenv.FreePort(t), releases: map[string]bool{}}
@@ -49,37 +85,24 @@ func newSlotSite(t *testing.T) *slotSite {
 	root := filepath.Join(t.TempDir(), "srv")
 	s.web = testenv.StartNginx(t, filepath.Join(root, "current", "frontend"), testenv.NginxInclude(filepath.Join(confd, "*.conf")),
 		testenv.NginxUpstreamProxy("/api/", "restaurant_backend"), testenv.NginxUpstreamProxy("= /healthz", "restaurant_backend"))
-	services := fmt.Sprintf(`    services:
-      manager: command
-      slots: { ports: [%d, %d] }
-      router: { nginx: { upstream: %q, binary: %q, prefix: %q, conf: %q } }
-      drain: 10s
-      restart:
-        - nohup ./backend/server serve -db data/restaurant.sqlite3 -version "$STAGECOACH_RELEASE" -pidfile ../../shared/slot-{port}.pid >>../../shared/backend-{port}.log 2>&1 </dev/null &
-      stop:
-        - |
-          pidfile=../../shared/slot-{port}.pid
-          [ -f "$pidfile" ] || exit 0
-          kill "$(cat "$pidfile")" 2>/dev/null || true
-          for _ in $(seq 400); do [ -f "$pidfile" ] || exit 0; sleep 0.05; done
-          echo "the backend on port {port} did not stop within 20s" >&2
-          exit 1
-`, s.blue, s.green, s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
 	// The slot's own check wants a 200; the public one, through nginx, the
 	// status ok too.
 	health := fmt.Sprintf("      - http: \"http://127.0.0.1:{port}/healthz\"\n        timeout: 2s\n      - http: \"%s/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", s.web.URL)
-	s.p = testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}, Root: root, Services: services, Health: health})
+	opts.Hosts, opts.Root, opts.Health, opts.Services = []*testenv.Host{host}, root, health, services(s)
+	s.p = testenv.NewProject(t, opts)
 	s.root = root
 	return s
 }
 
 // deploy commits a change of the backend (so each release builds a new
 // server), deploys it and returns the release.
-func (s *slotSite) deploy(t *testing.T, ctx context.Context, n int) (string, error) {
+func (s *slotSite) deploy(t testing.TB, ctx context.Context, n int) (string, error) {
 	t.Helper()
 	s.p.Write("backend/internal/api/deploy.go", fmt.Sprintf("package api\n\n// deployNumber changes with every test deploy.\nconst deployNumber = %d\n", n))
 	s.p.Commit(fmt.Sprintf("backend change %d", n))
-	res := deploy(t, ctx, s.p, pipeline.Options{})
+	r, out := openRun(t, s.p, pipeline.Options{})
+	res := deployResult{run: r, err: r.Deploy(ctx), log: out.String()}
+	s.lastLog = res.log
 	id := res.run.Plan.Release
 	s.mu.Lock()
 	s.releases[id] = true
@@ -325,5 +348,140 @@ func (s *slotSite) wantVersions(t *testing.T, rep testenv.LoadReport) {
 		if !s.releases[v] {
 			t.Errorf("%d answers from version %q, which is no release deployed", n, v)
 		}
+	}
+}
+
+// TestSlotsCompose deploys 5 releases that each change the backend into
+// compose slots, the projects <app>-blue and <app>-green on the machine's
+// Docker engine (images FROM scratch holding the example's static
+// server), each publishing its slot's port, behind the real nginx under
+// load: no request fails.
+func TestSlotsCompose(t *testing.T) {
+	needCompose(t)
+	app := fmt.Sprintf("restaurant-slots-%08x", rand.Uint32())
+	s := newSlotSiteWith(t, func(s *slotSite) string {
+		return fmt.Sprintf("    services:\n      manager: compose\n      file: backend/compose.yaml\n      restart: [app]\n      slots: { ports: [%d, %d] }\n      router: %s\n      drain: 10s\n",
+			s.blue, s.green, s.router())
+	}, testenv.ProjectOptions{
+		App:          app,
+		BackendBuild: "CGO_ENABLED=0 go build -trimpath -o dist/server ./cmd/server && cp deploy/compose.yaml deploy/Dockerfile dist/",
+	})
+	for _, slot := range []string{server.SlotBlue, server.SlotGreen} {
+		t.Cleanup(func() { removeCompose(t, server.SlotProject(app, slot), app) })
+	}
+	s.p.Write("backend/deploy/Dockerfile", readFile(t, filepath.Join(testenv.RepoRoot(t), "examples", "restaurant", "Dockerfile")))
+	// The example's compose file with the slot's port published.
+	s.p.Write("backend/deploy/compose.yaml", strings.Replace(composeFile(app, 0), `"127.0.0.1:0:8080"`, `"127.0.0.1:${PORT}:8080"`, 1))
+	s.p.Commit("run the backend under compose, in slots")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	first, err := s.deploy(t, ctx, 0)
+	if err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	s.wantLiveCompose(t, app, first, server.SlotBlue)
+	load := s.load(ctx)
+	defer load.Stop()
+	waitRequests(t, load, 100)
+	slot := server.SlotBlue
+	const deploys = 5
+	for i := 1; i <= deploys; i++ {
+		id, err := s.deploy(t, ctx, i)
+		if err != nil {
+			t.Fatalf("deploy %d: %v", i, err)
+		}
+		slot = map[string]string{server.SlotBlue: server.SlotGreen, server.SlotGreen: server.SlotBlue}[slot]
+		s.wantLiveCompose(t, app, id, slot)
+	}
+	after, _ := load.Progress()
+	waitRequests(t, load, after+100)
+	rep := load.Stop()
+	t.Logf("%d compose deploys; load: %d requests, %d failed, %d versions seen", deploys, rep.Requests, rep.Failures, len(rep.ByVersion))
+	if rep.Failures != 0 {
+		t.Errorf("%d failed requests during the deploys:\n%s", rep.Failures, strings.Join(rep.FailureSamples, "\n"))
+	}
+	s.wantVersions(t, rep)
+}
+
+// wantLiveCompose checks that id is live in slot, the router on it, its
+// project's container runs the release's image and the other project has
+// no container left.
+func (s *slotSite) wantLiveCompose(t *testing.T, app, id, slot string) {
+	t.Helper()
+	st, port := s.routed(t)
+	if st.Live == nil || st.Live.Release != id || st.Live.Name != slot || port != st.Live.Port || st.Idle != nil {
+		t.Errorf("slots: live %+v, idle %+v, upstream file on port %d; want %s live in %s", st.Live, st.Idle, port, id, slot)
+	}
+	if c := composeContainer(t, server.SlotProject(app, slot)); c.Image != app+":"+id || c.State != "running" {
+		t.Errorf("slot %s runs %+v, want %s:%s running", slot, c, app, id)
+	}
+	other := map[string]string{server.SlotBlue: server.SlotGreen, server.SlotGreen: server.SlotBlue}[slot]
+	if ids := dockerOut(t, "ps", "-a", "-q", "--filter", "label=com.docker.compose.project="+server.SlotProject(app, other)); ids != "" {
+		t.Errorf("slot %s still has containers: %s", other, ids)
+	}
+}
+
+// liveAfter is what slots.Activate logs once the router points at the new
+// slot: how long starting, health-gating and switching took.
+var liveAfter = regexp.MustCompile(`live ([0-9.]+[mµn]?s) after the activation began`)
+
+// BenchmarkSlotActivation compares, side by side over the same sshd, the
+// time from the start of the activation until the new backend serves:
+// with slots (start in the idle slot, health-gate it, switch nginx and
+// current) and with the command manager's stop-then-start restart (swap
+// stage plus the health stage until the new server answers). It runs
+// STAGECOACH_BENCH_RUNS deploys of each (default 5) whatever b.N, and
+// reports the medians and their ratio.
+func BenchmarkSlotActivation(b *testing.B) {
+	runs := envInt("STAGECOACH_BENCH_RUNS", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	for range b.N {
+		var slotted, restarted []time.Duration
+		b.Run("slots", func(b *testing.B) {
+			s := newSlotSiteWith(b, commandSlots, testenv.ProjectOptions{})
+			if _, err := s.deploy(b, ctx, 0); err != nil {
+				b.Fatal(err)
+			}
+			for i := 1; i <= runs; i++ {
+				_, err := s.deploy(b, ctx, i)
+				if err != nil {
+					b.Fatal(err)
+				}
+				log := s.lastLog
+				m := liveAfter.FindStringSubmatch(log)
+				if m == nil {
+					b.Fatalf("no activation time in the log:\n%s", log)
+				}
+				d, _ := time.ParseDuration(m[1])
+				slotted = append(slotted, d)
+			}
+		})
+		b.Run("restart", func(b *testing.B) {
+			host := testenv.StartSSHD(b)
+			p := testenv.NewProject(b, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
+			for i := 0; i <= runs; i++ {
+				p.Write("backend/internal/api/deploy.go", fmt.Sprintf("package api\n\nconst deployNumber = %d\n", i))
+				p.Commit(fmt.Sprintf("backend change %d", i))
+				r, out := openRun(b, p, pipeline.Options{})
+				if err := r.Deploy(ctx); err != nil {
+					b.Fatalf("deploy: %v\n%s", err, out.String())
+				}
+				if i > 0 {
+					rep := report(b, p, r.Plan.Release)
+					restarted = append(restarted, stageDuration(b, rep, "swap")+stageDuration(b, rep, "health"))
+				}
+			}
+		})
+		if len(slotted) == 0 || len(restarted) == 0 {
+			return
+		}
+		ms, mr := median(slotted), median(restarted)
+		b.ReportMetric(float64(ms.Milliseconds()), "slots-ms")
+		b.ReportMetric(float64(mr.Milliseconds()), "restart-ms")
+		b.ReportMetric(float64(ms)/float64(mr), "slots/restart")
+		b.Logf("activation until the new backend serves, median of %d: slots %s %v, stop-then-start restart %s %v, ratio %.2f",
+			runs, ms, slotted, mr, restarted, float64(ms)/float64(mr))
 	}
 }

@@ -74,6 +74,7 @@ type activation struct {
 // old slot, which still runs.
 func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, id string) error {
 	a := &activation{rc: rc, h: h, svc: rc.Env.Services, id: id}
+	start := time.Now()
 	routed, err := server.Run(ctx, h, server.ReadRouter(h.Layout, a.svc.Router))
 	if err != nil {
 		return fmt.Errorf("read the slots' state: %w", err)
@@ -96,7 +97,7 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, id string) er
 		return err
 	}
 	h.Switched = true
-	h.Log.Infof("current -> releases/%s; router -> %s", id, a.next)
+	h.Log.Infof("current -> releases/%s; router -> %s, live %s after the activation began", id, a.next, time.Since(start).Round(time.Millisecond))
 
 	if err := a.public(ctx); err != nil {
 		return a.switchBack(ctx, err)

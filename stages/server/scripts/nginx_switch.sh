@@ -49,9 +49,38 @@ if ! out=$(run_nginx "$@" -t 2>&1); then
   echo "$out" >&2
   exit "$exit_test"
 fi
+# workers lists the pids of nginx's serving workers (those of the master
+# whose command line names the -c file given, else of every master), so
+# that the reload can be waited for: nginx -s reload only signals the
+# master, whose old workers take requests until it has started new ones.
+conf=
+prev=
+for a in "$@"; do
+  if [ "$prev" = -c ]; then conf=$a; fi
+  prev=$a
+done
+workers() {
+  ps -e -o pid= -o ppid= -o args= 2>/dev/null | awk -v conf="$conf" '
+    { pid = $1; ppid = $2; $1 = ""; $2 = ""; args = substr($0, 3) }
+    args ~ /^nginx: master process/ && (conf == "" || index(args, conf)) { master[pid] = 1 }
+    args == "nginx: worker process" { worker[pid] = ppid }
+    END { for (w in worker) if (worker[w] in master) print w }'
+}
+old_workers=$(workers)
 if ! out=$(run_nginx "$@" -s reload 2>&1); then
   put_back
   echo "nginx -s reload failed; the old $file is back:" >&2
   echo "$out" >&2
   exit 1
 fi
+# Wait (5 s at most) until no old worker serves: each has exited or
+# is shutting down, finishing the requests it has.
+for _ in $(seq 50); do
+  now=$(workers)
+  serving=
+  for w in $old_workers; do
+    case " $(echo "$now" | tr '\n' ' ') " in *" $w "*) serving=1 ;; esac
+  done
+  [ -z "$serving" ] && break
+  sleep 0.1
+done
