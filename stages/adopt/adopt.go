@@ -75,6 +75,10 @@ func host(ctx context.Context, rc *run.Context, h *fleet.Host, id string) error 
 	}
 	files, err := server.Run(ctx, h, take)
 	if err != nil {
+		var refused *server.AdoptRefusedError
+		if !errors.As(err, &refused) {
+			discard(ctx, h, id)
+		}
 		return err
 	}
 	m := Manifest(id, files, time.Now())
@@ -118,6 +122,7 @@ func host(ctx context.Context, rc *run.Context, h *fleet.Host, id string) error 
 			_, err = verify.Decode(results[i], err)
 		}
 		if err != nil && !errors.Is(err, remote.ErrSkipped) {
+			discard(ctx, h, id)
 			return fmt.Errorf("release %s: %w", id, err)
 		}
 	}
@@ -182,4 +187,17 @@ func liveAbs(l server.Layout, p string) string {
 		return p
 	}
 	return path.Join(l.Root, p)
+}
+
+// discard removes what a failed adoption staged of release id, unless
+// current points at it already; the data's backup and links into shared/
+// stay, and a later adoption takes them as they are.
+func discard(ctx context.Context, h *fleet.Host, id string) {
+	cmd, err := server.DiscardRelease(h.Layout, id)
+	if err == nil {
+		_, err = h.Run(context.WithoutCancel(ctx), cmd)
+	}
+	if err != nil {
+		h.Log.Warnf("discard the release %s a failed adoption staged: %v", id, err)
+	}
 }

@@ -121,6 +121,12 @@ func TestAdoptFailures(t *testing.T) {
 			if (lerr == nil) != tc.live {
 				t.Errorf("current exists %v, want %v", lerr == nil, tc.live)
 			}
+			if _, err := os.Stat(filepath.Join(e.Roots[0], "releases", id)); (err == nil) != tc.live {
+				t.Errorf("release 0 there %v, want %v: a failed adoption discards it", err == nil, tc.live)
+			}
+			if _, err := os.Stat(filepath.Join(e.Roots[0], "releases", ".staging-"+id)); err == nil {
+				t.Error("the staging directory is left")
+			}
 			if got := runtest.ReadFile(t, filepath.Join(e.Roots[0], "www", "index.html")); got != "<h1>old</h1>\n" {
 				t.Errorf("the live tree changed: %q", got)
 			}
