@@ -249,6 +249,13 @@ func (ro *rollout) settle(ctx context.Context, stage string, i int, errs []error
 // revert every switched host goes back, under stop and continue the
 // hosts that passed their health check stay.
 func (ro *rollout) interrupted(cause error) error {
+	// The hosts of the waves not begun were stopped by the interrupt, not
+	// by another host's failure: their own outcome says so.
+	for _, h := range ro.r.Hosts {
+		if !h.Switched && !h.SwitchedBack && h.Err() == nil {
+			h.Fail(cause)
+		}
+	}
 	if ro.strategy.OnFailure == config.Revert || !ro.othersStay(nil) {
 		return cause
 	}

@@ -144,7 +144,14 @@ type rolloutCase struct {
 	stage    string
 	says     []string
 	hosts    string
+	// own is each host's own recorded outcome when it is not what hosts
+	// implies (s: success, b and x: rolled-back, u: aborted); R:
+	// rollback-failed, i: interrupted.
+	own string
 }
+
+var ownResults = map[byte]string{'s': server.ResultSuccess, 'b': server.ResultRolledBack, 'x': server.ResultRolledBack,
+	'u': server.ResultAborted, 'R': server.ResultRollbackFailed, 'i': server.ResultInterrupted}
 
 func TestRolloutFaults(t *testing.T) {
 	t.Parallel()
@@ -207,13 +214,13 @@ func TestRolloutFaults(t *testing.T) {
 				return nil
 			},
 			code: exitcode.RollbackFailed, result: server.ResultRollbackFailed, stage: "health", says: []string{"putting them back failed too", "not healthy after the rollback either"},
-			hosts: "sbsu"},
+			hosts: "sbsu", own: "sRsu"},
 		{name: "interrupt during the pause", strategy: "{canary: 1, batch: 2}", fault: pausing,
 			code: exitcode.RolledBack, result: server.ResultRolledBack, stage: "swap", says: []string{"swap interrupted and the deploy was rolled back", "pause after the canary"},
-			hosts: "buuu"},
+			hosts: "buuu", own: "biii"},
 		{name: "interrupt during the pause under stop", strategy: "{canary: 1, batch: 2, on_failure: stop}", fault: pausing,
 			code: exitcode.Partial, result: server.ResultStopped, stage: "swap", says: []string{"the rollout stopped: deploy@web1 run", "pause after the canary"},
-			hosts: "suuu"},
+			hosts: "suuu", own: "siii"},
 	}
 	projects := map[string]*rolloutFixture{}
 	for _, c := range cases {
@@ -254,7 +261,15 @@ func (c rolloutCase) run(t *testing.T, f *rolloutFixture) {
 	}
 	assertIntact(t, e, old)
 	assertUnlocked(t, e)
-	assertRecorded(t, e, r, c.result, c.stage)
+	own := c.own
+	if own == "" {
+		own = c.hosts
+	}
+	var results []string
+	for i := range own {
+		results = append(results, ownResults[own[i]])
+	}
+	assertRecorded(t, e, r, c.result, c.stage, results...)
 	if rep := readReport(t, r); rep.ExitCode != c.code || rep.Result != c.result {
 		t.Errorf("report: exit %d, result %s", rep.ExitCode, rep.Result)
 	}
