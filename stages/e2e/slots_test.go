@@ -58,7 +58,7 @@ func commandSlots(s *slotSite) string {
 
 // router is the services' router setting: the test's nginx.
 func (s *slotSite) router() string {
-	return fmt.Sprintf("{ nginx: { upstream: %q, binary: %q, prefix: %q, conf: %q } }", s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
+	return fmt.Sprintf("{ nginx: { upstream: %q, name: restaurant_backend, binary: %q, prefix: %q, conf: %q } }", s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
 }
 
 func newSlotSite(t *testing.T) *slotSite {
