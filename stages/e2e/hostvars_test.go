@@ -69,3 +69,45 @@ func TestHostVarsGiveEachHostItsPort(t *testing.T) {
 		t.Errorf("the green backend serves %q, want %s", v, second)
 	}
 }
+
+// TestRetryReachesTheHostsLeftBehind: a deploy reaches only the green
+// host; STAGECOACH_HOSTS=failed then brings the blue one to the same
+// release id over SSH, from the kept package, without building.
+func TestRetryReachesTheHostsLeftBehind(t *testing.T) {
+	t.Parallel()
+	hosts := []*testenv.Host{testenv.StartSSHD(t), testenv.StartSSHD(t, testenv.WithAddr("127.0.0.2"))}
+	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
+	var settings []string
+	for i, h := range hosts {
+		settings = append(settings, fmt.Sprintf("vars: {ADDR: %s, PORT: %d}, tags: [%s]", h.Addr, ports[i], []string{"blue", "green"}[i]))
+	}
+	p := testenv.NewProject(t, testenv.ProjectOptions{
+		Hosts: hosts, HostSettings: settings, Root: filepath.Join(t.TempDir(), "{host}", "srv"),
+		Services: hostVarsServices,
+		Health:   "      - http: \"http://{host}:{vars.PORT}/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n",
+	})
+	mustDeploy(t, p)
+	changeFrontend(t, p, "green first")
+	res := deployWith(t, p, pipeline.Options{Hosts: "tag:green"})
+	if res.err != nil {
+		t.Fatalf("deploy to tag:green: %v\n%s", res.err, res.log)
+	}
+	id := res.run.Plan.Release
+	changeFrontend(t, p, "not deployed: the retry ships the kept package")
+
+	retry := deployWith(t, p, pipeline.Options{Hosts: "failed"})
+	if retry.err != nil {
+		t.Fatalf("retry: %v\n%s", retry.err, retry.log)
+	}
+	if retry.run.Plan.Release != id || strings.Contains(retry.log, "build frontend") {
+		t.Errorf("the retry deployed %s (want %s) or built:\n%s", retry.run.Plan.Release, id, retry.log)
+	}
+	for i, h := range hosts {
+		if got := verifyLive(t, p.HostRoot(h.Addr)); got != id {
+			t.Errorf("%s runs %s after the retry, want %s", h.Addr, got, id)
+		}
+		if v := versionAt(t, h.Addr, ports[i]); v != id {
+			t.Errorf("the backend on %s serves %q, want %s", h.Addr, v, id)
+		}
+	}
+}
