@@ -44,7 +44,13 @@ func (testplugin) Run(ctx context.Context, req sdk.Request, host sdk.Host) (stri
 		return "", err
 	}
 	if cfg.PIDFile != "" {
-		if err := os.WriteFile(cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		// Written whole, then renamed: a test polling for the file must
+		// never read it half written.
+		tmp := cfg.PIDFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp, cfg.PIDFile); err != nil {
 			return "", err
 		}
 	}
