@@ -29,12 +29,19 @@ func Test(ctx context.Context) error {
 
 // Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
 func Bench(ctx context.Context) error {
-	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-skip=DeployComparison", "-benchmem", "./...")
+	return goCmd(ctx, ".", "test", "-run=^$", "-bench=.", "-skip=DeployComparison|FleetScale", "-benchmem", "./...")
 }
 
 // BenchDeploy compares full, small-change and no-change deploys with tar+scp+ssh and rsync, on loopback and slow links, with light and heavy login shells.
 func BenchDeploy(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "scripts/bench-deploy")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// BenchFleet deploys a small change to 1, 4, 16 and 32 real sshd hosts and compares each fleet size with parallel rsync --link-dest + ssh.
+func BenchFleet(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "scripts/bench-fleet")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }

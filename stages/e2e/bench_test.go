@@ -423,38 +423,47 @@ func benchDeployChild() int {
 	return 0
 }
 
+// deployInChild deploys env of the project configured at config once, in
+// a process of its own (this binary, see benchDeployChild), and returns
+// its report, its wall time and the process's CPU time and peak memory.
+func deployInChild(config, env, reportPath string) (*run.Report, time.Duration, usage, error) {
+	rep := &run.Report{}
+	var use usage
+	os.Remove(reportPath)
+	self, err := os.Executable()
+	if err != nil {
+		return rep, 0, use, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), benchChildConfig+"="+config, benchChildEnv+"="+env, benchChildReport+"="+reportPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	wall := time.Since(start)
+	use.add(cmd.ProcessState)
+	if err != nil {
+		return rep, wall, use, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	data, err := os.ReadFile(reportPath)
+	if err != nil {
+		return rep, wall, use, fmt.Errorf("read the deploy's report: %w", err)
+	}
+	if err := json.Unmarshal(data, rep); err != nil {
+		return rep, wall, use, fmt.Errorf("decode the deploy's report: %w", err)
+	}
+	return rep, wall, use, nil
+}
+
 // stagecoach deploys through the real pipeline in a process of its own.
 func (bn *bench) stagecoach(p *benchProfile, scenario string) measure {
 	b := bn.b
 	if scenario != "none" {
 		bn.commit(version[scenario])
 	}
-	reportPath := filepath.Join(bn.dir, "report.json")
-	os.Remove(reportPath)
-	self, err := os.Executable()
+	rep, wall, use, err := deployInChild(filepath.Join(bn.proj, "stagecoach.yml"), envName(p), filepath.Join(bn.dir, "report.json"))
 	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), benchChildConfig+"="+filepath.Join(bn.proj, "stagecoach.yml"),
-		benchChildEnv+"="+envName(p), benchChildReport+"="+reportPath)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err = cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		b.Fatalf("stagecoach %s deploy (%s): %v\n%s", scenario, p.Name, err, out.String())
-	}
-	var use usage
-	use.add(cmd.ProcessState)
-	data, err := os.ReadFile(reportPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var rep run.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		b.Fatal(err)
+		b.Fatalf("stagecoach %s deploy (%s): %v", scenario, p.Name, err)
 	}
 	if len(rep.Hosts) != 1 {
 		b.Fatalf("report names %d hosts", len(rep.Hosts))
@@ -831,6 +840,12 @@ const (
 // generateSites writes dir/base (the unchanged files), dir/v1 and dir/v2
 // (each version's page, scripts and styles), deterministically.
 func generateSites(b *testing.B, dir string) siteInfo {
+	return generateSitesOf(b, dir, siteFiles, siteBytes)
+}
+
+// generateSitesOf is generateSites for a site of about nFiles files and
+// nBytes; each version's own files stay ~1.2 MB.
+func generateSitesOf(b *testing.B, dir string, nFiles int, nBytes int64) siteInfo {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var info siteInfo
 	write := func(rel string, data []byte) {
@@ -883,7 +898,7 @@ func generateSites(b *testing.B, dir string) siteInfo {
 	perVersion := len(code) + 1
 	// The shared files: ~60% of the bytes incompressible photos, ~10%
 	// fonts and WebP, ~30% compressible text.
-	rest := siteFiles - perVersion
+	rest := nFiles - perVersion
 	type kind struct {
 		dir, ext     string
 		share        float64 // of the files
@@ -917,7 +932,7 @@ func generateSites(b *testing.B, dir string) siteInfo {
 		kindOf = append(kindOf, kinds[0])
 		total++
 	}
-	remaining := int64(siteBytes) - info.ChangedBytes
+	remaining := nBytes - info.ChangedBytes
 	for i, k := range kindOf {
 		size := int(float64(remaining) * weights[i] / total)
 		var data []byte

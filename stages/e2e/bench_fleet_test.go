@@ -1,0 +1,444 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/testenv"
+)
+
+// BenchmarkFleetScale deploys a small change to fleets of 1, 4, 16 and 32
+// hosts, each a real sshd on a loopback address of its own with a deploy
+// root of its own, and compares every fleet size with the same number of
+// rsync -a --link-dest + ssh deploys run at once by xargs -P. One
+// environment per fleet size lists its hosts with strategy.parallel set to
+// their number. Each size is first set up with a full deploy of both
+// kinds, not measured; then each run commits a new version (the page, its
+// scripts and styles, ~1.2 MB, and a stamp) and deploys it both ways. Both
+// include the build. Stagecoach deploys in a process of its own, whose CPU
+// time and peak memory are the client's; the baseline's are those of its
+// shell, xargs, rsync and ssh processes together (CPU summed, memory the
+// largest one's).
+//
+// It runs its whole comparison once whatever b.N, prints a table, checks
+// the targets, and writes both as markdown and JSON under
+// .stagecoach/bench/. Run it through scripts/bench-fleet. Settings:
+//
+//	STAGECOACH_BENCH_RUNS    measured runs per fleet size, the median is reported (default 3)
+//	STAGECOACH_BENCH_BUDGET  after this, every fleet size still to come runs once (default 15m)
+//	STAGECOACH_BENCH_FLEET   comma-separated fleet sizes (default 1,4,16,32)
+func BenchmarkFleetScale(b *testing.B) {
+	runs := envInt("STAGECOACH_BENCH_RUNS", 3)
+	budget := envDuration(b, "STAGECOACH_BENCH_BUDGET", 15*time.Minute)
+	sizes, err := parseFleetSizes(os.Getenv("STAGECOACH_BENCH_FLEET"))
+	if err != nil {
+		b.Fatalf("STAGECOACH_BENCH_FLEET: %v", err)
+	}
+	for _, tool := range []string{"ssh", "rsync", "xargs", "git"} {
+		testenv.RequireTool(b, tool, "apt-get install -y openssh-client rsync findutils git")
+	}
+	start := time.Now()
+	f := newFleetBench(b, slices.Max(sizes))
+	b.ResetTimer()
+
+	res := fleetResult{Runs: runs, Site: f.site}
+	for _, n := range sizes {
+		f.setUp(n)
+		line := fleetLine{Hosts: n}
+		for r := 0; r < runs; r++ {
+			if r > 0 && time.Since(start) > budget {
+				b.Logf("runtime budget %s spent: %d hosts ran %d time(s)", budget, n, r)
+				break
+			}
+			f.change()
+			line.Stagecoach = append(line.Stagecoach, f.stagecoach(n))
+			line.Rsync = append(line.Rsync, f.rsync(n))
+		}
+		line.finish()
+		res.Lines = append(res.Lines, line)
+		// Each size has roots of its own: free the disk of the last.
+		os.RemoveAll(filepath.Join(f.dir, "srv"))
+		os.RemoveAll(filepath.Join(f.proj, run.PackagesDir))
+	}
+	b.StopTimer()
+
+	var md bytes.Buffer
+	res.markdown(&md)
+	fmt.Print("\n" + md.String())
+	last := res.Lines[len(res.Lines)-1]
+	b.ReportMetric(last.StagecoachMedian.Wall.Seconds(), "s/deploy-largest")
+	b.ReportMetric(float64(last.StagecoachMedian.MaxRSS)/(1<<20), "MiB/client-largest")
+
+	dir := filepath.Join(testenv.RepoRoot(b), ".stagecoach", "bench")
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"fleet-" + stamp + ".md": md.Bytes(), "fleet-" + stamp + ".json": append(js, '\n')} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fmt.Printf("written to %s/fleet-%s.{md,json}\n", dir, stamp)
+}
+
+// parseFleetSizes reads a comma-separated list of fleet sizes; empty is
+// the default 1,4,16,32.
+func parseFleetSizes(spec string) ([]int, error) {
+	if strings.TrimSpace(spec) == "" {
+		return []int{1, 4, 16, 32}, nil
+	}
+	var out []int
+	for _, w := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 1 || n > 250 {
+			return nil, fmt.Errorf("%q: want a number of hosts from 1 to 250", w)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// The fleet's site: smaller than BenchmarkDeployComparison's, as every
+// host keeps copies of it, but with the same ~1.2 MB changing per version.
+const (
+	fleetSiteFiles = 400
+	fleetSiteBytes = 8 << 20
+)
+
+// fleetBench is the hosts, the site and the project.
+type fleetBench struct {
+	b     *testing.B
+	dir   string
+	sites string
+	site  siteInfo
+	proj  string
+	hosts []*testenv.Host
+	known string // known_hosts of every host
+	seq   int    // versions committed
+	prev  string // the baseline's release now current on its hosts
+}
+
+// newFleetBench starts max sshd, each on 127.0.1.i so that {host} in the
+// root gives every host a root of its own, all accepting the first one's
+// client key: a client offering one key per host would run into sshd's
+// MaxAuthTries.
+func newFleetBench(b *testing.B, most int) *fleetBench {
+	f := &fleetBench{b: b, dir: b.TempDir()}
+	f.sites = filepath.Join(f.dir, "sites")
+	f.site = generateSitesOf(b, f.sites, fleetSiteFiles, fleetSiteBytes)
+	var known []byte
+	for i := 0; i < most; i++ {
+		h := testenv.StartSSHD(b, testenv.WithAddr(fmt.Sprintf("127.0.1.%d", i+1)), testenv.WithLogLevel("ERROR"))
+		if i > 0 {
+			h.Authorize(b, f.hosts[0].ClientKey.PublicKey())
+		}
+		data, err := os.ReadFile(h.KnownHostsFile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		known = append(known, data...)
+		f.hosts = append(f.hosts, h)
+	}
+	f.known = filepath.Join(f.dir, "known_hosts")
+	if err := os.WriteFile(f.known, known, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f.proj = filepath.Join(f.dir, "project")
+	f.newProject(most)
+	return f
+}
+
+// fleetEnv is the environment deploying to the first n hosts.
+func fleetEnv(n int) string { return fmt.Sprintf("fleet-%d", n) }
+
+// root is where approach deploys on host h for fleet size n.
+func (f *fleetBench) root(approach string, n int, addr string) string {
+	return filepath.Join(f.dir, "srv", fmt.Sprintf("%s-%d", approach, n), addr)
+}
+
+// build is the site's build into out: the unchanged files, the version's
+// own and the stamp, every one with a new mtime. version and stamp are
+// shell words.
+func (f *fleetBench) build(out, version, stamp string) string {
+	return fmt.Sprintf("rm -rf %[1]s && mkdir -p %[1]s && cp -r %[2]s/base/. %[1]s/ && cp -r %[2]s/%[3]s/. %[1]s/ && printf '%%s\\n' %[4]s > %[1]s/stamp.txt",
+		remote.Quote(out), remote.Quote(f.sites), version, stamp)
+}
+
+// newProject writes a git project with one component built from
+// site/VERSION and site/STAMP, and an environment per fleet size up to
+// most hosts.
+func (f *fleetBench) newProject(most int) {
+	b := f.b
+	if err := os.MkdirAll(filepath.Join(f.proj, "site"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var config strings.Builder
+	fmt.Fprintf(&config, `app: fleet
+keep_releases: 3
+components:
+  site:
+    watch: ["site/**"]
+    workdir: site
+    build: %s
+    output: site/dist
+environments:
+`, strconv.Quote(f.build("dist", `"$(cat VERSION)"`, `"$(cat STAMP)"`)))
+	for n := 1; n <= most; n++ {
+		var targets []string
+		for _, h := range f.hosts[:n] {
+			targets = append(targets, strconv.Quote(h.Target()))
+		}
+		fmt.Fprintf(&config, `  %s:
+    hosts: [%s]
+    root: %q
+    strategy: { parallel: %d }
+    ssh: { known_hosts: %q, identities: [%q], dial_timeout: 10s, config: none }
+    services: { manager: none }
+`, fleetEnv(n), strings.Join(targets, ", "), f.root("stagecoach", n, "{host}"), n, f.known, f.hosts[0].IdentityFile)
+	}
+	for name, content := range map[string]string{
+		"stagecoach.yml": config.String(),
+		".gitignore":     "/site/dist/\n/.stagecoach/\n",
+	} {
+		if err := os.WriteFile(filepath.Join(f.proj, name), []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.git("init", "-q", "-b", "main")
+	f.git("config", "user.email", "bench@example.com")
+	f.git("config", "user.name", "Bench")
+}
+
+func (f *fleetBench) git(args ...string) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = f.proj
+	if out, err := cmd.CombinedOutput(); err != nil {
+		f.b.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// version is the site version of the last commit: v1 and v2 alternate.
+func (f *fleetBench) version() string { return []string{"v1", "v2"}[(f.seq+1)%2] }
+
+// change commits the next version with a stamp of its own.
+func (f *fleetBench) change() {
+	f.seq++
+	for name, content := range map[string]string{"VERSION": f.version(), "STAMP": strconv.Itoa(f.seq)} {
+		if err := os.WriteFile(filepath.Join(f.proj, "site", name), []byte(content+"\n"), 0o644); err != nil {
+			f.b.Fatal(err)
+		}
+	}
+	f.git("add", "-A")
+	f.git("commit", "-q", "-m", fmt.Sprintf("site %s, build %d", f.version(), f.seq))
+}
+
+// setUp gives the first n hosts empty roots of both kinds and deploys the
+// next version to them both ways, unmeasured.
+func (f *fleetBench) setUp(n int) {
+	for _, h := range f.hosts[:n] {
+		for _, a := range []string{"stagecoach", "rsync"} {
+			if err := os.MkdirAll(filepath.Join(f.root(a, n, h.Addr), "releases"), 0o755); err != nil {
+				f.b.Fatal(err)
+			}
+		}
+	}
+	f.prev = ""
+	f.change()
+	f.stagecoach(n)
+	f.rsync(n)
+}
+
+// fleetMeasure is one deploy to a fleet.
+type fleetMeasure struct {
+	Wall   time.Duration `json:"wall_ns"`
+	CPU    time.Duration `json:"client_cpu_ns"`
+	MaxRSS int64         `json:"client_max_rss_bytes"`
+	Bytes  int64         `json:"bytes_sent,omitempty"` // Stagecoach's count, all hosts
+}
+
+// stagecoach deploys the last commit to the first n hosts through the
+// real pipeline in a process of its own.
+func (f *fleetBench) stagecoach(n int) fleetMeasure {
+	b := f.b
+	rep, wall, use, err := deployInChild(filepath.Join(f.proj, "stagecoach.yml"), fleetEnv(n), filepath.Join(f.dir, "report.json"))
+	if err != nil {
+		b.Fatalf("stagecoach deploy to %d hosts: %v", n, err)
+	}
+	if rep.Result != "success" || len(rep.Hosts) != n {
+		b.Fatalf("stagecoach deploy to %d hosts: result %s over %d hosts", n, rep.Result, len(rep.Hosts))
+	}
+	m := fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS}
+	for _, h := range rep.Hosts {
+		m.Bytes += h.BytesSent
+	}
+	return m
+}
+
+// rsyncOne is the baseline's deploy to one host, started by xargs with the
+// host's address and port: rsync into a new release directory hard-linking
+// what the previous one has, then one ssh swapping the current symlink.
+const rsyncOne = `set -eu
+addr=$1 port=$2
+dest=$ROOTS/$addr
+set -- -a
+if [ -n "$PREV" ]; then set -- "$@" "--link-dest=../$PREV"; fi
+# SSH_OPTS is split into words on purpose.
+# shellcheck disable=SC2086
+rsync "$@" -e "ssh $SSH_OPTS -p $port" "$DIST/" "$SSH_USER@$addr:$dest/releases/$ID/"
+# shellcheck disable=SC2086
+ssh $SSH_OPTS -p "$port" "$SSH_USER@$addr" "set -e; cd '$dest'; ln -sfn releases/$ID current.tmp; mv -T current.tmp current"
+`
+
+// rsync builds the last commit's version once and deploys it to the
+// first n hosts, n at once under xargs -P, as one shell whose children's
+// CPU and memory count.
+func (f *fleetBench) rsync(n int) fleetMeasure {
+	b := f.b
+	script := filepath.Join(f.dir, "rsync-one.sh")
+	if err := os.WriteFile(script, []byte(rsyncOne), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var list strings.Builder
+	for _, h := range f.hosts[:n] {
+		fmt.Fprintf(&list, "%s %d\n", h.Addr, h.Port)
+	}
+	hostsFile := filepath.Join(f.dir, "rsync-hosts")
+	if err := os.WriteFile(hostsFile, []byte(list.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	id := fmt.Sprintf("r%04d", f.seq)
+	dist := filepath.Join(f.dir, "rsync-dist")
+	// The ssh options of the first host, less its port, with every host's
+	// key known.
+	h0 := f.hosts[0]
+	var sshOpts []string
+	for _, o := range h0.OpenSSHArgs() {
+		sshOpts = append(sshOpts, strings.ReplaceAll(o, h0.KnownHostsFile, f.known))
+	}
+	sshOpts = sshOpts[:slices.Index(sshOpts, "-p")]
+	line := f.build(dist, f.version(), strconv.Itoa(f.seq)) +
+		fmt.Sprintf(" && xargs -P %d -n 2 sh %s < %s", n, remote.Quote(script), remote.Quote(hostsFile))
+	cmd := exec.Command("/bin/sh", "-c", line)
+	cmd.Env = append(os.Environ(), "ROOTS="+filepath.Dir(f.root("rsync", n, "x")), "PREV="+f.prev, "ID="+id,
+		"DIST="+dist, "SSH_USER="+h0.User, "SSH_OPTS="+strings.Join(append(sshOpts, "-o", "LogLevel=ERROR"), " "))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		b.Fatalf("rsync deploy to %d hosts: %v\n%s", n, err, out.String())
+	}
+	var use usage
+	use.add(cmd.ProcessState)
+	f.prev = id
+	return fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS}
+}
+
+// fleetLine is one fleet size's runs and medians.
+type fleetLine struct {
+	Hosts            int            `json:"hosts"`
+	Stagecoach       []fleetMeasure `json:"stagecoach"`
+	Rsync            []fleetMeasure `json:"rsync"`
+	StagecoachMedian fleetMeasure   `json:"stagecoach_median"`
+	RsyncMedian      fleetMeasure   `json:"rsync_median"`
+}
+
+func (l *fleetLine) finish() {
+	l.StagecoachMedian, l.RsyncMedian = fleetMedian(l.Stagecoach), fleetMedian(l.Rsync)
+}
+
+// fleetMedian takes each figure's median over the runs.
+func fleetMedian(ms []fleetMeasure) fleetMeasure {
+	var wall, cpu []time.Duration
+	var rss, sent []int64
+	for _, m := range ms {
+		wall, cpu = append(wall, m.Wall), append(cpu, m.CPU)
+		rss, sent = append(rss, m.MaxRSS), append(sent, m.Bytes)
+	}
+	slices.Sort(rss)
+	slices.Sort(sent)
+	return fleetMeasure{Wall: median(wall), CPU: median(cpu), MaxRSS: rss[len(rss)/2], Bytes: sent[len(sent)/2]}
+}
+
+// fleetResult is the whole comparison.
+type fleetResult struct {
+	Runs  int         `json:"runs_requested"`
+	Site  siteInfo    `json:"site"`
+	Lines []fleetLine `json:"fleet_sizes"`
+}
+
+// markdown renders the table and the targets.
+func (r *fleetResult) markdown(w io.Writer) {
+	fmt.Fprintf(w, "## Fleet scale benchmark\n\nA small change (%d files, %s, and a stamp) of a %d-file, %s site, deployed to N hosts (sshd on loopback, all on this machine) by Stagecoach (strategy.parallel N) and by N rsync --link-dest + ssh deploys under xargs -P N; both include the build. Medians of up to %d runs per size. Client CPU is user + system time of the client's processes; memory is the largest one's peak RSS.\n\n",
+		r.Site.ChangedFiles, mib(r.Site.ChangedBytes), r.Site.Files, mib(r.Site.Bytes), r.Runs)
+	fmt.Fprintln(w, "| N | runs | Stagecoach wall | client CPU | peak RSS | rsync wall | rsync CPU | rsync RSS | vs rsync | wall vs 1 host |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	one, hasOne := r.line(1)
+	for _, l := range r.Lines {
+		s, rs := l.StagecoachMedian, l.RsyncMedian
+		vsOne := "–"
+		if hasOne {
+			vsOne = fmt.Sprintf("%.2f×", ratio(s.Wall, one.StagecoachMedian.Wall))
+		}
+		fmt.Fprintf(w, "| %d | %d | %s | %s | %s MiB | %s | %s | %s MiB | %.2f× | %s |\n", l.Hosts, len(l.Stagecoach),
+			secs(s.Wall), secs(s.CPU), mibShort(s.MaxRSS), secs(rs.Wall), secs(rs.CPU), mibShort(rs.MaxRSS),
+			ratio(s.Wall, rs.Wall), vsOne)
+	}
+	fmt.Fprintln(w)
+	r.targets(w)
+}
+
+func (r *fleetResult) line(hosts int) (fleetLine, bool) {
+	for _, l := range r.Lines {
+		if l.Hosts == hosts {
+			return l, true
+		}
+	}
+	return fleetLine{}, false
+}
+
+// targets checks the goals the benchmark exists for, each when the sizes
+// it names ran.
+func (r *fleetResult) targets(w io.Writer) {
+	check := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(w, "Targets:\n\n")
+	one, ok1 := r.line(1)
+	most, ok32 := r.line(32)
+	if ok1 && ok32 {
+		x := ratio(most.StagecoachMedian.Wall, one.StagecoachMedian.Wall)
+		fmt.Fprintf(w, "- 32 hosts ≤ 3× the 1-host wall time: %.2f× — %s\n", x, check(x <= 3))
+	}
+	for _, l := range r.Lines {
+		x := ratio(l.StagecoachMedian.Wall, l.RsyncMedian.Wall)
+		fmt.Fprintf(w, "- ahead of parallel rsync at %d hosts: %.2f× — %s\n", l.Hosts, x, check(x < 1))
+	}
+	if ok32 {
+		m := most.StagecoachMedian.MaxRSS
+		fmt.Fprintf(w, "- client memory < 100 MB at 32 hosts: %.1f MB — %s\n", float64(m)/1e6, check(m < 100e6))
+	}
+}
