@@ -38,6 +38,10 @@ type Fleet struct {
 	// the root, in a tree served from plain directories (see
 	// server.OutsideShared): a first deploy refuses a root holding one.
 	Databases []string
+	// PID is the process a deploy lock names as its holder; 0: this one.
+	// A test runs several clients in one process, each standing in for a
+	// process of its own, so that a client that died is provably dead.
+	PID int
 }
 
 // New returns the fleet of env: SSH (or local) connections as env.SSH
