@@ -106,7 +106,11 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 // until it is free or breakable.
 func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bool, first func(server.Op[struct{}]) error) error {
 	m := thisMachine()
-	info := server.LockInfo{Holder: WhoAmI(), PID: os.Getpid(), BootID: m.boot, PIDNS: m.pidNS,
+	pid := f.PID
+	if pid == 0 {
+		pid = os.Getpid()
+	}
+	info := server.LockInfo{Holder: WhoAmI(), PID: pid, BootID: m.boot, PIDNS: m.pidNS,
 		Started: f.Now().UTC(), Token: randomToken(), Command: command}
 	take, err := server.Lock(h.Layout, info)
 	if err != nil {
@@ -129,6 +133,7 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 		}
 		var locked *server.LockHeldError
 		if !errors.As(err, &locked) {
+			f.dropUnanswered(ctx, h, info.Token, err)
 			return err
 		}
 		held := locked.Held
@@ -174,6 +179,24 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 	h.lease = &lease{token: info.Token, stop: stop, done: make(chan struct{}), broke: broke}
 	go f.heartbeat(hbCtx, h, h.lease)
 	return nil
+}
+
+// dropUnanswered releases the lock this run may hold on h after taking it
+// failed with err: an interrupt or a lost connection may have cut the
+// answer of a take that ran to its end on the host, and nobody would
+// release that lock. Only a lock holding token is removed, so this is
+// harmless when the take never ran.
+func (f *Fleet) dropUnanswered(ctx context.Context, h *Host, token string, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if errors.Is(err, remote.ErrConnectionLost) {
+		if f.Reconnect(ctx, h) != nil {
+			return
+		}
+	}
+	if _, err := h.Runner.Run(ctx, server.Unlock(h.Layout, token)); err == nil {
+		h.Log.Debugf("released the deploy lock taken by the attempt that failed")
+	}
 }
 
 // lockedError is the error of a lock this run could not take: who holds
@@ -254,11 +277,18 @@ func (f *Fleet) Unlock(hosts []*Host) {
 		h.lease.stop()
 		<-h.lease.done
 		_, err := h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
-		if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
-			// The connection is gone (a network cut, a killed sshd), not
-			// the lock: release it over a new one rather than leave the
-			// next deploy locked out until the lease expires.
-			if err = f.Reconnect(ctx, h); err == nil {
+		var exit *remote.ExitError
+		if err != nil && !(errors.As(err, &exit) && exit.Code == server.ExitLockLost) && ctx.Err() == nil {
+			// Once more rather than leave the next deploy locked out
+			// until the lease expires: a command can fail once, and when
+			// the connection is gone (a network cut, a killed sshd), not
+			// the lock, over a new one.
+			if !remote.IsConnectionLost(err) {
+				err = nil
+			} else {
+				err = f.Reconnect(ctx, h)
+			}
+			if err == nil {
 				_, err = h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
 			}
 		}

@@ -305,6 +305,10 @@ func TestUnlock(t *testing.T) {
 		{name: "releases", released: true, dials: 1},
 		{name: "over a lost connection it reconnects", rules: lost, released: true, dials: 2},
 		{name: "reconnecting fails", rules: lost, unreachable: true, dials: 2, warn: "reconnecting failed"},
+		// Found by the chaos driver: a release failing once left the
+		// lock to the lease.
+		{name: "a release failing once is tried again", rules: func(f *remotetest.Fake) { f.On("release deploy lock").Times(1).Exit(1, "injected") },
+			released: true, dials: 1},
 		{name: "release refused", rules: func(f *remotetest.Fake) { f.On("release deploy lock").Exit(1, "permission denied") },
 			dials: 1, warn: "permission denied"},
 	} {
@@ -361,5 +365,36 @@ func TestHeartbeatGoesOnOverANewConnection(t *testing.T) {
 	calls := f.dialer.Host(h.Name).Calls()
 	if last := calls[len(calls)-1]; last.Desc != "renew deploy lock" || last.Conn != 4 || last.Err != nil {
 		t.Errorf("last call %+v, want a heartbeat over connection 4", last)
+	}
+}
+
+// TestLockTakenButUnanswered: a take that ran on the host but whose answer
+// an interrupt or a lost connection cut leaves no lock behind: the run,
+// which believes it holds none, would never release it. Found by the
+// chaos driver.
+func TestLockTakenButUnanswered(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rule  func(r *remotetest.Rule)
+		dials int
+	}{
+		{"interrupted", func(r *remotetest.Rule) { r.Err(fmt.Errorf("take deploy lock: %w", context.Canceled)) }, 1},
+		{"connection lost", func(r *remotetest.Rule) { r.LoseConnection() }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(1)
+			root := t.TempDir()
+			h := f.open(t, "deploy@web1", root)
+			tc.rule(f.dialer.Host(h.Name).On("take deploy lock").Times(1).Pass())
+			if err := f.Lock(context.Background(), h, "deploy", false); err == nil {
+				t.Fatal("Lock succeeded, want the take's error")
+			}
+			if tok := lockToken(t, root); tok != "" || h.Locked() {
+				t.Errorf("lock token %q, Locked %v: want the lock released", tok, h.Locked())
+			}
+			if n := f.dialer.Dials(h.Name); n != tc.dials {
+				t.Errorf("%d dials, want %d", n, tc.dials)
+			}
+		})
 	}
 }
