@@ -175,3 +175,25 @@ func TestAfterFailureOfAFirstDeployThatCannotRestore(t *testing.T) {
 		t.Errorf("database %q", p.db(0))
 	}
 }
+
+// TestAfterFailureOverALostConnection: the connection that failed the
+// deploy is often gone when the rollback starts; the host is not. The
+// rollback reconnects and goes back rather than leave the host on the
+// release that failed. Found by the chaos driver.
+func TestAfterFailureOverALostConnection(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, 1, healthy)
+	v1 := p.deploy("v1", false)
+	r, err := p.activate("v2", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Fake(0).On("").Times(1).LoseConnection()
+	if err := rollback.AfterFailure(context.Background(), r.Context); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, p.Log)
+	}
+	p.wantRolledBack(r, v1, v1+"\n")
+	if n := p.Dialer.Dials(p.Names[0]); n < 2 {
+		t.Errorf("%d dials, want a reconnect", n)
+	}
+}

@@ -52,7 +52,16 @@ func Host(ctx context.Context, rc *run.Context, h *fleet.Host, restoreDB bool) e
 		}
 		return errors.New("first deploy: there is no earlier release to go back to; current stays on the new release")
 	}
-	return To(ctx, rc, h, h.Live, restoreDB)
+	err := To(ctx, rc, h, h.Live, restoreDB)
+	if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
+		// The connection is gone, often what failed the deploy; the
+		// host is not. Every step of To may be repeated.
+		if rerr := rc.Fleet.Reconnect(ctx, h); rerr != nil {
+			return fmt.Errorf("%w; %w", err, rerr)
+		}
+		err = To(ctx, rc, h, h.Live, restoreDB)
+	}
+	return err
 }
 
 // To switches h back to release id, restores the database backup taken
