@@ -15,7 +15,43 @@ const ExitSwitchFailed = 82
 var (
 	switchScript      = load("switch.sh")
 	readCurrentScript = load("read_current.sh")
+	readActivation    = load("read_activation.sh")
 )
+
+// Activation is what an activation of a release left on the host, as
+// read after its answer never came.
+type Activation struct {
+	Current  string // the release current points at, "" when none
+	BackedUp bool   // the database backup before the release is complete: its migration may have run
+}
+
+// ReadActivation reads what the activation of release id left: where
+// current points, and whether the backup taken before migrating id is
+// complete.
+func ReadActivation(l Layout, id string) (Op[Activation], error) {
+	if err := ValidID(id); err != nil {
+		return Op[Activation]{}, err
+	}
+	cmd := readActivation.cmd("read what the activation of "+id+" did", l.CurrentLink(), l.BackupDir(id))
+	return op(cmd, ParseActivation), nil
+}
+
+// ParseActivation decodes ReadActivation's output.
+func ParseActivation(stdout []byte) (Activation, error) {
+	var a Activation
+	lines := strings.Split(strings.TrimSpace(string(stdout)), "\n")
+	cur, ok := strings.CutPrefix(lines[0], "current")
+	if !ok {
+		return a, fmt.Errorf("read activation: unexpected output %q", stdout)
+	}
+	id, err := ParseCurrent([]byte(cur))
+	if err != nil {
+		return a, err
+	}
+	a.Current = id
+	a.BackedUp = len(lines) > 1 && lines[1] == "backup complete"
+	return a, nil
+}
 
 // Switch points current at release id with one rename(2): a temporary
 // symlink is created beside current and moved over it (GNU mv -T), so

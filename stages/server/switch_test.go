@@ -72,3 +72,49 @@ func TestSwitchIsAtomic(t *testing.T) {
 		t.Error("readers never ran")
 	}
 }
+
+// TestReadActivation: what an activation whose answer never came left is
+// read back from the host: where current points, and whether the backup
+// before the migration is complete (backup_files.sh marks it last).
+func TestReadActivation(t *testing.T) {
+	l := newRoot(t)
+	read := func() Activation {
+		t.Helper()
+		op, err := ReadActivation(l, id2)
+		res := mustRun(t, op.Cmd, err)
+		a, err := ParseActivation(res.Stdout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := read(); a != (Activation{}) {
+		t.Errorf("nothing yet: %+v", a)
+	}
+	mustMkRelease(t, l, id1)
+	mustMkRelease(t, l, id2)
+	mustRun(t, mustCmd(Switch(l, id2)), nil)
+	writeFile(t, filepath.Join(l.Root, "shared", "db"), "data")
+	if a := read(); a != (Activation{Current: id2}) {
+		t.Errorf("switched, no backup: %+v", a)
+	}
+	mustRun(t, mustCmd(BackupFiles(l, id2, []string{"shared/db"})), nil)
+	if a := read(); a != (Activation{Current: id2, BackedUp: true}) {
+		t.Errorf("switched, backed up: %+v", a)
+	}
+	// A backup cut short leaves no mark.
+	if err := os.Remove(filepath.Join(l.BackupDir(id2), ".complete")); err != nil {
+		t.Fatal(err)
+	}
+	if a := read(); a.BackedUp {
+		t.Errorf("incomplete backup read as complete: %+v", a)
+	}
+	if _, err := ReadActivation(l, "../x"); err == nil {
+		t.Error("bad id accepted")
+	}
+	for _, bad := range []string{"", "nonsense\n", "current /etc\n"} {
+		if _, err := ParseActivation([]byte(bad)); err == nil {
+			t.Errorf("ParseActivation(%q) accepted", bad)
+		}
+	}
+}

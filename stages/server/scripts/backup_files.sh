@@ -7,7 +7,7 @@
 # owner-only directories (they hold the data); FILE.mode records the
 # file's mode, uid and gid ("644 1000 1000"), which restore_files.sh gives
 # it back when the live file is gone. A missing file is recorded as
-# FILE.absent.
+# FILE.absent. BACKUP_DIR/.complete, written last, marks the backup whole.
 set -e
 umask 077
 root=$1 backup=$2
@@ -21,7 +21,7 @@ for f do
   tmp=.stagecoach-backup-$i.tmp
   i=$((i + 1))
   mkdir -p "$dir"
-  rm -f "$dst" "$dst.absent" "$dst.mode" "$dst-wal" "$dst-shm"
+  rm -f "$backup/.complete" "$dst" "$dst.absent" "$dst.mode" "$dst-wal" "$dst-shm"
   if [ ! -e "$src" ]; then
     : > "$dst.absent"
     continue
@@ -31,9 +31,15 @@ for f do
     (cd "$dir" && rm -f "$tmp" && sqlite3 "$src" ".backup $tmp")
     mv -f "$dir/$tmp" "$dst"
   else
-    cp -p "$src" "$dst"
-    for x in -wal -shm; do
-      if [ -e "$src$x" ]; then cp -p "$src$x" "$dst$x"; fi
+    # Through a temporary name: a copy cut short must not pass for a
+    # backup that restore_files.sh would put back.
+    for x in "" -wal -shm; do
+      if [ -e "$src$x" ]; then
+        cp -p "$src$x" "$dst$x.tmp"
+        mv -f "$dst$x.tmp" "$dst$x"
+      fi
     done
   fi
 done
+# Last: the backup is whole, so the migration after it may have run.
+: > "$backup/.complete"
