@@ -244,6 +244,35 @@ func TestActivateFailures(t *testing.T) {
 		db:       "A\nB\n",
 		live:     "B",
 		migrated: true,
+	}, {
+		// Found by the chaos driver: an activation whose answer never
+		// came had switched, but the host was not rolled back. What
+		// the host says decides.
+		name:     "the connection is lost once the switch ran",
+		fake:     func(f *remotetest.Fake) { f.On("switch current").Times(1).Pass().LoseConnection() },
+		want:     []string{"connection lost"},
+		calls:    []string{"back up files before migrating B", "migrate", "stop", "switch current to B", "read what the activation of B did"},
+		services: []string{"restart A", "stop A"},
+		db:       "A\nB\n",
+		live:     "B",
+		migrated: true,
+	}, {
+		name:     "interrupted once the backup ran",
+		fake:     func(f *remotetest.Fake) { f.On("back up files").Times(1).Pass().Err(context.Canceled) },
+		want:     []string{"context canceled"},
+		calls:    []string{"back up files before migrating B", "read what the activation of B did", "restart"},
+		services: []string{"restart A", "restart A"},
+		db:       "A\n",
+		live:     "A",
+		migrated: true,
+	}, {
+		name:     "interrupted before anything ran",
+		fake:     func(f *remotetest.Fake) { f.On("back up files").Times(1).Err(context.Canceled) },
+		want:     []string{"context canceled"},
+		calls:    []string{"back up files before migrating B", "read what the activation of B did", "restart"},
+		services: []string{"restart A", "restart A"},
+		db:       "A\n",
+		live:     "A",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/fleet"
@@ -151,6 +153,9 @@ func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []
 		}
 	}
 	results, errs := h.RunBatch(ctx, cmds...)
+	if err := remote.FirstError(errs); unanswered(err) {
+		return activationUnanswered(ctx, rc, h, steps, err)
+	}
 	for i, st := range steps {
 		err := errs[i]
 		if st.kind == migrateStep {
@@ -214,6 +219,46 @@ func MigrateOnce(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	}
 	h.Log.Infof("migrations applied, once for every host")
 	return nil
+}
+
+// unanswered reports whether err is a failure whose answer never came (an
+// interrupt, a lost connection): the commands may have run to their end.
+func unanswered(err error) bool {
+	var exit *remote.ExitError
+	return err != nil && !errors.As(err, &exit) && !errors.Is(err, remote.ErrSkipped)
+}
+
+// activationUnanswered learns from h what an activation whose answer never
+// came did, over a new connection if the old one is gone, so that a
+// rollback undoes it: whether current moved, whether the migration may
+// have run. When h cannot tell, it assumes both. The live release's
+// services are started again when current did not move.
+func activationUnanswered(ctx context.Context, rc *run.Context, h *fleet.Host, steps []activationStep, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	id := rc.Plan.Release
+	migrates := slices.ContainsFunc(steps, func(st activationStep) bool { return st.kind == migrateStep })
+	if remote.IsConnectionLost(cause) || errors.Is(cause, remote.ErrConnectionLost) {
+		if err := rc.Fleet.Reconnect(ctx, h); err != nil {
+			h.Switched, h.Migrated = true, migrates
+			return fmt.Errorf("%w; %w", cause, err)
+		}
+	}
+	read, err := server.ReadActivation(h.Layout, id)
+	var a server.Activation
+	if err == nil {
+		a, err = server.Run(ctx, h, read)
+	}
+	if err != nil {
+		h.Switched, h.Migrated = true, migrates
+		return fmt.Errorf("%w; reading what it did failed too: %v", cause, err)
+	}
+	h.Switched, h.Migrated = a.Current == id, migrates && a.BackedUp
+	h.Log.Warnf("the activation's answer never came: current -> releases/%s, migration may have run: %v", a.Current, h.Migrated)
+	if h.Switched {
+		return cause
+	}
+	return restartLive(ctx, rc, h, cause)
 }
 
 // stepKind says what a command of an activation does, which decides what
