@@ -478,4 +478,3 @@ func wholeDB(db []byte) error {
 	}
 	return nil
 }
-
