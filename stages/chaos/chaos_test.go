@@ -256,7 +256,7 @@ func (w *world) do(o op, opts run.Options, faults ...chaos.Fault) (out outcome) 
 func (w *world) snapshot() []*chaos.Snapshot {
 	var out []*chaos.Snapshot
 	for _, root := range w.e.Roots {
-		s, err := chaos.Inspect(context.Background(), root, "shared/data/db", []string{"data"})
+		s, err := chaos.Inspect(context.Background(), root, "shared/data/db", server.VerifySpec{Shared: []string{"data"}, Jobs: 1})
 		if err != nil {
 			w.fail("inspect: %v", err)
 		}

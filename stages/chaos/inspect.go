@@ -35,9 +35,10 @@ type Snapshot struct {
 }
 
 // Inspect reads root. db is the database file relative to root (e.g.
-// "shared/data/db"); shared are the release paths linked into shared/,
-// as the environment configures them, for the integrity check.
-func Inspect(ctx context.Context, root, db string, shared []string) (*Snapshot, error) {
+// "shared/data/db"); verify says, as the environment configures it, what
+// the integrity check of current allows beside the manifest (shared
+// links, carried assets).
+func Inspect(ctx context.Context, root, db string, verify server.VerifySpec) (*Snapshot, error) {
 	l := server.Layout{Root: root}
 	s := &Snapshot{Root: root}
 	target, err := os.Readlink(l.CurrentLink())
@@ -95,11 +96,11 @@ func Inspect(ctx context.Context, root, db string, shared []string) (*Snapshot, 
 		return nil, err
 	}
 	if s.Current != "" {
-		verify, err := server.VerifyRelease(l, s.Current, server.VerifySpec{Shared: shared, Jobs: 1})
+		op, err := server.VerifyRelease(l, s.Current, verify)
 		if err != nil {
 			return nil, err
 		}
-		_, s.Intact = server.Run(ctx, remote.NewLocal(), verify)
+		_, s.Intact = server.Run(ctx, remote.NewLocal(), op)
 	}
 	return s, nil
 }
