@@ -139,6 +139,13 @@ func onRequest(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 	}
 	leaving := h.Live
 	if mig := rc.Cfg.Migrations; rc.Opts.RestoreDB && mig != nil && len(mig.Backup) > 0 {
+		// The backup taken before the release being left is the
+		// database of a release older than it: going forward (back from
+		// a rollback) with it would drop what the releases in between
+		// migrated. Release ids sort by the time they were made.
+		if target > leaving {
+			return fmt.Errorf("release %s is newer than the live %s: the database backup taken before %s predates it; roll back without restoring the database", target, leaving, leaving)
+		}
 		// Restore only when the switch can follow, or the live release
 		// is left on the database of an older one.
 		if _, err := h.Run(ctx, remote.Cmd("look for release "+target, "test", "-d", h.Layout.ReleaseDir(target))); err != nil {

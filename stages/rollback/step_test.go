@@ -204,3 +204,26 @@ func TestRollbackThatCannotRecordItself(t *testing.T) {
 	wantErr(t, err, "write state")
 	p.wantLive(rel(1))
 }
+
+// TestRollbackForwardKeepsTheDatabase: once rolled back, the "previous"
+// release is newer than the live one; going there with RestoreDB would
+// put back the backup taken before the live release, older than both, and
+// drop what the releases in between migrated. It is refused, nothing
+// changed. Found by the chaos driver: after rollbacks on a first release,
+// that backup was of no database at all, and the rollback deleted it.
+func TestRollbackForwardKeepsTheDatabase(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, 1, "")
+	p.seed(2, 1, 2)
+	if _, err := p.rollBack(run.Options{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.wantLive(rel(1))
+	db := p.db(0)
+	_, err := p.rollBack(run.Options{Release: rel(2), RestoreDB: true}, nil)
+	wantErr(t, err, "release "+rel(2)+" is newer than the live "+rel(1))
+	p.wantLive(rel(1))
+	if p.db(0) != db {
+		t.Errorf("database %q, want %q", p.db(0), db)
+	}
+}
