@@ -28,13 +28,15 @@ import (
 )
 
 // The driver's knobs, from the environment: STAGECOACH_CHAOS_RUNS faulted
-// runs (default defaultRuns), from the chains of seeds 1, 2, ...;
-// STAGECOACH_CHAOS_SEED replays the one chain of that seed.
+// runs (default defaultRuns: 200, 40 under the race detector), from the
+// chains of seeds 1, 2, ...; STAGECOACH_CHAOS_SEED replays the one chain
+// of that seed.
+var defaultRuns = 200
+
 const (
-	defaultRuns = 200
 	// runsPerChain is how many faulted runs a chain makes over one
 	// project, each starting from what the one before left.
-	runsPerChain = 8
+	runsPerChain = 25
 )
 
 // TestChaos runs deploys, rollbacks and checks of a generated project on
