@@ -13,7 +13,7 @@ import (
 	_ "github.com/stagecoach/stagecoach/stages/targets"
 )
 
-// Test runs every test of the project, including the example application's.
+// Test runs every test of the project, including the example application's, then the tests that start no server again under the race detector.
 func Test(ctx context.Context) error {
 	npm := exec.CommandContext(ctx, "npm", "test")
 	npm.Dir = "examples/restaurant/frontend"
@@ -24,7 +24,13 @@ func Test(ctx context.Context) error {
 	if err := goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./..."); err != nil {
 		return err
 	}
-	return goCmd(ctx, ".", "test", "-count=1", "./...")
+	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
+		return err
+	}
+	// The race detector over the tests that start no server: the fake
+	// hosts' fan-out, heartbeats and cancellation, the chaos driver's
+	// faulted runs among them, are where races hide.
+	return goCmd(ctx, ".", "test", "-short", "-race", "-count=1", "./...")
 }
 
 // Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
