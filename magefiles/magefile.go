@@ -24,13 +24,15 @@ func Test(ctx context.Context) error {
 	if err := goCmd(ctx, "examples/restaurant/backend", "test", "-count=1", "./..."); err != nil {
 		return err
 	}
-	if err := goCmd(ctx, ".", "test", "-count=1", "./..."); err != nil {
+	// The end-to-end package alone runs for many minutes, past go test's
+	// default ten-minute limit per package.
+	if err := goCmd(ctx, ".", "test", "-count=1", "-timeout=45m", "./..."); err != nil {
 		return err
 	}
 	// The race detector over the tests that start no server: the fake
 	// hosts' fan-out, heartbeats and cancellation, the chaos driver's
 	// faulted runs among them, are where races hide.
-	return goCmd(ctx, ".", "test", "-short", "-race", "-count=1", "./...")
+	return goCmd(ctx, ".", "test", "-short", "-race", "-count=1", "-timeout=30m", "./...")
 }
 
 // Bench runs the Go benchmarks (transport, packaging, integrity, plugins), with memory statistics.
