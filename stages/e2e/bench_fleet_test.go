@@ -273,6 +273,9 @@ type fleetMeasure struct {
 	CPU    time.Duration `json:"client_cpu_ns"`
 	MaxRSS int64         `json:"client_max_rss_bytes"`
 	Bytes  int64         `json:"bytes_sent,omitempty"` // Stagecoach's count, all hosts
+	// Stages are Stagecoach's stage times, which show where a larger
+	// fleet's time goes.
+	Stages map[string]time.Duration `json:"stages_ns,omitempty"`
 }
 
 // stagecoach deploys the last commit to the first n hosts through the
@@ -286,7 +289,10 @@ func (f *fleetBench) stagecoach(n int) fleetMeasure {
 	if rep.Result != "success" || len(rep.Hosts) != n {
 		b.Fatalf("stagecoach deploy to %d hosts: result %s over %d hosts", n, rep.Result, len(rep.Hosts))
 	}
-	m := fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS}
+	m := fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS, Stages: map[string]time.Duration{}}
+	for _, s := range rep.Stages {
+		m.Stages[s.Name] = s.Duration
+	}
 	for _, h := range rep.Hosts {
 		m.Bytes += h.BytesSent
 	}
@@ -371,13 +377,24 @@ func (l *fleetLine) finish() {
 func fleetMedian(ms []fleetMeasure) fleetMeasure {
 	var wall, cpu []time.Duration
 	var rss, sent []int64
+	stages := map[string][]time.Duration{}
 	for _, m := range ms {
 		wall, cpu = append(wall, m.Wall), append(cpu, m.CPU)
 		rss, sent = append(rss, m.MaxRSS), append(sent, m.Bytes)
+		for s, d := range m.Stages {
+			stages[s] = append(stages[s], d)
+		}
 	}
 	slices.Sort(rss)
 	slices.Sort(sent)
-	return fleetMeasure{Wall: median(wall), CPU: median(cpu), MaxRSS: rss[len(rss)/2], Bytes: sent[len(sent)/2]}
+	out := fleetMeasure{Wall: median(wall), CPU: median(cpu), MaxRSS: rss[len(rss)/2], Bytes: sent[len(sent)/2]}
+	if len(stages) > 0 {
+		out.Stages = map[string]time.Duration{}
+		for s, ds := range stages {
+			out.Stages[s] = median(ds)
+		}
+	}
+	return out
 }
 
 // fleetResult is the whole comparison.
@@ -403,6 +420,22 @@ func (r *fleetResult) markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %d | %d | %s | %s | %s MiB | %s | %s | %s MiB | %.2f× | %s |\n", l.Hosts, len(l.Stagecoach),
 			secs(s.Wall), secs(s.CPU), mibShort(s.MaxRSS), secs(rs.Wall), secs(rs.CPU), mibShort(rs.MaxRSS),
 			ratio(s.Wall, rs.Wall), vsOne)
+	}
+	fmt.Fprintln(w, "\nStagecoach stages (median):")
+	fmt.Fprintln(w)
+	for _, l := range r.Lines {
+		var parts []string
+		var inStages time.Duration
+		for _, name := range []string{"detect", "build", "package", "ship", "swap", "health", "cleanup"} {
+			if d, ok := l.StagecoachMedian.Stages[name]; ok {
+				parts = append(parts, name+" "+ms(d))
+				inStages += d
+			}
+		}
+		// The rest is what no stage times, the process's start and
+		// the opening of the project among it.
+		parts = append(parts, "outside the stages "+ms(l.StagecoachMedian.Wall-inStages))
+		fmt.Fprintf(w, "- %d hosts: %s\n", l.Hosts, strings.Join(parts, ", "))
 	}
 	fmt.Fprintln(w)
 	r.targets(w)
