@@ -421,20 +421,15 @@ func (r *fleetResult) markdown(w io.Writer) {
 			secs(s.Wall), secs(s.CPU), mibShort(s.MaxRSS), secs(rs.Wall), secs(rs.CPU), mibShort(rs.MaxRSS),
 			ratio(s.Wall, rs.Wall), vsOne)
 	}
-	fmt.Fprintln(w, "\nStagecoach stages (median):")
+	fmt.Fprintln(w, "\nStagecoach stages (median; they overlap, so they may add up to more than the wall time):")
 	fmt.Fprintln(w)
 	for _, l := range r.Lines {
 		var parts []string
-		var inStages time.Duration
 		for _, name := range []string{"detect", "build", "package", "ship", "swap", "health", "cleanup"} {
 			if d, ok := l.StagecoachMedian.Stages[name]; ok {
 				parts = append(parts, name+" "+ms(d))
-				inStages += d
 			}
 		}
-		// The rest is what no stage times, the process's start and
-		// the opening of the project among it.
-		parts = append(parts, "outside the stages "+ms(l.StagecoachMedian.Wall-inStages))
 		fmt.Fprintf(w, "- %d hosts: %s\n", l.Hosts, strings.Join(parts, ", "))
 	}
 	fmt.Fprintln(w)
