@@ -326,6 +326,14 @@ func (r checker) checkHealth(ctx context.Context, h *fleet.Host) []Result {
 	if len(checks) == 0 {
 		return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "no health checks configured"}}
 	}
+	if slots.Enabled(r.Context) {
+		// In maintenance the router answers the public checks with 503:
+		// failing them would page for a deliberate outage, and self-heal
+		// would roll back a healthy release. checkSlots reports it.
+		if routed, err := server.Run(ctx, h, server.ReadRouter(h.Layout, r.Env.Services.Router)); err == nil && routed.Resolve().Maintenance != nil {
+			return []Result{{Host: h.Name, Kind: KindHealth, Check: KindHealth, Status: StatusSkipped, Message: "maintenance is on: the public checks through the router are not run; the live slot is checked directly (router)"}}
+		}
+	}
 	interval := r.Env.HealthWait.Interval
 	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: r.currentRelease(ctx, h), Values: r.HostValues(h), Vars: h.Vars}
 	results, _ := probe.Run(ctx, checks, config.Wait{Deadline: 2 * interval, Interval: interval}, target)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/fleet"
@@ -46,16 +47,21 @@ func (r checker) checkSlots(ctx context.Context, h *fleet.Host) []Result {
 		port, ok := routed.FilePort()
 		switch {
 		case routed.File == "":
-			problems = append(problems, fmt.Sprintf("the router file %s is missing", n.Upstream))
+			problems = append(problems, fmt.Sprintf("the router file %s is missing", n.File()))
 			action = "deploy again: it writes the router file for the live slot"
 		case routed.File != st.Router:
 			what := "names no single port"
 			if ok {
 				what = fmt.Sprintf("sends traffic to port %d", port)
 			}
-			problems = append(problems, fmt.Sprintf("the router file %s is not the one Stagecoach wrote (edited by hand?): it %s", n.Upstream, what))
-			action = fmt.Sprintf("put the file back or deploy again: Stagecoach owns %s and rewrites it at each switch; change nginx's own config instead", n.Upstream)
+			problems = append(problems, fmt.Sprintf("the router file %s is not the one Stagecoach wrote (edited by hand?): it %s", n.File(), what))
+			action = fmt.Sprintf("put the file back or deploy again: Stagecoach owns %s and rewrites it at each switch; change nginx's own config instead", n.File())
 		}
+	}
+	if m := st.Maintenance; m != nil {
+		// Deliberate, so no failure, but a warning at every run: a
+		// maintenance forgotten on would keep the site down unnoticed.
+		notes = append(notes, fmt.Sprintf("maintenance is on since %s (by %s): the router answers every request with 503; mage maintenance off ends it", m.Since.Format(time.RFC3339), m.By))
 	}
 	if idle := st.Idle; idle != nil {
 		notes = append(notes, fmt.Sprintf("%s may still run, left by a deploy that did not finish its drain; the next deploy stops it first", idle))

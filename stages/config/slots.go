@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 )
 
 // PortVar is what a slot's port replaces in its commands, health checks
@@ -66,6 +67,7 @@ func (v *validator) slots(p string, s *Services) {
 		return
 	}
 	v.router(p+".router", s.Router)
+	v.maintenance(p+".router", s.Router)
 }
 
 func (v *validator) router(p string, r *Router) {
@@ -80,13 +82,20 @@ func (v *validator) router(p string, r *Router) {
 		return
 	}
 	n, np := r.Nginx, p+".nginx"
+	key, file := "upstream", n.Upstream
 	switch {
-	case n.Upstream == "":
-		v.failAt(np, "upstream", "upstream is required: the file Stagecoach writes the upstream block into, e.g. upstream: /etc/nginx/conf.d/%s-upstream.conf", v.cfg.App)
-	case !path.IsAbs(n.Upstream) || path.Clean(n.Upstream) != n.Upstream:
-		v.fail(np+".upstream", "%q must be a clean absolute path on the server", n.Upstream)
-	case strings.ContainsAny(n.Upstream, nginxUnsafe):
-		v.fail(np+".upstream", "%q holds a character nginx would interpret (space, ;, {, }, quote, $, #)", n.Upstream)
+	case n.Upstream != "" && n.Site != "":
+		v.fail(np, "give upstream (a file in nginx's http block) or site (a file in the site's server block), not both")
+	case n.Site != "":
+		key, file = "site", n.Site
+	}
+	switch {
+	case file == "":
+		v.failAt(np, "upstream", "upstream or site is required: the file Stagecoach owns, e.g. site: /etc/nginx/stagecoach/%s.conf, included in the site's server block (or upstream: /etc/nginx/conf.d/%s-upstream.conf, in the http block)", v.cfg.App, v.cfg.App)
+	case !path.IsAbs(file) || path.Clean(file) != file:
+		v.fail(np+"."+key, "%q must be a clean absolute path on the server", file)
+	case strings.ContainsAny(file, nginxUnsafe):
+		v.fail(np+"."+key, "%q holds a character nginx would interpret (space, ;, {, }, quote, $, #)", file)
 	}
 	if n.Name == "" {
 		n.Name = v.cfg.App + "_backend"
@@ -102,6 +111,35 @@ func (v *validator) router(p string, r *Router) {
 		if val != "" && !path.IsAbs(val) {
 			v.fail(np+"."+key, "%q must be an absolute path on the server", val)
 		}
+	}
+}
+
+// maintenance checks the router's maintenance settings and fills in their
+// defaults.
+func (v *validator) maintenance(p string, r *Router) {
+	m, mp := &r.Maintenance, p+".maintenance"
+	if m.Page == "" {
+		m.Page = DefaultMaintenancePage
+	} else {
+		clean := path.Clean(m.Page)
+		switch {
+		case path.IsAbs(m.Page) || clean != m.Page || clean == ".." || strings.HasPrefix(clean, "../"):
+			v.fail(mp+".page", "%q must be a clean path relative to shared/, e.g. maintenance.html", m.Page)
+		case strings.ContainsAny(m.Page, nginxUnsafe):
+			v.fail(mp+".page", "%q holds a character nginx would interpret (space, ;, {, }, quote, $, #)", m.Page)
+		}
+	}
+	switch {
+	case m.RetryAfter == 0:
+		m.RetryAfter = DefaultRetryAfter
+	case m.RetryAfter < time.Second || m.RetryAfter%time.Second != 0:
+		v.fail(mp+".retry_after", "%s: Retry-After is sent in whole seconds, 1s at least (e.g. 5m)", m.RetryAfter)
+	}
+	switch {
+	case r.Nginx != nil && (m.On != "" || m.Off != ""):
+		v.fail(mp, "on and off are a command router's own maintenance commands; with nginx, Stagecoach serves shared/%s itself", m.Page)
+	case (m.On == "") != (m.Off == ""):
+		v.fail(mp, "a command router's maintenance needs both on and off: the commands that turn its maintenance page on and off")
 	}
 }
 

@@ -49,6 +49,28 @@ func TestSlotsValidAndDefaults(t *testing.T) {
 	if s := cfg.Environments[0].Services; s.Router.Command != "switch-to {port}" || s.Drain != 5*time.Second {
 		t.Errorf("services = %+v", s)
 	}
+	if m := s.Router.Maintenance; m.Page != DefaultMaintenancePage || m.RetryAfter != DefaultRetryAfter {
+		t.Errorf("maintenance defaults = %+v", m)
+	}
+
+	// A site file, with the maintenance page and Retry-After set; on and
+	// off are plain keys, not YAML 1.1 booleans.
+	cfg, err = Parse([]byte(slotted("      slots: {ports: [8081, 8082]}\n      router:\n        nginx: {site: /etc/nginx/stagecoach/shop.conf}\n        maintenance: {page: pages/down.html, retry_after: 90s}\n", "")), "stagecoach.yml", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Environments[0].Services.Router
+	if r.Nginx.File() != "/etc/nginx/stagecoach/shop.conf" || r.Nginx.Upstream != "" || r.Maintenance.Page != "pages/down.html" || r.Maintenance.RetryAfter != 90*time.Second {
+		t.Errorf("router = %+v, nginx %+v", r, r.Nginx)
+	}
+	cfg, err = Parse([]byte(slotted("      slots: {ports: [9001, 9002]}\n      router:\n        command: \"switch-to {port}\"\n        maintenance: {on: \"lb maint on\", off: \"lb maint off\"}\n",
+		"    health:\n      - command: \"curl -fsS 127.0.0.1:{port}/up\"\n")), "stagecoach.yml", "/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := cfg.Environments[0].Services.Router.Maintenance; m.On != "lb maint on" || m.Off != "lb maint off" {
+		t.Errorf("command router's maintenance = %+v", m)
+	}
 }
 
 // Without slots nothing changes: no drain default, no router.
@@ -81,9 +103,23 @@ func TestSlotsErrors(t *testing.T) {
 		{"both routers", "      slots: {ports: [8081, 8082]}\n      router: {command: x, nginx: {upstream: /etc/u.conf}}\n", "",
 			`stagecoach.yml:15: environments.prod.services.router: a router is either nginx or command, not both`},
 		{"unknown router key", "      slots: {ports: [8081, 8082]}\n      router: {haproxy: x}\n", "",
-			`stagecoach.yml:15: environments.prod.services.router: unknown key "haproxy" (expected one of: nginx, command)`},
+			`stagecoach.yml:15: environments.prod.services.router: unknown key "haproxy" (expected one of: nginx, command, maintenance)`},
 		{"no upstream", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {name: shop}}\n", "",
-			`stagecoach.yml:15: environments.prod.services.router.nginx: upstream is required: the file Stagecoach writes the upstream block into, e.g. upstream: /etc/nginx/conf.d/shop-upstream.conf`},
+			`stagecoach.yml:15: environments.prod.services.router.nginx: upstream or site is required: the file Stagecoach owns, e.g. site: /etc/nginx/stagecoach/shop.conf, included in the site's server block (or upstream: /etc/nginx/conf.d/shop-upstream.conf, in the http block)`},
+		{"upstream and site", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: /etc/u.conf, site: /etc/s.conf}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx: give upstream (a file in nginx's http block) or site (a file in the site's server block), not both`},
+		{"relative site", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {site: s.conf}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.nginx.site: "s.conf" must be a clean absolute path on the server`},
+		{"maintenance page outside shared", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {site: /etc/s.conf}, maintenance: {page: ../x.html}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.maintenance.page: "../x.html" must be a clean path relative to shared/, e.g. maintenance.html`},
+		{"maintenance page unsafe", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {site: /etc/s.conf}, maintenance: {page: \"a;b.html\"}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.maintenance.page: "a;b.html" holds a character nginx would interpret`},
+		{"retry after in ms", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {site: /etc/s.conf}, maintenance: {retry_after: 1500ms}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.maintenance.retry_after: 1.5s: Retry-After is sent in whole seconds, 1s at least (e.g. 5m)`},
+		{"maintenance commands with nginx", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {site: /etc/s.conf}, maintenance: {on: x, off: y}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.maintenance: on and off are a command router's own maintenance commands; with nginx, Stagecoach serves shared/maintenance.html itself`},
+		{"maintenance on without off", "      slots: {ports: [8081, 8082]}\n      router: {command: x, maintenance: {on: x}}\n", "",
+			`stagecoach.yml:15: environments.prod.services.router.maintenance: a command router's maintenance needs both on and off`},
 		{"relative upstream", "      slots: {ports: [8081, 8082]}\n      router: {nginx: {upstream: conf.d/u.conf}}\n", "",
 			`stagecoach.yml:15: environments.prod.services.router.nginx.upstream: "conf.d/u.conf" must be a clean absolute path on the server`},
 		{"unsafe upstream", "      slots: {ports: [8081, 8082]}\n      router:\n        nginx:\n          upstream: \"/etc/nginx/a;b.conf\"\n", "",

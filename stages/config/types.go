@@ -183,12 +183,39 @@ type Router struct {
 	Nginx *NginxRouter `yaml:"nginx"`
 	// Command switches the user's own router to {port} (PORT is set too).
 	Command string `yaml:"command"`
+	// Maintenance is how the router serves the maintenance page (mage
+	// maintenance on|off).
+	Maintenance Maintenance `yaml:"maintenance"`
+}
+
+// Maintenance is how mage maintenance on takes the site off the air
+// through the router, and mage maintenance off puts it back.
+type Maintenance struct {
+	// Page is the page nginx answers every request with, relative to
+	// shared/; default maintenance.html, which Stagecoach writes when the
+	// app has none there.
+	Page string `yaml:"page"`
+	// RetryAfter is the Retry-After header of the 503 answers; default
+	// 5m, sent in whole seconds.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// On and Off are a command router's own commands that turn its
+	// maintenance page on and off ({port} and PORT are the live slot's).
+	On  string `yaml:"on"`
+	Off string `yaml:"off"`
 }
 
 // NginxRouter is an nginx whose upstream block Stagecoach owns: it writes
 // the include file, tests the configuration and reloads nginx.
 type NginxRouter struct {
-	Upstream string `yaml:"upstream"` // the include file, absolute on the server
+	// Upstream is the include file in nginx's http block holding the
+	// upstream block <name> (proxy_pass http://<name>), absolute on the
+	// server. It cannot serve a maintenance page: see Site.
+	Upstream string `yaml:"upstream"`
+	// Site, instead of Upstream, is the include file in the site's server
+	// block, absolute on the server: it sets $<name> to the live slot's
+	// address (proxy_pass http://$<name>) and, in maintenance, answers
+	// every request of the site with the maintenance page.
+	Site string `yaml:"site"`
 	// Name is the upstream's name, which proxy_pass refers to: default
 	// <app>_backend.
 	Name string `yaml:"name"`
@@ -197,6 +224,14 @@ type NginxRouter struct {
 	Binary string `yaml:"binary"`
 	Conf   string `yaml:"conf"`   // nginx -c, when not nginx's default
 	Prefix string `yaml:"prefix"` // nginx -p, when not nginx's default
+}
+
+// File is the include file Stagecoach owns: Site or Upstream.
+func (n NginxRouter) File() string {
+	if n.Site != "" {
+		return n.Site
+	}
+	return n.Upstream
 }
 
 // HealthCheck is one check; exactly one of HTTP or Command is set.

@@ -30,6 +30,10 @@ const (
 	DefaultManager        = "none"
 	DefaultDrain          = 30 * time.Second
 	DefaultNginxBinary    = "nginx"
+	// DefaultMaintenancePage is the maintenance page, in shared/.
+	DefaultMaintenancePage = "maintenance.html"
+	// DefaultRetryAfter is the maintenance answers' Retry-After.
+	DefaultRetryAfter = 5 * time.Minute
 )
 
 // Stages names the pipeline stages a plugin can run before or after.

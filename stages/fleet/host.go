@@ -30,11 +30,14 @@ type Host struct {
 
 	lease *lease
 
-	Shipped   bool  // the archive and manifest are on the host, verified
-	Staged    bool  // releases/<id> exists, verified
-	Migrated  bool  // migrations ran (and the database was backed up first)
-	Switched  bool  // current points at the new release
-	BytesSent int64 // archive and metadata bytes uploaded
+	Shipped  bool // the archive and manifest are on the host, verified
+	Staged   bool // releases/<id> exists, verified
+	Migrated bool // migrations ran (and the database was backed up first)
+	Switched bool // current points at the new release
+	// Maintenance says the router serves the maintenance page: checks
+	// through it cannot pass, so the health step and rollbacks skip them.
+	Maintenance bool
+	BytesSent   int64 // archive and metadata bytes uploaded
 
 	// SwitchedBack is set when a rollback of this run switched current
 	// back from the new release; RollbackErr when rolling h back failed.

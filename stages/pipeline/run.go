@@ -6,17 +6,20 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/stagecoach/stagecoach/stages/build"
 	"github.com/stagecoach/stagecoach/stages/check"
 	"github.com/stagecoach/stagecoach/stages/cleanup"
 	"github.com/stagecoach/stagecoach/stages/detect"
+	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/health"
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/rollback"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/ship"
+	"github.com/stagecoach/stagecoach/stages/slots"
 	"github.com/stagecoach/stagecoach/stages/swap"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -162,6 +165,18 @@ func (r *Run) Rollback(ctx context.Context) error {
 	err := rollback.Step{}.Run(ctx, r.Context)
 	r.notifyRollback(before, err)
 	return err
+}
+
+// Maintenance turns maintenance mode on or off on every host through the
+// slots' router (see slots.SetMaintenance); the caller holds the deploy
+// locks. An environment without slots is a BadConfig error.
+func (r *Run) Maintenance(ctx context.Context, on bool) error {
+	if !slots.Enabled(r.Context) {
+		return exitcode.With(exitcode.BadConfig, fmt.Errorf("%s: %w", r.Env.Name, slots.ErrNoRouter))
+	}
+	return r.Each(ctx, "maintenance "+map[bool]string{true: "on", false: "off"}[on]+" on", func(ctx context.Context, h *fleet.Host) error {
+		return slots.SetMaintenance(ctx, r.Context, h, on)
+	})
 }
 
 // Check is the cron check of every host (see check.Run).

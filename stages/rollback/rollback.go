@@ -95,6 +95,11 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 	checks := rc.Env.Health
 	if slots.Enabled(rc) {
 		checks = slots.PublicChecks(checks) // the slot's own passed before the switch
+		if h.Maintenance {
+			// The router answers 503 (slots.Activate said so): checks
+			// through it cannot pass.
+			checks = nil
+		}
 	}
 	if len(checks) > 0 {
 		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.HostValues(h), Vars: h.Vars}

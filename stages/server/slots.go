@@ -56,8 +56,9 @@ type RouterState struct {
 	// Switching says the router was being switched to Idle: whether that
 	// happened is read from the router itself (see Resolve).
 	Switching bool `json:"switching,omitempty"`
-	// Maintenance says the router serves the maintenance page.
-	Maintenance bool `json:"maintenance,omitempty"`
+	// Maintenance, when set, says the router serves the maintenance page,
+	// since when and on whose command. A deploy or rollback keeps it on.
+	Maintenance *MaintenanceInfo `json:"maintenance,omitempty"`
 	// Router is the router file as last written (nginx), so that a file
 	// changed by hand is told apart.
 	Router string `json:"router,omitempty"`
@@ -100,7 +101,7 @@ type Routed struct {
 func ReadRouter(l Layout, r *config.Router) Op[Routed] {
 	args := []string{l.RouterStatePath(), l.CurrentLink()}
 	if r != nil && r.Nginx != nil {
-		args = append(args, r.Nginx.Upstream)
+		args = append(args, r.Nginx.File())
 	}
 	return op(readRouterScript.cmd("read the slots' state", args...), ParseRouted)
 }
@@ -152,10 +153,13 @@ func (r Routed) Resolve() RouterState {
 	return st
 }
 
-var upstreamServer = regexp.MustCompile(`(?m)^\s*server\s+127\.0\.0\.1:([0-9]+);`)
+// upstreamServer is the slot's address in the router file: the upstream
+// block's server, or the site file's set $<name>.
+var upstreamServer = regexp.MustCompile(`(?m)^\s*(?:server|set\s+\$[A-Za-z0-9_-]+)\s+127\.0\.0\.1:([0-9]+);`)
 
-// FilePort is the port the nginx router file sends traffic to, ok false
-// when there is no file or it names no single port.
+// FilePort is the port the nginx router file sends traffic to (in
+// maintenance, the slot it would), ok false when there is no file or it
+// names no single port.
 func (r Routed) FilePort() (int, bool) {
 	m := upstreamServer.FindAllStringSubmatch(r.File, -1)
 	if len(m) != 1 {

@@ -80,6 +80,7 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, id string) er
 		return fmt.Errorf("read the slots' state: %w", err)
 	}
 	a.st = routed.Resolve()
+	h.Maintenance = a.st.Maintenance != nil
 	name, port := server.IdleSlot(a.svc, a.st)
 	a.next = server.Slot{Name: name, Port: port, Release: id}
 
@@ -98,6 +99,7 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, id string) er
 	}
 	h.Switched = true
 	h.Log.Infof("current -> releases/%s; router -> %s, live %s after the activation began", id, a.next, time.Since(start).Round(time.Millisecond))
+	a.keepMaintenance(ctx)
 
 	if err := a.public(ctx); err != nil {
 		return a.switchBack(ctx, err)
@@ -277,17 +279,46 @@ func (a *activation) switchTo(ctx context.Context, to server.Slot, from *server.
 func (a *activation) route(s server.Slot) (server.Op[struct{}], string, error) {
 	r := a.svc.Router
 	if r.Nginx != nil {
-		content := server.NginxUpstream(*r.Nginx, s.Name, s.Port)
+		// In maintenance the file switches to s and goes on answering
+		// with the maintenance page.
+		content, err := server.NginxFile(*r, a.h.Layout, s.Name, s.Port, a.st.Maintenance != nil)
+		if err != nil {
+			return server.Op[struct{}]{}, "", err
+		}
 		return server.NginxSwitch(*r.Nginx, fmt.Sprintf("switch nginx to %s", s), content), content, nil
 	}
 	cmd, err := server.RouterCommand(*r, a.h.Layout, s.Release, s.Port)
 	return server.Op[struct{}]{Cmd: cmd}, "", err
 }
 
+// keepMaintenance runs a command router's maintenance command again after
+// its switch, so that its maintenance page stays on (an nginx router's
+// file already says so).
+func (a *activation) keepMaintenance(ctx context.Context) {
+	r := a.svc.Router
+	if a.st.Maintenance == nil || r.Nginx != nil {
+		return
+	}
+	cmd, err := server.RouterMaintenanceCommand(*r, a.h.Layout, a.st.Live.Release, a.st.Live.Port, true)
+	if err == nil {
+		err = remote.FirstError(a.runAll(context.WithoutCancel(ctx), []remote.Command{cmd}))
+	}
+	if err != nil {
+		a.h.Log.Warnf("maintenance is on, and running the router's maintenance command again after the switch failed: %v; run mage maintenance off, then on", err)
+	}
+}
+
 // public runs the public checks once the router points at the new slot.
+// In maintenance the router answers them with 503: they cannot pass, so
+// they do not run and cannot switch back a release its own slot's checks
+// passed.
 func (a *activation) public(ctx context.Context) error {
 	checks := PublicChecks(a.rc.Env.Health)
 	if len(checks) == 0 {
+		return nil
+	}
+	if m := a.st.Maintenance; m != nil {
+		a.h.Log.Infof("maintenance is on (since %s, by %s): the public checks through the router cannot pass and are skipped; %s passed its own checks directly, and the router stays in maintenance (mage maintenance off ends it)", m.Since.Format(time.RFC3339), m.By, a.next)
 		return nil
 	}
 	results, err := probe.Run(ctx, checks, a.rc.Env.HealthWait, a.target(a.id))

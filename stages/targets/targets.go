@@ -32,7 +32,7 @@
 //
 // Every target takes -env, -config and -hosts; detect, build, package, ship, swap,
 // plan and deploy take -allowDirty and -force; the targets that take the
-// deploy lock (ship, swap, health, cleanup, rollback, deploy) take -breakLock and
+// deploy lock (ship, swap, health, cleanup, rollback, maintenance, deploy) take -breakLock and
 // -lockWait. Mage dependencies take no arguments, so the chain (swap runs
 // ship, which runs package ...) goes through unexported argument-less
 // functions: each exported target records its flags, then runs its body,
@@ -385,6 +385,38 @@ func Rollback(ctx context.Context,
 	return holding(ctx, "rollback", func(ctx context.Context, r *pipeline.Run) error {
 		return r.Rollback(ctx)
 	})
+}
+
+// Maintenance turns maintenance on or off (mage maintenance on|off): the slots' router answers every request with 503, Retry-After and shared/maintenance.html.
+func Maintenance(ctx context.Context,
+	state string, // on or off
+	env *string, // environment (default: the first in the config; STAGECOACH_ENV)
+	config *string, // config file (default stagecoach.yml; STAGECOACH_CONFIG)
+	hosts *string, // only these hosts: names or tag:NAME, comma-separated (STAGECOACH_HOSTS)
+	breakLock *bool, // break a stale deploy lock (STAGECOACH_BREAK_LOCK)
+	lockWait *time.Duration, // wait this long for a held deploy lock, e.g. 2m (STAGECOACH_LOCK_WAIT)
+) error {
+	on, err := maintenanceState(state)
+	if err != nil {
+		return err
+	}
+	if err := use(flags{Env: env, Config: config, Hosts: hosts, BreakLock: breakLock, LockWait: lockWait}); err != nil {
+		return err
+	}
+	return holding(ctx, "maintenance "+state, func(ctx context.Context, r *pipeline.Run) error {
+		return r.Maintenance(ctx, on)
+	})
+}
+
+// maintenanceState reads mage maintenance's argument.
+func maintenanceState(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, exitcode.Errorf(exitcode.BadConfig, "mage maintenance %q: want on or off (mage maintenance on, mage maintenance off)", s)
 }
 
 // Deploy runs Detect, Build, Package, Ship, Swap, Health and Cleanup, rolling back on failure.

@@ -41,3 +41,19 @@ func TestLockWaitFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestMaintenanceState: mage maintenance takes on or off; anything else
+// is BadConfig, saying what it takes.
+func TestMaintenanceState(t *testing.T) {
+	for arg, want := range map[string]bool{"on": true, "off": false, "ON": true, " off ": false} {
+		if on, err := maintenanceState(arg); err != nil || on != want {
+			t.Errorf("maintenanceState(%q) = %v, %v; want %v", arg, on, err, want)
+		}
+	}
+	for _, arg := range []string{"", "yes", "1", "true"} {
+		_, err := maintenanceState(arg)
+		if exitcode.Of(err) != exitcode.BadConfig || !strings.Contains(err.Error(), "want on or off") {
+			t.Errorf("maintenanceState(%q) = %v (exit %d), want BadConfig", arg, err, exitcode.Of(err))
+		}
+	}
+}
