@@ -23,29 +23,7 @@ func (Step) String() string { return "cleanup" }
 // Run cleans up every host.
 func (Step) Run(ctx context.Context, rc *run.Context) error {
 	return rc.Each(ctx, "clean up", func(ctx context.Context, h *fleet.Host) error {
-		protect := []string{}
-		if h.State.Current != "" {
-			protect = append(protect, h.State.Current)
-		}
-		if prev, ok := h.State.Previous(); ok {
-			protect = append(protect, prev.ID)
-		}
-		// The archive of a release shipped by this run but not yet staged
-		// (mage ship cleanup) is still of use; every other upload is not.
-		current := ""
-		if rc.Plan != nil && h.Shipped && !h.Staged {
-			current = rc.Plan.Release
-		}
-		clean, err := server.Cleanup(h.Layout, server.CleanupSpec{
-			Keep:           rc.Env.KeepReleases,
-			Protect:        protect,
-			Held:           h.Locked(),
-			Current:        current,
-			IncomingMaxAge: rc.Env.Cleanup.IncomingMaxAge,
-			DockerLogs:     rc.Env.Cleanup.DockerLogs,
-			DockerPrune:    rc.Env.Cleanup.DockerPrune,
-			ReleaseImages:  rc.Env.Services.Manager == server.ManagerCompose,
-		})
+		clean, err := server.Cleanup(h.Layout, Spec(rc, h))
 		if err != nil {
 			return err
 		}
@@ -53,15 +31,63 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 		if err != nil {
 			return err
 		}
-		for _, id := range rep.Removed {
-			h.State.RemoveRelease(id)
-		}
-		rc.Report.Host(h).Cleanup = &rep
-		h.Log.Infof("cleanup: removed %d releases, %d stale uploads; free %s -> %s",
-			len(rep.Removed), rep.RemovedIncoming, ui.Bytes(rep.FreeBeforeKB*1024), ui.Bytes(rep.FreeAfterKB*1024))
-		if len(rep.Removed) == 0 {
+		if !Note(rc, h, rep) {
 			return nil
 		}
 		return h.SaveState(ctx)
 	})
+}
+
+// Spec is what cleaning up h removes: all but the environment's newest
+// keep_releases releases, never the live one nor the previous one (the
+// rollback target), and every upload but that of a release this run
+// shipped and has yet to stage.
+func Spec(rc *run.Context, h *fleet.Host) server.CleanupSpec {
+	protect := []string{}
+	if h.State.Current != "" {
+		protect = append(protect, h.State.Current)
+	}
+	if prev, ok := h.State.Previous(); ok {
+		protect = append(protect, prev.ID)
+	}
+	// The archive of a release shipped by this run but not yet staged
+	// (mage ship cleanup) is still of use; every other upload is not.
+	current := ""
+	if rc.Plan != nil && h.Shipped && !h.Staged {
+		current = rc.Plan.Release
+	}
+	return server.CleanupSpec{
+		Keep:           rc.Env.KeepReleases,
+		Protect:        protect,
+		Held:           h.Locked(),
+		Current:        current,
+		IncomingMaxAge: rc.Env.Cleanup.IncomingMaxAge,
+		DockerLogs:     rc.Env.Cleanup.DockerLogs,
+		DockerPrune:    rc.Env.Cleanup.DockerPrune,
+		ReleaseImages:  rc.Env.Services.Manager == server.ManagerCompose,
+	}
+}
+
+// Expect is what Cleanup with spec should remove from h as far as its
+// state knows the releases there (see server.CleanupSpec.Expect): the
+// state lists every release a deploy staged.
+func Expect(h *fleet.Host, spec server.CleanupSpec) []string {
+	ids := make([]string, 0, len(h.State.Releases))
+	for _, r := range h.State.Releases {
+		ids = append(ids, r.ID)
+	}
+	return append([]string{}, server.PlanCleanup(ids, spec.Keep, spec.Protect)...)
+}
+
+// Note takes in what cleaning up h did: the state forgets the releases
+// removed, the report and the log tell. It reports whether the state
+// changed.
+func Note(rc *run.Context, h *fleet.Host, rep server.CleanupReport) bool {
+	for _, id := range rep.Removed {
+		h.State.RemoveRelease(id)
+	}
+	rc.Report.Host(h).Cleanup = &rep
+	h.Log.Infof("cleanup: removed %d releases, %d stale uploads; free %s -> %s",
+		len(rep.Removed), rep.RemovedIncoming, ui.Bytes(rep.FreeBeforeKB*1024), ui.Bytes(rep.FreeAfterKB*1024))
+	return len(rep.Removed) > 0
 }

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"math"
 	"testing"
 
+	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
@@ -16,10 +18,11 @@ func TestSessionsPerDeploy(t *testing.T) {
 	host := testenv.StartSSHD(t)
 	p := testenv.NewProject(t, testenv.ProjectOptions{Hosts: []*testenv.Host{host}})
 	for _, sc := range []struct {
-		name     string
-		change   string
-		sessions float64 // at most
-	}{{"full", "", 3}, {"small change", "a small change", 3}, {"no change", "", 1}} {
+		name       string
+		change     string
+		sessions   float64 // at most
+		roundTrips float64 // at most, heartbeats aside
+	}{{"full", "", 2, 11}, {"small change", "a small change", 2, 8}, {"no change", "", 1, 3}} {
 		if sc.change != "" {
 			changeFrontend(t, p, sc.change)
 		}
@@ -32,6 +35,10 @@ func TestSessionsPerDeploy(t *testing.T) {
 		t.Logf("%s deploy: %v connections, %v sessions, %v round trips", sc.name, hr["connections"], hr["sessions"], hr["round_trips"])
 		if hr["connections"] != 1.0 || hr["sessions"].(float64) > sc.sessions {
 			t.Errorf("%s deploy: %v connections and %v sessions, want 1 and at most %v", sc.name, hr["connections"], hr["sessions"], sc.sessions)
+		}
+		heartbeats := math.Floor(hr["duration_ns"].(float64) / float64(fleet.DefaultLease.Heartbeat))
+		if trips := hr["round_trips"].(float64); trips > sc.roundTrips+heartbeats {
+			t.Errorf("%s deploy: %v round trips, want at most %v (and %v heartbeats)", sc.name, trips, sc.roundTrips, heartbeats)
 		}
 	}
 }

@@ -257,7 +257,15 @@ func (f *Fleet) heartbeat(ctx context.Context, h *Host, l *lease) {
 			l.mu.Lock()
 			r := h.Runner
 			l.mu.Unlock()
-			if _, err := r.Run(ctx, server.Heartbeat(h.Layout, l.token)); err != nil && ctx.Err() == nil {
+			// A heartbeat may wait for a busy shell (up to half its
+			// interval, far within the lease) rather than cost a session.
+			var err error
+			if p, ok := r.(remote.PatientRunner); ok {
+				_, err = p.RunPatient(ctx, server.Heartbeat(h.Layout, l.token), f.Lease.Heartbeat/2)
+			} else {
+				_, err = r.Run(ctx, server.Heartbeat(h.Layout, l.token))
+			}
+			if err != nil && ctx.Err() == nil {
 				h.Log.Warnf("deploy lock heartbeat failed: %v", err)
 			}
 		}
@@ -297,6 +305,28 @@ func (f *Fleet) Unlock(hosts []*Host) {
 		}
 		h.lease = nil
 	}
+}
+
+// UnlockAfter runs cmds on h, then releases the deploy lock this run holds
+// there, in one round trip (see RunBatch); it returns the results of cmds.
+// The lock goes only once every one of cmds succeeded: else it stays held,
+// for Unlock to release. The heartbeat stops first, so that none needs a
+// shell of its own while the batch runs, nor finds the lock gone after it.
+func (f *Fleet) UnlockAfter(ctx context.Context, h *Host, cmds ...remote.Command) ([]remote.Result, []error) {
+	if h.lease == nil {
+		return h.RunBatch(ctx, cmds...)
+	}
+	h.lease.stop()
+	<-h.lease.done
+	results, errs := h.RunBatch(ctx, append(cmds, server.Unlock(h.Layout, h.lease.token))...)
+	n := len(cmds)
+	var exit *remote.ExitError
+	if err := errs[n]; err == nil || errors.As(err, &exit) && exit.Code == server.ExitLockLost {
+		h.lease = nil
+	} else if !errors.Is(err, remote.ErrSkipped) {
+		h.Log.Debugf("release deploy lock: %v; trying again", err)
+	}
+	return results[:n], errs[:n]
 }
 
 // WhoAmI names the deploying user and machine, for locks and the history.

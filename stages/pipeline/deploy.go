@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/build"
@@ -48,7 +49,7 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	}
 	if r.nothingChanged() {
 		r.Log.Infof("nothing changed since %s: %s stays live", git.Short(r.Plan.Previous), r.Hosts[0].Live)
-		r.record(ctx, server.ResultNoChange, "", nil)
+		r.conclude(ctx, server.ResultNoChange, false)
 		return r.finish(nil, server.ResultNoChange)
 	}
 	if err := r.step(ctx, build.Step{}); err != nil {
@@ -78,11 +79,7 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	if len(ro.gaveUp) > 0 {
 		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
 	}
-	r.record(ctx, server.ResultSuccess, "", nil)
-	if err := r.step(ctx, cleanup.Step{}); err != nil {
-		// The release is live and healthy; a failed cleanup is a warning.
-		r.Log.Warnf("%v", err)
-	}
+	r.conclude(ctx, server.ResultSuccess, true)
 	return r.finish(nil, server.ResultSuccess)
 }
 
@@ -156,49 +153,175 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 	if r.Plan == nil {
 		return
 	}
+	results := r.hostResults(result)
+	// Every host at once: a fleet's hosts each wait a round trip for it.
+	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
+		if !r.noteDeploy(h, results[h], result, stage, cause) {
+			return nil
+		}
+		r.saveState(ctx, h)
+		return nil // a failure to record is a warning, never the deploy's outcome
+	})
+}
+
+// hostResults is each host's own result of a deploy whose fleet's result
+// is result.
+func (r *Run) hostResults(result string) map[*fleet.Host]string {
 	results := map[*fleet.Host]string{}
 	for i, res := range fleet.Results(r.Hosts, result) {
 		results[r.Hosts[i]] = res
 	}
-	// Every host at once: a fleet's hosts each wait a round trip for it.
+	return results
+}
+
+// noteDeploy adds the deploy, whose result on h is own and the fleet's
+// result, to h's state in memory; it reports whether there is a state to
+// save.
+func (r *Run) noteDeploy(h *fleet.Host, own, result, stage string, cause error) bool {
+	if h.State == nil {
+		return false
+	}
+	// The host's own error says best what happened to it; the others
+	// get the deploy's.
+	why := cause
+	if e := h.Err(); e != nil && cause != nil {
+		why = e
+	}
+	d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
+		Started: r.Started, Duration: time.Since(r.Started), Result: own, Fleet: result, Phase: h.Phase(),
+		Stage: stage, Error: r.Log.Redact(run.ErrString(why)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
+	if h.Staged && r.Packaged != nil {
+		h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
+			ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed,
+			Reused: swap.ReusedOrigins(h.State, h.LiveManifest, r.Packaged.Manifest)})
+	}
+	if result == server.ResultNoChange {
+		d.ID = h.Live
+	}
+	if err := h.State.RecordDeploy(d); err != nil {
+		h.Log.Warnf("record deploy: %v", err)
+		return false
+	}
+	return true
+}
+
+// saveState writes h's state, over a new connection when the one it had
+// is gone, warning when it cannot.
+func (r *Run) saveState(ctx context.Context, h *fleet.Host) {
+	err := h.SaveState(ctx)
+	if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
+		// The connection is gone, not the host: record the outcome
+		// over a new one, so the history tells what happened.
+		if err = r.Fleet.Reconnect(ctx, h); err == nil {
+			err = h.SaveState(ctx)
+		}
+	}
+	if err != nil {
+		h.Log.Warnf("%v", err)
+	}
+}
+
+// conclude ends a deploy whose outcome is result (success or no change)
+// on every host in one round trip each: the state's record of it, with a
+// successful deploy's cleanup (clean) before it, and the release of the
+// deploy lock. The state is written for the releases the cleanup is
+// expected to remove (cleanup.Expect); should it remove others, the
+// state is written again for what it did, and the lock released after.
+// A nested hold keeps the lock for its outer holder; plugins at the
+// cleanup's hook points run it as a stage of its own. A failed cleanup is
+// a warning: the release is live and healthy.
+func (r *Run) conclude(ctx context.Context, result string, clean bool) {
+	if clean && (r.hasPlugins("before-cleanup") || r.hasPlugins("after-cleanup") || r.holds > 1) {
+		r.record(ctx, result, "", nil)
+		if err := r.step(ctx, cleanup.Step{}); err != nil {
+			r.Log.Warnf("%v", err)
+		}
+		return
+	}
+	if r.holds > 1 {
+		r.record(ctx, result, "", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	results := r.hostResults(result)
+	var errs []error
+	var mu sync.Mutex
 	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
-		if h.State == nil {
-			return nil
-		}
-		// The host's own error says best what happened to it; the others
-		// get the deploy's.
-		why := cause
-		if own := h.Err(); own != nil && cause != nil {
-			why = own
-		}
-		d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
-			Started: r.Started, Duration: time.Since(r.Started), Result: results[h], Fleet: result, Phase: h.Phase(),
-			Stage: stage, Error: r.Log.Redact(run.ErrString(why)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
-		if h.Staged && r.Packaged != nil {
-			h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
-				ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed,
-				Reused: swap.ReusedOrigins(h.State, h.LiveManifest, r.Packaged.Manifest)})
-		}
-		if result == server.ResultNoChange {
-			d.ID = h.Live
-		}
-		if err := h.State.RecordDeploy(d); err != nil {
-			h.Log.Warnf("record deploy: %v", err)
-			return nil
-		}
-		err := h.SaveState(ctx)
-		if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
-			// The connection is gone, not the host: record the outcome
-			// over a new one, so the history tells what happened.
-			if err = r.Fleet.Reconnect(ctx, h); err == nil {
-				err = h.SaveState(ctx)
-			}
-		}
-		if err != nil {
+		if err := r.concludeHost(ctx, h, results[h], result, clean); err != nil {
 			h.Log.Warnf("%v", err)
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("clean up %s: %w", h.Name, err))
+			mu.Unlock()
 		}
-		return nil // a failure to record is a warning, never the deploy's outcome
+		return nil
 	})
+	if clean {
+		r.Report.Stage("cleanup", time.Since(start), errors.Join(errs...))
+	}
+}
+
+// concludeHost is conclude on h; it returns the cleanup's failure.
+func (r *Run) concludeHost(ctx context.Context, h *fleet.Host, own, result string, clean bool) error {
+	if !r.noteDeploy(h, own, result, "", nil) {
+		return nil
+	}
+	var cmds []remote.Command
+	var clean0 server.Op[server.CleanupReport]
+	state := h.State
+	if clean {
+		spec := cleanup.Spec(r.Context, h)
+		spec.Expect = cleanup.Expect(h, spec)
+		op, err := server.Cleanup(h.Layout, spec)
+		if err != nil {
+			r.saveState(ctx, h)
+			return err
+		}
+		clean0 = op
+		// The state as it will be once the cleanup removed what it is
+		// expected to, written right after it.
+		if state, err = h.State.Clone(); err != nil {
+			r.saveState(ctx, h)
+			return err
+		}
+		for _, id := range spec.Expect {
+			state.RemoveRelease(id)
+		}
+		cmds = append(cmds, op.Cmd)
+	}
+	data, err := state.Marshal()
+	if err != nil {
+		return err
+	}
+	cmds = append(cmds, server.WriteState(h.Layout, data))
+	res, errs := r.Fleet.UnlockAfter(ctx, h, cmds...)
+	if !clean {
+		if errs[0] != nil {
+			r.saveState(ctx, h) // over a new connection if need be; Unlock follows
+		}
+		return nil
+	}
+	rep, cleanErr := clean0.Decode(res[0], errs[0])
+	var unexpected *server.CleanupUnexpectedError
+	switch {
+	case cleanErr == nil && errs[1] == nil:
+		h.State = state
+		cleanup.Note(r.Context, h, rep)
+		return nil
+	case errors.As(cleanErr, &unexpected):
+		cleanup.Note(r.Context, h, unexpected.Report)
+		r.saveState(ctx, h)
+		return nil
+	case cleanErr == nil:
+		// Cleaned up, but the state was not written.
+		cleanup.Note(r.Context, h, rep)
+		r.saveState(ctx, h)
+		return nil
+	default:
+		r.saveState(ctx, h)
+		return cleanErr
+	}
 }
 
 // prunePackages drops the local packages no retry or rollback uses (see

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/stagecoach/stagecoach/stages/cleanup"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/health"
@@ -92,10 +91,7 @@ func (r *Run) retry(ctx context.Context) error {
 	if err := r.step(ctx, health.Step{}); err != nil {
 		return r.failAfterSwap(ctx, "health", err)
 	}
-	r.record(ctx, server.ResultSuccess, "", nil)
-	if err := r.step(ctx, cleanup.Step{}); err != nil {
-		r.Log.Warnf("%v", err)
-	}
+	r.conclude(ctx, server.ResultSuccess, true)
 	return r.finish(nil, server.ResultSuccess)
 }
 

@@ -147,6 +147,14 @@ func (p *agentPool) evict() bool {
 	return true
 }
 
+// free reports whether a request would get a shell without opening
+// one: an agent is idle, or none is busy (the first starts one anyway).
+func (p *agentPool) free() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle) > 0 || len(p.busy) == 0
+}
+
 // drop closes an agent whose state is unknown.
 func (p *agentPool) drop(a *shellAgent) {
 	a.close()

@@ -37,9 +37,19 @@ type Runner interface {
 }
 
 // ThroughUploader is a Runner that can feed an upload, as it arrives, to
-// a script on the target as well (SSH.UploadThrough).
+// a script on the target as well (SSH.UploadThrough). The upload is left
+// under a temporary name: the returned command moves it into place, for
+// the caller to run alone or in the batch of what follows (RunBatch), so
+// that the move costs no round trip of its own.
 type ThroughUploader interface {
-	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) error
+	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) (place Command, err error)
+}
+
+// PatientRunner is a Runner that can hold a command back a little rather
+// than open a session for it while its persistent shells are busy
+// (SSH.RunPatient).
+type PatientRunner interface {
+	RunPatient(ctx context.Context, cmd Command, patience time.Duration) (Result, error)
 }
 
 // Stats counts transport usage so tests and reports can show it.

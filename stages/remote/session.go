@@ -220,6 +220,25 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
 	return res, err
 }
 
+// patiencePoll is how often RunPatient looks for a shell that became free.
+const patiencePoll = 20 * time.Millisecond
+
+// RunPatient is Run for a command that may wait (a lock's heartbeat):
+// while every persistent shell is busy it waits up to patience for one to
+// be free, rather than open another session, which would start the
+// account's login shell once more.
+func (s *SSH) RunPatient(ctx context.Context, cmd Command, patience time.Duration) (Result, error) {
+	deadline := time.Now().Add(patience)
+	for s.agents.enabled() && !s.agents.free() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%s on %s: %w", describe(cmd), s.target, ctx.Err())
+		case <-time.After(patiencePoll):
+		}
+	}
+	return s.Run(ctx, cmd)
+}
+
 // runSession runs cmd on a session of its own; control is for the commands
 // that stop another, which are not stopped in turn.
 func (s *SSH) runSession(ctx context.Context, cmd Command, control bool) (Result, error) {
@@ -392,7 +411,14 @@ func (c *countingReader) stop() int64 {
 // Upload streams r into p under a temporary name and renames it into place
 // once complete. An interrupted upload leaves nothing at p.
 func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n int)) error {
-	return s.upload(ctx, r, p, "", progress)
+	place, err := s.upload(ctx, r, p, "", progress)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Run(ctx, place); err != nil {
+		return fmt.Errorf("upload %s to %s: %w", p, s.target, err)
+	}
+	return nil
 }
 
 // UploadThrough is Upload that also feeds the data, as it arrives, to the
@@ -400,23 +426,27 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 // end can start on the data (unpack it) while the rest is still on its
 // way. Whatever through does, the upload succeeds only with every byte at
 // p; through's own outcome is for it to leave on the target.
-func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) error {
+//
+// The data is left under a temporary name next to p: place, which checks
+// its size once more and moves it to p, is for the caller to run, on its
+// own or first in a batch (see ThroughUploader). Until then nothing is at
+// p; a temporary file place never moved is a leftover cleanup removes.
+func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (place Command, err error) {
 	return s.upload(ctx, r, p, through, progress)
 }
 
-func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int)) error {
-	fail := func(err error) error { return fmt.Errorf("upload %s to %s: %w", p, s.target, err) }
+// upload receives r under a temporary name next to p and returns the
+// command that moves it into place.
+func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (Command, error) {
+	fail := func(err error) (Command, error) {
+		return Command{}, fmt.Errorf("upload %s to %s: %w", p, s.target, err)
+	}
 	tmp := partialName(p)
 	sess, release, err := s.session(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	released := false
-	defer func() {
-		if !released {
-			release()
-		}
-	}()
+	defer release()
 	var stdout, stderr bytes.Buffer
 	group := &groupCapture{w: &stderr}
 	sess.Stdout, sess.Stderr = &stdout, group
@@ -475,11 +505,5 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 	if err != nil || got != sent {
 		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), sent))
 	}
-	// Free the slot first: the rename needs one of its own.
-	release()
-	released = true
-	if _, err := s.Run(ctx, Script("move upload into place", renameScript(p, tmp, sent))); err != nil {
-		return fail(err)
-	}
-	return nil
+	return Script("move upload into place", renameScript(p, tmp, sent)), nil
 }

@@ -12,6 +12,10 @@ import (
 
 var cleanupScript = load("cleanup.sh")
 
+// ExitCleanupUnexpected is Cleanup's exit code, with CleanupSpec.Expect,
+// when it removed other releases than expected (*CleanupUnexpectedError).
+const ExitCleanupUnexpected = 85
+
 // CleanupSpec says what Cleanup removes.
 type CleanupSpec struct {
 	Keep    int      // newest releases kept; below 1 counts as 1
@@ -38,6 +42,23 @@ type CleanupSpec struct {
 	// ${STAGECOACH_RELEASE} built for it. Being tagged, they are not
 	// dangling, so a prune would keep them.
 	ReleaseImages bool
+	// Expect, when non-nil, is the releases the caller expects Cleanup to
+	// remove, newest first (PlanCleanup over what it knows), having
+	// written the state for them in the same batch: Cleanup then fails,
+	// once done, with a *CleanupUnexpectedError when it removed others,
+	// so that the commands after it in the batch do not run.
+	Expect []string
+}
+
+// CleanupUnexpectedError means Cleanup removed other releases than
+// CleanupSpec.Expect said; Report is what it did.
+type CleanupUnexpectedError struct {
+	Expected []string
+	Report   CleanupReport
+}
+
+func (e *CleanupUnexpectedError) Error() string {
+	return fmt.Sprintf("cleanup removed %v, not the expected %v", e.Report.Removed, e.Expected)
 }
 
 // PlanCleanup returns the releases Cleanup removes from ids: all but the
@@ -100,10 +121,29 @@ func Cleanup(l Layout, s CleanupSpec) (Op[CleanupReport], error) {
 		age = 24 * time.Hour
 	}
 	minutes := int64((age + time.Minute - 1) / time.Minute)
-	cmd := cleanupScript.cmd("clean up old releases", l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
+	args := []string{l.Root, strconv.Itoa(keep), strings.Join(s.Protect, " "),
 		strconv.FormatInt(minutes, 10), flag(s.DockerLogs), flag(s.DockerPrune), flag(s.ReleaseImages),
-		flag(s.Held), s.Current)
-	return op(cmd, ParseCleanup), nil
+		flag(s.Held), s.Current}
+	if s.Expect != nil {
+		for _, id := range s.Expect {
+			if err := ValidID(id); err != nil {
+				return Op[CleanupReport]{}, fmt.Errorf("cleanup: expected release: %w", err)
+			}
+		}
+		args = append(args, strconv.Itoa(ExitCleanupUnexpected), strings.Join(s.Expect, " "))
+	}
+	o := op(cleanupScript.cmd("clean up old releases", args...), ParseCleanup)
+	o.failed = func(res remote.Result, code int, _ error) error {
+		if code != ExitCleanupUnexpected || s.Expect == nil {
+			return nil
+		}
+		rep, err := ParseCleanup(res.Stdout)
+		if err != nil {
+			return err
+		}
+		return &CleanupUnexpectedError{Expected: s.Expect, Report: rep}
+	}
+	return o, nil
 }
 
 // flag is a boolean as the scripts take it.

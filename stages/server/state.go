@@ -113,6 +113,19 @@ func ParseState(path string, data []byte) (*State, error) {
 	return &s, nil
 }
 
+// Clone returns a deep copy of the state, to change apart from it.
+func (s *State) Clone() (*State, error) {
+	data, err := s.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	c := &State{}
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("copy state: %w", err)
+	}
+	return c, nil
+}
+
 // Marshal encodes the state as indented JSON with a trailing newline. The
 // output is stable: the same state always gives the same bytes.
 func (s *State) Marshal() ([]byte, error) {

@@ -48,28 +48,35 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	defer f.Close()
 	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	if err := upload(ctx, h, f, m.Release, func(n int) { bar.Add(n) }); err != nil {
+	place, err := upload(ctx, h, f, m.Release, func(n int) { bar.Add(n) })
+	if err != nil {
 		return h.DiskFullOr(err)
 	}
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
-	return finish(ctx, h, p)
+	return finish(ctx, h, p, place)
 }
 
 // upload sends release id's archive from r into h's incoming directory.
 // Over a transport that can (remote.ThroughUploader), the host unpacks it
 // into the staging directory as it arrives, so that staging need not
-// extract it afterwards.
-func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, progress func(n int)) error {
+// extract it afterwards, and the archive is moved into place by the
+// returned command, which finish batches with the checksum's check; else
+// the returned command is nil and the archive is in place already.
+func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, progress func(n int)) (*remote.Command, error) {
 	dest := h.Layout.IncomingPath(id)
 	if u, ok := h.Runner.(remote.ThroughUploader); ok {
 		unpack, err := server.UnpackWhileUploading(h.Layout, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return u.UploadThrough(ctx, r, dest, unpack, progress)
+		place, err := u.UploadThrough(ctx, r, dest, unpack, progress)
+		if err != nil {
+			return nil, err
+		}
+		return &place, nil
 	}
-	return h.Runner.Upload(ctx, r, dest, progress)
+	return nil, h.Runner.Upload(ctx, r, dest, progress)
 }
 
 // prepare readies h for the archive of m: the host must run the
@@ -86,9 +93,10 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 	return checkDiskRoom(h, df, need)
 }
 
-// finish verifies the uploaded archive's SHA-256 on h, then writes the
-// release's lists and manifest there, in one round trip.
-func finish(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
+// finish moves the uploaded archive into place when place is set (see
+// upload), verifies its SHA-256 on h, then writes the release's lists and
+// manifest there, in one round trip.
+func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.Command) error {
 	m := p.Manifest
 	sums, links, err := server.TreeLists(treeEntries(m.Files))
 	if err != nil {
@@ -107,7 +115,17 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 		return err
 	}
 	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256)
-	results, errs := h.RunBatch(ctx, verify.Cmd, cmd)
+	cmds := []remote.Command{verify.Cmd, cmd}
+	if place != nil {
+		cmds = append([]remote.Command{*place}, cmds...)
+	}
+	results, errs := h.RunBatch(ctx, cmds...)
+	if place != nil {
+		if errs[0] != nil {
+			return h.DiskFullOr(fmt.Errorf("upload %s to %s: %w", h.Layout.IncomingPath(m.Release), h.Name, errs[0]))
+		}
+		results, errs = results[1:], errs[1:]
+	}
 	if _, err := verify.Decode(results[0], errs[0]); err != nil {
 		var corrupt *server.ArchiveMismatchError
 		if errors.As(err, &corrupt) {

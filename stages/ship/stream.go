@@ -72,7 +72,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 	// The compressed size is unknown while it is written: no total.
 	bar := h.Log.NewProgress(ctx, "upload", -1)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	err := upload(ctx, h, pr, p.Manifest.Release, func(n int) { bar.Add(n) })
+	place, err := upload(ctx, h, pr, p.Manifest.Release, func(n int) { bar.Add(n) })
 	pr.CloseWithError(err)
 	if err != nil {
 		return h.DiskFullOr(err)
@@ -84,7 +84,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 		return errors.New("the archive was not written")
 	}
 	h.BytesSent += p.Manifest.Archive.Size
-	return finish(ctx, h, p)
+	return finish(ctx, h, p, place)
 }
 
 // archiveBound is an upper bound of the archive's size before it is

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# cleanup.sh ROOT KEEP PROTECT MINUTES DOCKER_LOGS DOCKER_PRUNE RELEASE_IMAGES HELD CURRENT
+# cleanup.sh ROOT KEEP PROTECT MINUTES DOCKER_LOGS DOCKER_PRUNE RELEASE_IMAGES HELD CURRENT [EXIT EXPECT]
 #
 # Removes all but the KEEP newest releases, never those in PROTECT
 # (space-separated ids) nor current's, with their manifests (and, when
@@ -12,9 +12,13 @@
 # uploading: what it wrote since it took the lock stays, up to MINUTES,
 # and orphan manifests go only once older than MINUTES. DOCKER_LOGS=1
 # truncates the containers' json logs, DOCKER_PRUNE=1 prunes docker.
-# Prints the lines ParseCleanup reads.
+# Prints the lines ParseCleanup reads. With EXIT, once done, it exits
+# EXIT unless the releases it removed are EXPECT (space-separated ids,
+# newest first): a caller that wrote the state for EXPECT in the same
+# batch learns that it must write it again.
 set -eu
 root=$1 keep=$2 protect=$3 minutes=$4 docker_logs=$5 docker_prune=$6 release_images=$7 held=$8 current=$9
+unexpected=${10:-} expect=${11:-}
 
 # as_root runs a command directly as root, else through sudo -n, which
 # fails instead of prompting for a password.
@@ -36,19 +40,19 @@ mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
 usage before
 cur=$(readlink current 2>/dev/null || true)
 cur=${cur#releases/}
-ids releases | LC_ALL=C sort -r |
+removed=$(ids releases | LC_ALL=C sort -r |
   awk -v keep="$keep" -v protect="$protect $cur" '
     BEGIN { n = split(protect, p, " "); for (i = 1; i <= n; i++) prot[p[i]] = 1 }
-    NR > keep && !($0 in prot)' |
-  while read -r id; do
-    rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
-    if [ "$release_images" = 1 ]; then
-      # Tagged, these images are not dangling: a prune would keep them.
-      docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | awk -F: -v id="$id" '$NF == id' |
-        xargs -r docker rmi >/dev/null || echo "warning: could not remove the docker images of $id" >&2
-    fi
-    echo "removed $id"
-  done
+    NR > keep && !($0 in prot)')
+for id in $removed; do
+  rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
+  if [ "$release_images" = 1 ]; then
+    # Tagged, these images are not dangling: a prune would keep them.
+    docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | awk -F: -v id="$id" '$NF == id' |
+      xargs -r docker rmi >/dev/null || echo "warning: could not remove the docker images of $id" >&2
+  fi
+  echo "removed $id"
+done
 ids .stagecoach/backups | while read -r id; do
   if [ ! -d "releases/$id" ]; then
     rm -rf ".stagecoach/backups/$id"
@@ -87,3 +91,8 @@ if [ "$docker_prune" = 1 ]; then
   docker system prune -f >/dev/null || echo "warning: docker system prune failed" >&2
 fi
 usage after
+# Release ids hold no blanks: tr joins them with single spaces.
+if [ -n "$unexpected" ] && [ "$(printf '%s' "$removed" | tr '\n' ' ')" != "$expect" ]; then
+  echo "removed other releases than expected ($expect)" >&2
+  exit "$unexpected"
+fi
