@@ -216,6 +216,7 @@ type measure struct {
 	CPU         time.Duration            `json:"client_cpu_ns"`         // user + system, the build's included
 	MaxRSS      int64                    `json:"client_max_rss_bytes"`  // the largest client process
 	Stages      map[string]time.Duration `json:"stages_ns,omitempty"`
+	Critical    []run.PathStep           `json:"critical_path,omitempty"` // Stagecoach's report's
 }
 
 // usage adds up the client processes of one deploy.
@@ -478,6 +479,7 @@ func (bn *bench) stagecoach(p *benchProfile, scenario string) measure {
 	for _, s := range rep.Stages {
 		m.Stages[s.Name] = s.Duration
 	}
+	m.Critical = rep.CriticalPath
 	m.Build = m.Stages["build"]
 	return m
 }
@@ -652,6 +654,9 @@ type summaryLine struct {
 	CPU         time.Duration            `json:"client_cpu_ns"`
 	MaxRSS      int64                    `json:"client_max_rss_bytes"`
 	Stages      map[string]time.Duration `json:"stages_ns,omitempty"`
+	// Critical is the critical path of the run whose wall time is the
+	// median's.
+	Critical []run.PathStep `json:"critical_path,omitempty"`
 }
 
 func (r *benchResult) add(profile, approach, scenario string, m measure) {
@@ -681,7 +686,8 @@ func (r *benchResult) finish() {
 }
 
 // summarize takes the medians of the runs, and the most connections,
-// sessions and round trips any run needed.
+// sessions and round trips any run needed, and the critical path of the
+// run nearest the median.
 func summarize(ms []measure) summaryLine {
 	var walls, noBuild, cpu []time.Duration
 	var bytes, rss []int64
@@ -703,6 +709,12 @@ func summarize(ms []measure) summaryLine {
 	slices.Sort(bytes)
 	slices.Sort(rss)
 	line.Wall, line.NoBuild, line.CPU = median(walls), median(noBuild), median(cpu)
+	closest := time.Duration(-1)
+	for _, m := range ms {
+		if d := max(m.Wall-line.Wall, line.Wall-m.Wall); closest < 0 || d < closest {
+			closest, line.Critical = d, m.Critical
+		}
+	}
 	line.BytesSent, line.MaxRSS = bytes[len(bytes)/2], rss[len(rss)/2]
 	if len(stageTimes) > 0 {
 		line.Stages = map[string]time.Duration{}
@@ -748,6 +760,19 @@ func (r *benchResult) markdown(w io.Writer) {
 				}
 			}
 			fmt.Fprintf(w, "- %s: %s\n", scenarioNames[sc], strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w, "\nStagecoach critical path (of the median run; a stage's time beside it overlapped others):")
+		fmt.Fprintln(w)
+		for _, sc := range scenarios {
+			var parts []string
+			for _, p := range m["stagecoach"][sc].Critical {
+				part := p.Stage + " " + ms(p.OnPath)
+				if p.Stage != run.Outside && p.OnPath < p.Duration {
+					part += " (of " + ms(p.Duration) + ")"
+				}
+				parts = append(parts, part)
+			}
+			fmt.Fprintf(w, "- %s: %s\n", scenarioNames[sc], strings.Join(parts, " → "))
 		}
 		fmt.Fprintln(w)
 	}

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
@@ -111,5 +113,40 @@ func TestConcludeNoChange(t *testing.T) {
 	assertUnlocked(t, e)
 	if d := lastDeploy(t, e, 0); d.Result != server.ResultNoChange {
 		t.Errorf("recorded %s, want no change", d.Result)
+	}
+}
+
+// The report's critical path accounts for the whole deploy: its stretches
+// add up to the wall time, in order, the package and the ship among them,
+// and the summary of -v tells it.
+func TestReportCriticalPath(t *testing.T) {
+	t.Parallel()
+	e := runtest.New(t, runtest.Options{})
+	r, err := deploy(context.Background(), t, e, run.Options{})
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, e.Log)
+	}
+	rep := readReport(t, r)
+	var sum time.Duration
+	var stages []string
+	prev := time.Duration(-1)
+	for _, p := range rep.CriticalPath {
+		sum += p.OnPath
+		if p.Start < prev {
+			t.Errorf("stretch %+v starts before the one before it", p)
+		}
+		prev = p.Start
+		stages = append(stages, p.Stage)
+	}
+	if sum != rep.Duration {
+		t.Errorf("critical path adds up to %s, the deploy took %s: %+v", sum, rep.Duration, rep.CriticalPath)
+	}
+	for _, want := range []string{"build", "ship", "swap"} {
+		if !slices.Contains(stages, want) {
+			t.Errorf("critical path %v lacks %s", stages, want)
+		}
+	}
+	if !strings.Contains(e.Log.String(), "critical path of") {
+		t.Errorf("the verbose log does not tell the critical path:\n%s", e.Log)
 	}
 }

@@ -341,6 +341,7 @@ func (r *Run) prunePackages() {
 func (r *Run) finish(err error, result string) error {
 	rep := r.Report
 	rep.Result, rep.Duration = result, time.Since(r.Started)
+	rep.CriticalPath, rep.Overlapped = run.CriticalPath(rep.Stages, rep.Duration)
 	rep.ExitCode = exitcode.Of(err)
 	if err != nil {
 		rep.Error = r.Log.Redact(err.Error())
@@ -379,6 +380,9 @@ func (r *Run) finish(err error, result string) error {
 	var summary strings.Builder
 	rep.PrintSummary(&summary)
 	r.Log.Infof("%s", summary.String())
+	var critical strings.Builder
+	rep.PrintCriticalPath(&critical)
+	r.Log.Debugf("%s", strings.TrimRight(critical.String(), "\n"))
 	path := r.Opts.ReportPath
 	if path == "" {
 		name := "latest.json"

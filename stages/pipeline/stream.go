@@ -51,13 +51,16 @@ func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
 		return "ship", err
 	}
 
+	var written time.Time // the package ends with the archive written, not shipped
 	werr, shipErr := ship.Stream(ctx, r.Context, streamed, p, func(w io.Writer) error {
-		return pack.Write(ctx, p, r.Log, w)
+		err := pack.Write(ctx, p, r.Log, w)
+		written = time.Now()
+		return err
 	})
 	if werr == nil {
 		r.Packaged = p
 	}
-	pkgTook := time.Since(pkgStart)
+	pkgTook := written.Sub(pkgStart)
 	if werr == nil && ctx.Err() == nil {
 		hookStart := time.Now()
 		werr = r.hook(ctx, "after-package")
@@ -73,11 +76,11 @@ func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
 		case !errors.Is(shipErr, context.Canceled):
 			shipErr = fmt.Errorf("%w: %w", err, shipErr)
 		}
-		r.Report.Stage("package", pkgTook, werr)
+		r.Report.StageFrom("package", pkgStart, pkgTook, werr)
 		r.Report.Stage("ship", time.Since(shipStart), shipErr)
 		return "ship", shipErr
 	}
-	r.Report.Stage("package", pkgTook, werr)
+	r.Report.StageFrom("package", pkgStart, pkgTook, werr)
 	if werr != nil {
 		r.Report.Stage("ship", time.Since(shipStart), shipErr)
 		return "package", werr

@@ -27,21 +27,25 @@ const ReportsDir = ".stagecoach/reports"
 // Report is what a deploy did, for people (the summary table) and for
 // machines (the JSON file).
 type Report struct {
-	App         string         `json:"app"`
-	Environment string         `json:"environment"`
-	Release     string         `json:"release,omitempty"`
-	Revision    string         `json:"revision,omitempty"`
-	Previous    string         `json:"previous_revision,omitempty"`
-	Result      string         `json:"result"` // success | no-change | failed | interrupted | rolled-back | rollback-failed
-	Error       string         `json:"error,omitempty"`
-	ExitCode    int            `json:"exit_code"`
-	Started     time.Time      `json:"started"`
-	Duration    time.Duration  `json:"duration_ns"`
-	Plan        *Plan          `json:"plan,omitempty"`
-	Stages      []StageReport  `json:"stages"`
-	Hosts       []*HostReport  `json:"hosts"`
-	Health      []probe.Result `json:"health,omitempty"`
-	Plugins     []PluginReport `json:"plugins,omitempty"`
+	App         string        `json:"app"`
+	Environment string        `json:"environment"`
+	Release     string        `json:"release,omitempty"`
+	Revision    string        `json:"revision,omitempty"`
+	Previous    string        `json:"previous_revision,omitempty"`
+	Result      string        `json:"result"` // success | no-change | failed | interrupted | rolled-back | rollback-failed
+	Error       string        `json:"error,omitempty"`
+	ExitCode    int           `json:"exit_code"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration_ns"`
+	Plan        *Plan         `json:"plan,omitempty"`
+	Stages      []StageReport `json:"stages"`
+	// CriticalPath is what the deploy's wall time went to, in order (see
+	// CriticalPath); Overlapped is the stage time that ran beside it.
+	CriticalPath []PathStep     `json:"critical_path,omitempty"`
+	Overlapped   time.Duration  `json:"overlapped_ns"`
+	Hosts        []*HostReport  `json:"hosts"`
+	Health       []probe.Result `json:"health,omitempty"`
+	Plugins      []PluginReport `json:"plugins,omitempty"`
 
 	mu sync.Mutex
 	// redact masks secrets in every text the report takes in.
@@ -50,7 +54,9 @@ type Report struct {
 
 // StageReport is one stage's outcome.
 type StageReport struct {
-	Name     string        `json:"name"`
+	Name string `json:"name"`
+	// Start is when the stage began, from the deploy's start.
+	Start    time.Duration `json:"start_ns"`
 	Duration time.Duration `json:"duration_ns"`
 	Result   string        `json:"result"` // ok | failed | interrupted | skipped
 	Error    string        `json:"error,omitempty"`
@@ -206,9 +212,92 @@ func WriteFileAtomic(path string, data []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-// Stage adds the line of stage name, which took took and ended with err.
+// Stage adds the line of stage name, which took took, ending now, and
+// ended with err.
 func (rep *Report) Stage(name string, took time.Duration, err error) {
-	rep.AddStage(StageReport{Name: name, Duration: took, Result: ResultOf(err), Error: ErrString(err)})
+	var start time.Duration
+	if !rep.Started.IsZero() {
+		start = max(time.Since(rep.Started)-took, 0)
+	}
+	rep.AddStage(StageReport{Name: name, Start: start, Duration: took, Result: ResultOf(err), Error: ErrString(err)})
+}
+
+// StageFrom adds the line of stage name, which began at start, took took
+// and ended with err, however long ago.
+func (rep *Report) StageFrom(name string, start time.Time, took time.Duration, err error) {
+	var at time.Duration
+	if !rep.Started.IsZero() {
+		at = max(start.Sub(rep.Started), 0)
+	}
+	rep.AddStage(StageReport{Name: name, Start: at, Duration: took, Result: ResultOf(err), Error: ErrString(err)})
+}
+
+// Outside names the critical path's time in no stage: connecting,
+// taking the locks and reading the state, the record, the report.
+const Outside = "outside stages"
+
+// PathStep is one stretch of the critical path: the stage that ran it
+// (or Outside), when the stretch began and how long it was (OnPath), and
+// the stage's whole duration, of which the rest overlapped others.
+type PathStep struct {
+	Stage    string        `json:"stage"`
+	Start    time.Duration `json:"start_ns"`
+	OnPath   time.Duration `json:"on_path_ns"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// CriticalPath is what the wall time of a run of total, whose stages are
+// stages, went to. Walking back from the end, each stretch belongs to the
+// stage that ended last among those begun before it, from that stage's
+// start: the stage the run waited for. Time in no stage is Outside; the
+// stage time not on the path overlapped it, and is the second result.
+func CriticalPath(stages []StageReport, total time.Duration) ([]PathStep, time.Duration) {
+	var path []PathStep
+	var sum, onPath time.Duration
+	for _, s := range stages {
+		sum += s.Duration
+	}
+	t := total
+	for t > 0 {
+		best := -1
+		for i, s := range stages {
+			if s.Start >= t {
+				continue
+			}
+			end := s.Start + s.Duration
+			if best < 0 || end > stages[best].Start+stages[best].Duration ||
+				end == stages[best].Start+stages[best].Duration && s.Start < stages[best].Start {
+				best = i
+			}
+		}
+		if best < 0 {
+			path = append(path, PathStep{Stage: Outside, Start: 0, OnPath: t})
+			break
+		}
+		s := stages[best]
+		if end := s.Start + s.Duration; end < t {
+			path = append(path, PathStep{Stage: Outside, Start: end, OnPath: t - end})
+			t = end
+		}
+		path = append(path, PathStep{Stage: s.Name, Start: s.Start, OnPath: t - s.Start, Duration: s.Duration})
+		onPath += t - s.Start
+		t = s.Start
+	}
+	slices.Reverse(path)
+	return path, max(sum-onPath, 0)
+}
+
+// PrintCriticalPath writes the critical path as one line per stretch.
+func (rep *Report) PrintCriticalPath(w io.Writer) {
+	fmt.Fprintf(w, "critical path of %s:\n", ui.Round(rep.Duration))
+	for _, p := range rep.CriticalPath {
+		line := fmt.Sprintf("  %-16s %8s", p.Stage, ui.Round(p.OnPath))
+		if p.Stage != Outside && p.OnPath < p.Duration {
+			line += fmt.Sprintf(" of %s, the rest overlapped", ui.Round(p.Duration))
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "  stage time overlapped: %s\n", ui.Round(rep.Overlapped))
 }
 
 // ResultOf is how the report and the state name a step's outcome: a step
