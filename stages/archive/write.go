@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Epoch is the modification time of every archive entry. A fixed time makes
@@ -88,6 +89,38 @@ func Stored(name string, size int64) bool {
 	return size >= storedMin && compressedExts[strings.ToLower(path.Ext(name))]
 }
 
+// compressor is the archive's compression: it takes the tar stream and is
+// told, before each file's entry, whether the file is compressed already.
+type compressor interface {
+	io.Writer
+	use(stored bool) error
+	Close() error
+}
+
+// codec makes the compressor of an archive written to w.
+type codec func(w io.Writer) (compressor, error)
+
+// gzipMembers is Write's codec: gzip members (see members).
+func gzipMembers(w io.Writer) (compressor, error) {
+	m := &members{w: w}
+	return m, m.use(false)
+}
+
+// zstdFrame compresses the whole tar stream as one zstd frame at zstd's
+// fastest level, which stores by itself the blocks it cannot shrink. It
+// is measured against gzipMembers by BenchmarkZstdVsGzip.
+func zstdFrame(w io.Writer) (compressor, error) {
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	return zstdWriter{zw}, nil
+}
+
+type zstdWriter struct{ *zstd.Encoder }
+
+func (zstdWriter) use(bool) error { return nil }
+
 // members writes a multi-member gzip stream, which gunzip and tar xzf read
 // as one: each run of stored files in a member at storedLevel, the rest at
 // packedLevel. Where the members begin depends on the entries alone, so
@@ -153,6 +186,11 @@ const copyBuf = 256 << 10
 // through in turn, and the output is hashed as it is written. Every file is
 // hashed again as it is read and must still match its entry's SHA-256.
 func Write(ctx context.Context, w io.Writer, sources []Source) (ArchiveInfo, error) {
+	return write(ctx, w, sources, gzipMembers)
+}
+
+// write is Write with the compression newCompressor makes.
+func write(ctx context.Context, w io.Writer, sources []Source, newCompressor codec) (ArchiveInfo, error) {
 	type entry struct {
 		f   File
 		src int
@@ -168,8 +206,8 @@ func Write(ctx context.Context, w io.Writer, sources []Source) (ArchiveInfo, err
 	sum := sha256.New()
 	count := &counter{}
 	buf := bufio.NewWriterSize(io.MultiWriter(w, sum, count), copyBuf)
-	zw := &members{w: buf}
-	if err := zw.use(false); err != nil {
+	zw, err := newCompressor(buf)
+	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
 	tw := tar.NewWriter(zw)
