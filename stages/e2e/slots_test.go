@@ -27,7 +27,8 @@ type slotSite struct {
 	p           *testenv.Project
 	web         *testenv.Nginx
 	root        string
-	upstream    string // the upstream file the deploys own
+	upstream    string // the router file the deploys own: the upstream file, or the site file
+	site        bool   // the router file is router.nginx.site, included in the server block
 	blue, green int
 
 	mu       sync.Mutex
@@ -58,7 +59,11 @@ func commandSlots(s *slotSite) string {
 
 // router is the services' router setting: the test's nginx.
 func (s *slotSite) router() string {
-	return fmt.Sprintf("{ nginx: { upstream: %q, name: restaurant_backend, binary: %q, prefix: %q, conf: %q } }", s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
+	key := "upstream"
+	if s.site {
+		key = "site"
+	}
+	return fmt.Sprintf("{ nginx: { %s: %q, name: restaurant_backend, binary: %q, prefix: %q, conf: %q }, maintenance: { retry_after: 90s } }", key, s.upstream, testenv.NginxPath, s.web.Dir+"/", s.web.ConfigFile)
 }
 
 func newSlotSite(t *testing.T) *slotSite {
@@ -70,21 +75,46 @@ func newSlotSite(t *testing.T) *slotSite {
 // and the project options opts.
 func newSlotSiteWith(t testing.TB, services func(*slotSite) string, opts testenv.ProjectOptions) *slotSite {
 	t.Helper()
+	return newSlotSiteOf(t, false, services, opts)
+}
+
+// newSiteSlotSite is newSlotSite with the router file router.nginx.site:
+// the one include line in the server block, proxy_pass to its variable.
+func newSiteSlotSite(t testing.TB) *slotSite {
+	t.Helper()
+	return newSlotSiteOf(t, true, commandSlots, testenv.ProjectOptions{})
+}
+
+func newSlotSiteOf(t testing.TB, site bool, services func(*slotSite) string, opts testenv.ProjectOptions) *slotSite {
+	t.Helper()
 	host := testenv.StartSSHD(t)
-	s := &slotSite{blue: testenv.FreePort(t), green: testenv.FreePort(t), releases: map[string]bool{}}
+	s := &slotSite{blue: testenv.FreePort(t), green: testenv.FreePort(t), releases: map[string]bool{}, site: site}
 	confd := filepath.Join(t.TempDir(), "conf.d")
 	s.upstream = filepath.Join(confd, "restaurant-upstream.conf")
-	// What the operator writes once, before the first deploy: the upstream
-	// on the first slot, blue. Deploys own the file from then on.
-	if err := os.MkdirAll(confd, 0o755); err != nil {
-		t.Fatal(err)
+	// What the operator writes once, before the first deploy: the router
+	// file on the first slot, blue. Deploys own the file from then on.
+	first := fmt.Sprintf("upstream restaurant_backend {\n    server 127.0.0.1:%d;\n}\n", s.blue)
+	backend := "restaurant_backend"
+	if site {
+		s.upstream = filepath.Join(t.TempDir(), "stagecoach", "restaurant.conf")
+		first = fmt.Sprintf("set $restaurant_backend 127.0.0.1:%d;\n", s.blue)
+		backend = "$restaurant_backend"
 	}
-	if err := os.WriteFile(s.upstream, []byte(fmt.Sprintf("upstream restaurant_backend {\n    server 127.0.0.1:%d;\n}\n", s.blue)), 0o644); err != nil {
+	for _, d := range []string{confd, filepath.Dir(s.upstream)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(s.upstream, []byte(first), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "srv")
-	s.web = testenv.StartNginx(t, filepath.Join(root, "current", "frontend"), testenv.NginxInclude(filepath.Join(confd, "*.conf")),
-		testenv.NginxUpstreamProxy("/api/", "restaurant_backend"), testenv.NginxUpstreamProxy("= /healthz", "restaurant_backend"))
+	nginxOpts := []testenv.NginxOption{testenv.NginxInclude(filepath.Join(confd, "*.conf")),
+		testenv.NginxUpstreamProxy("/api/", backend), testenv.NginxUpstreamProxy("= /healthz", backend)}
+	if site {
+		nginxOpts = append(nginxOpts, testenv.NginxDirectives("include "+s.upstream+";"))
+	}
+	s.web = testenv.StartNginx(t, filepath.Join(root, "current", "frontend"), nginxOpts...)
 	// The slot's own check wants a 200; the public one, through nginx, the
 	// status ok too.
 	health := fmt.Sprintf("      - http: \"http://127.0.0.1:{port}/healthz\"\n        timeout: 2s\n      - http: \"%s/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", s.web.URL)

@@ -58,7 +58,9 @@ func NginxProxy(location, upstream string) NginxOption {
 
 // NginxUpstreamProxy passes requests matching an nginx location to the
 // upstream block called name, which a file of NginxInclude defines (as
-// the upstream file a deploy with slots writes), keeping their path.
+// the upstream file a deploy with slots writes), or, as $name, to the
+// address in that variable (which a site file's set gives), keeping their
+// path.
 func NginxUpstreamProxy(location, name string) NginxOption {
 	return func(o *nginxOptions) { o.proxies = append(o.proxies, nginxProxy{location, "http://" + name}) }
 }
@@ -218,9 +220,9 @@ func StartNginx(t testing.TB, docroot string, opts ...NginxOption) *Nginx {
 	return n
 }
 
-// upstreamName is the name of an upstream block, which proxy_pass takes
-// after http:// in place of an address.
-var upstreamName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// upstreamName is the name of an upstream block, or a variable holding
+// an address, which proxy_pass takes after http:// in place of one.
+var upstreamName = regexp.MustCompile(`^\$?[A-Za-z0-9_-]+$`)
 
 // checkUpstream accepts http://<loopback address>:<port> and nothing more:
 // a path would make nginx replace the matched location with it.
