@@ -344,12 +344,27 @@ func TestSlotsFaults(t *testing.T) {
 		// which the public check wants.
 		s.p.Write("backend/internal/api/api.go", strings.Replace(healthy, `h := Health{Status: "ok", Version: s.Version}`, `h := Health{Status: "okay", Version: s.Version}`, 1))
 		n++
-		_, err := s.deploy(t, ctx, n)
+		_, failedBefore := load.Progress()
+		id, err := s.deploy(t, ctx, n)
 		s.p.Write("backend/internal/api/api.go", healthy)
 		if err == nil || !strings.Contains(err.Error(), "the router and current are back on slot blue") {
 			t.Fatalf("deploy failing its public check: %v", err)
 		}
+		if _, failed := load.Progress(); failed != failedBefore {
+			t.Errorf("%d requests failed while the router switched back", failed-failedBefore)
+		}
 		s.wantLive(t, good, server.SlotBlue)
+		// How long the failed release kept the traffic past its failed
+		// check, on this shared, loaded machine: logged, not asserted.
+		hosts, _ := report(t, s.p, id)["hosts"].([]any)
+		if len(hosts) != 1 {
+			t.Fatalf("report hosts: %v", hosts)
+		}
+		back, ok := hosts[0].(map[string]any)["switch_back_ns"].(float64)
+		if !ok || back <= 0 {
+			t.Fatalf("the report has no switch-back time: %v", hosts[0])
+		}
+		t.Logf("router and current back on slot blue %s after the public checks failed", time.Duration(back).Round(time.Millisecond))
 	})
 
 	n++

@@ -89,6 +89,10 @@ type HostReport struct {
 	Sessions    int64                 `json:"sessions"`    // each starts the account's login shell
 	RoundTrips  int64                 `json:"round_trips"` // requests that waited for the host
 	Cleanup     *server.CleanupReport `json:"cleanup,omitempty"`
+	// SwitchBack is, with slots, how long the router and current took to
+	// go back to the old slot once the public checks had failed after the
+	// switch: the time the new release kept the traffic past its failure.
+	SwitchBack time.Duration `json:"switch_back_ns,omitempty"`
 }
 
 // Host returns the report entry of h, creating it on first use: the rows

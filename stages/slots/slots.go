@@ -102,7 +102,7 @@ func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, id string) er
 	a.keepMaintenance(ctx)
 
 	if err := a.public(ctx); err != nil {
-		return a.switchBack(ctx, err)
+		return a.switchBack(ctx, err, time.Now())
 	}
 	a.drain(ctx)
 	return nil
@@ -332,8 +332,9 @@ func (a *activation) public(ctx context.Context) error {
 }
 
 // switchBack puts the router and current back on the old slot, which
-// still runs, after the public checks failed, then stops the new one.
-func (a *activation) switchBack(ctx context.Context, cause error) error {
+// still runs, after the public checks failed at failed, then stops the
+// new one. How long the switch back took goes to the log and the report.
+func (a *activation) switchBack(ctx context.Context, cause error, failed time.Time) error {
 	ctx = context.WithoutCancel(ctx)
 	old := a.st.Idle
 	if old == nil {
@@ -342,8 +343,10 @@ func (a *activation) switchBack(ctx context.Context, cause error) error {
 	if err := a.switchTo(ctx, *old, &a.next, a.svc.Router); err != nil {
 		return fmt.Errorf("release %s failed its public health checks (%v), and switching back to %s failed: %w", a.id, cause, old, err)
 	}
+	took := time.Since(failed)
+	a.rc.Report.Host(a.h).SwitchBack = took
 	a.h.Switched, a.h.SwitchedBack = false, true
-	a.h.Log.Infof("switched back: current -> releases/%s; router -> %s", old.Release, old)
+	a.h.Log.Infof("switched back: current -> releases/%s; router -> %s, %s after the public checks failed", old.Release, old, took.Round(time.Millisecond))
 	// The router may still hand the new slot a request or two.
 	a.drain(ctx)
 	return fmt.Errorf("release %s failed its public health checks after the switch; the router and current are back on %s: %w", a.id, old, cause)
