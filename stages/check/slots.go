@@ -69,7 +69,7 @@ func (r checker) checkSlots(ctx context.Context, h *fleet.Host) []Result {
 
 	checks := slots.SlotChecks(r.Env.Health, live.Port)
 	interval := r.Env.HealthWait.Interval
-	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: live.Release, Values: r.HostValues(h), Vars: h.Vars}
+	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: live.Release, Values: r.HostValues(h), Vars: h.Vars, Port: live.Port}
 	results, err := probe.Run(ctx, checks, config.Wait{Deadline: 2 * interval, Interval: interval}, target)
 	answers := "answers"
 	if err != nil {

@@ -45,6 +45,9 @@ type Target struct {
 	// Vars are the host's own vars, which {vars.NAME} in a check's URL or
 	// command stands for.
 	Vars map[string]string
+	// Port, when set, is the slot the checks are of: command checks get
+	// it as PORT, over the PORT shared/.env may set.
+	Port int
 }
 
 // Run runs every check against one host, retrying each at wait.Interval
@@ -156,6 +159,9 @@ func mask(s string, secrets []string) string {
 func command(c config.HealthCheck, t Target) (remote.Command, error) {
 	if t.Release == "" {
 		return remote.Script("health check", c.Command), nil
+	}
+	if t.Port != 0 {
+		return server.SlotHealthCommand(t.Layout, t.Release, t.Host, t.Port, c.Command)
 	}
 	return server.HealthCommand(t.Layout, t.Release, t.Host, c.Command)
 }

@@ -1,6 +1,10 @@
 package server
 
-import "github.com/stagecoach/stagecoach/stages/remote"
+import (
+	"strconv"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
 
 var withHostScript = load("with_host.sh")
 
@@ -9,4 +13,11 @@ var withHostScript = load("with_host.sh")
 // STAGECOACH_ROOT and STAGECOACH_HOST (host, as configured) set.
 func HealthCommand(l Layout, id, host, shellCmd string) (remote.Command, error) {
 	return runIn(l, id, "health check", withHostScript.argv(host, shellCmd)...)
+}
+
+// SlotHealthCommand is HealthCommand for a check of the slot on port:
+// PORT is exported as the slot's port, over the PORT that shared/.env may
+// set (env.vars or a host's vars), as for the slot's own commands.
+func SlotHealthCommand(l Layout, id, host string, port int, shellCmd string) (remote.Command, error) {
+	return HealthCommand(l, id, host, withPortScript.line(strconv.Itoa(port), shellCmd))
 }

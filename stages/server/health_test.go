@@ -38,3 +38,23 @@ func TestHealthCommand(t *testing.T) {
 		t.Error("a bad release id was accepted")
 	}
 }
+
+// TestSlotHealthCommand: a slot's command check sees the slot's port as
+// PORT, over the PORT that shared/.env sets from a host's vars.
+func TestSlotHealthCommand(t *testing.T) {
+	l := newRoot(t)
+	mustMkRelease(t, l, id1)
+	env, err := FormatEnv(map[string]string{"PORT": "9999"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, WriteEnv(l, env), nil)
+	res := mustRun(t, mustCmd(SlotHealthCommand(l, id1, "deploy@web1", 8082, `printf '%s|%s|%s' "$PORT" "$STAGECOACH_HOST" "$(basename "$PWD")"`)), nil)
+	if got, want := string(res.Stdout), "8082|deploy@web1|"+id1; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	res = mustRun(t, mustCmd(HealthCommand(l, id1, "deploy@web1", `printf %s "$PORT"`)), nil)
+	if got := string(res.Stdout); got != "9999" {
+		t.Errorf("a public check sees PORT %q, want shared/.env's 9999", got)
+	}
+}

@@ -173,7 +173,9 @@ func (a *activation) gate(ctx context.Context, quick bool) error {
 		wait.Deadline = 0
 	}
 	checks := SlotChecks(a.rc.Env.Health, a.next.Port)
-	results, err := probe.Run(ctx, checks, wait, a.target(a.id))
+	target := a.target(a.id)
+	target.Port = a.next.Port
+	results, err := probe.Run(ctx, checks, wait, target)
 	if !quick {
 		a.rc.Report.AddHealth(results)
 	}
