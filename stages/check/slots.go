@@ -18,8 +18,8 @@ const KindRouter = "router"
 
 // checkSlots reports which slot is live, whether it answers its own
 // checks, a slot left running by a deploy that did not finish, and a
-// router that points elsewhere than the state says (an upstream file
-// edited by hand).
+// router that points elsewhere than the state says (a router file
+// edited by hand), and maintenance mode.
 func (r checker) checkSlots(ctx context.Context, h *fleet.Host) []Result {
 	res, done := timedCheck(h, KindRouter, KindRouter)
 	svc := r.Env.Services

@@ -63,7 +63,7 @@ func (v *validator) slots(p string, s *Services) {
 		s.Drain = DefaultDrain
 	}
 	if s.Router == nil {
-		v.errorf(v.line(sp), p+".router", "slots need a router: router: {nginx: {upstream: /etc/nginx/conf.d/%s-upstream.conf}} or router: {command: <switches to {port}>}", v.cfg.App)
+		v.errorf(v.line(sp), p+".router", "slots need a router: router: {nginx: {site: /etc/nginx/stagecoach/%s.conf}} (a file included in the site's server block) or router: {command: <switches to {port}>}", v.cfg.App)
 		return
 	}
 	v.router(p+".router", s.Router)
@@ -76,7 +76,7 @@ func (v *validator) router(p string, r *Router) {
 		v.fail(p, "a router is either nginx or command, not both")
 		return
 	case r.Nginx == nil && r.Command == "":
-		v.fail(p, "a router needs nginx: {upstream: <file>} or command: <switches to {port}>")
+		v.fail(p, "a router needs nginx: {site: <file>} or command: <switches to {port}>")
 		return
 	case r.Command != "":
 		return
