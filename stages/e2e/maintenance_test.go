@@ -60,8 +60,8 @@ func (s *slotSite) wantMaintenance(t *testing.T, page string) {
 // and the page, check reports it (exit 0) and the state records who and
 // when; a deploy during it goes live behind the maintenance page; off
 // brings the traffic back, and no request fails on the way (an answer is
-// the app's or the whole page); nginx -t refusing while turning it on
-// changes nothing.
+// the app's or the whole page); mage rollback during it keeps it on too;
+// nginx -t refusing while turning it on changes nothing.
 func TestSlotsMaintenance(t *testing.T) {
 	s := newSiteSlotSite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -138,10 +138,29 @@ func TestSlotsMaintenance(t *testing.T) {
 	}
 	s.wantMaintenance(t, page)
 
+	// mage rollback during maintenance: the first release starts in blue
+	// again, gated there, and maintenance stays on.
+	rr, rout := openRun(t, s.p, pipeline.Options{})
+	release, err := rr.Hold(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rr.Rollback(ctx)
+	release()
+	rr.Close()
+	if err != nil {
+		t.Fatalf("rollback during maintenance: %v\n%s", err, rout)
+	}
+	st, port = s.routed(t)
+	if st.Maintenance == nil || st.Live == nil || st.Live.Release != first || st.Live.Name != server.SlotBlue || port != s.blue {
+		t.Errorf("after a rollback in maintenance: live %+v, maintenance %+v, router file on port %d", st.Live, st.Maintenance, port)
+	}
+	s.wantMaintenance(t, page)
+
 	if log, err := s.maintenance(t, ctx, false); err != nil {
 		t.Fatalf("maintenance off: %v\n%s", err, log)
 	}
-	s.wantLive(t, second, server.SlotGreen)
+	s.wantLive(t, first, server.SlotBlue)
 	if st, _ := s.routed(t); st.Maintenance != nil {
 		t.Errorf("state after maintenance off: %+v", st.Maintenance)
 	}
@@ -176,8 +195,11 @@ func TestSlotsMaintenance(t *testing.T) {
 	if lrep.Failures != 0 {
 		t.Errorf("%d failed requests around maintenance:\n%s", lrep.Failures, strings.Join(lrep.FailureSamples, "\n"))
 	}
-	if lrep.ByVersion["maintenance"] == 0 || lrep.ByVersion[second] == 0 {
-		t.Errorf("answers by version: %v; want the maintenance page and the release deployed during it", lrep.ByVersion)
+	if lrep.ByVersion["maintenance"] == 0 || lrep.ByVersion[first] == 0 {
+		t.Errorf("answers by version: %v; want the maintenance page and the first release", lrep.ByVersion)
+	}
+	if n := lrep.ByVersion[second]; n != 0 {
+		t.Errorf("the release deployed and rolled back during maintenance answered %d requests through nginx", n)
 	}
 	for v, n := range lrep.ByVersion {
 		if v != "maintenance" && v != "" && v != first && v != second {
