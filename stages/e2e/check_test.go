@@ -491,7 +491,9 @@ func TestCheckBinary(t *testing.T) {
 // BenchmarkCheck2000Files runs the whole check over a real sshd against a
 // live release of 2,000 files and 50 MB (log-uniform sizes, page cache
 // warm): state, lock, disk, integrity and one health check, on one
-// connection. BenchmarkCheckIntegrity in stages/server isolates the hashing.
+// connection, side by side with `ssh host true` (check/ssh-true is the
+// ratio; the goal is a check under 300 ms). BenchmarkCheckIntegrity in
+// stages/server isolates the hashing.
 func BenchmarkCheck2000Files(b *testing.B) {
 	host := testenv.StartSSHD(b)
 	root := filepath.Join(b.TempDir(), "srv")
@@ -557,12 +559,27 @@ environments:
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The baseline, side by side in the same loop: the cheapest thing a
+	// check could be, one OpenSSH login that runs true.
+	route := host.Direct()
+	ssh := append(route.OpenSSHArgs(), "-o", "LogLevel=ERROR", route.User+"@"+route.Addr, "true")
+	var checkTook, sshTook time.Duration
 	b.SetBytes(50 << 20)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		start := time.Now()
 		rep, err := r.Check(context.Background())
 		if err != nil {
 			b.Fatalf("check: %v\n%+v", err, rep.Checks)
 		}
+		checkTook += time.Since(start)
+		start = time.Now()
+		if out, err := exec.Command("ssh", ssh...).CombinedOutput(); err != nil {
+			b.Fatalf("ssh true: %v\n%s", err, out)
+		}
+		sshTook += time.Since(start)
 	}
+	b.ReportMetric(float64(checkTook.Milliseconds())/float64(b.N), "check-ms/op")
+	b.ReportMetric(float64(sshTook.Milliseconds())/float64(b.N), "ssh-true-ms/op")
+	b.ReportMetric(float64(checkTook)/float64(sshTook), "check/ssh-true")
 }
