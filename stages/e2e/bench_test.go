@@ -766,6 +766,9 @@ func (r *benchResult) markdown(w io.Writer) {
 		for _, sc := range scenarios {
 			var parts []string
 			for _, p := range m["stagecoach"][sc].Critical {
+				if p.Stage == run.Outside && p.OnPath < time.Millisecond {
+					continue // the step from one stage to the next
+				}
 				part := p.Stage + " " + ms(p.OnPath)
 				if p.Stage != run.Outside && p.OnPath < p.Duration {
 					part += " (of " + ms(p.Duration) + ")"

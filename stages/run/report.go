@@ -291,10 +291,14 @@ func CriticalPath(stages []StageReport, total time.Duration) ([]PathStep, time.D
 	return path, max(sum-onPath, 0)
 }
 
-// PrintCriticalPath writes the critical path as one line per stretch.
+// PrintCriticalPath writes the critical path as one line per stretch,
+// leaving out the gaps of under a millisecond between stages.
 func (rep *Report) PrintCriticalPath(w io.Writer) {
 	fmt.Fprintf(w, "critical path of %s:\n", ui.Round(rep.Duration))
 	for _, p := range rep.CriticalPath {
+		if p.Stage == Outside && p.OnPath < time.Millisecond {
+			continue // the step from one stage to the next
+		}
 		line := fmt.Sprintf("  %-16s %8s", p.Stage, ui.Round(p.OnPath))
 		if p.Stage != Outside && p.OnPath < p.Duration {
 			line += fmt.Sprintf(" of %s, the rest overlapped", ui.Round(p.Duration))
