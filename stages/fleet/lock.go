@@ -257,11 +257,13 @@ func (f *Fleet) heartbeat(ctx context.Context, h *Host, l *lease) {
 			l.mu.Lock()
 			r := h.Runner
 			l.mu.Unlock()
-			// A heartbeat may wait for a busy shell (up to half its
-			// interval, far within the lease) rather than cost a session.
+			// A heartbeat may wait for a busy shell (a long staging)
+			// rather than cost a session: up to a third of the TTL, so
+			// the lease, renewed at most that and an interval ago, stays
+			// fresh.
 			var err error
 			if p, ok := r.(remote.PatientRunner); ok {
-				_, err = p.RunPatient(ctx, server.Heartbeat(h.Layout, l.token), f.Lease.Heartbeat/2)
+				_, err = p.RunPatient(ctx, server.Heartbeat(h.Layout, l.token), f.Lease.TTL/3)
 			} else {
 				_, err = r.Run(ctx, server.Heartbeat(h.Layout, l.token))
 			}
