@@ -43,6 +43,10 @@ type rollout struct {
 	strategy config.Strategy
 	waves    [][]*fleet.Host
 	canary   bool // waves[0] is the canary
+	// migrateOnce: the first host of the first wave migrates the database
+	// the hosts share before any host activates; migrateEach: each host
+	// migrates its own as it activates. At most one is set.
+	migrateOnce, migrateEach bool
 
 	// gaveUp are the hosts that failed and went back to their release
 	// under stop or continue, causes why, stage where the first failed.
@@ -71,7 +75,8 @@ func (r *Run) newRollout() *rollout {
 	if s.OnFailure == "" {
 		s.OnFailure = config.Revert
 	}
-	ro := &rollout{r: r, strategy: s, waves: waves(r.Hosts, s.Canary, s.BatchSize(len(r.Hosts))), canary: s.Canary > 0}
+	ro := &rollout{r: r, strategy: s, waves: waves(r.Hosts, s.Canary, s.BatchSize(len(r.Hosts))), canary: s.Canary > 0,
+		migrateOnce: swap.MigrateOnceFirst(r.Context), migrateEach: swap.MigrateEach(r.Context)}
 	return ro
 }
 
@@ -98,7 +103,7 @@ func (ro *rollout) swap(ctx context.Context) error {
 	if err := swap.StageAll(ctx, rc); err != nil {
 		return err
 	}
-	if mig := rc.Cfg.Migrations; mig != nil && mig.Once && rc.Plan.Migrations.Pending && len(ro.waves) > 0 {
+	if ro.migrateOnce && len(ro.waves) > 0 {
 		h := ro.waves[0][0]
 		h.Log.Infof("migrating once, here, for every host")
 		if err := swap.MigrateOnce(ctx, rc, h); err != nil {
@@ -152,7 +157,7 @@ func (ro *rollout) activate(ctx context.Context, i int) []error {
 		rc.Log.Infof("%s: activating %s on %s", ro.name(i), rc.Plan.Release, names(hosts))
 	}
 	ro.each(ctx, hosts, errs, func(ctx context.Context, h *fleet.Host) error {
-		if err := swap.Activate(ctx, rc, h); err != nil {
+		if err := swap.Activate(ctx, rc, h, ro.migrateEach); err != nil {
 			return fmt.Errorf("activate %s on %s: %w", rc.Plan.Release, h.Name, err)
 		}
 		return nil

@@ -283,7 +283,7 @@ func TestActivateFailures(t *testing.T) {
 				tt.fake(act.e.Fake(0))
 			}
 			h := act.r.Hosts[0]
-			err := swap.Activate(context.Background(), act.r.Context, h)
+			err := swap.Activate(context.Background(), act.r.Context, h, swap.MigrateEach(act.r.Context))
 			for _, want := range act.expand(tt.want) {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Errorf("error %v, want it to say %q", err, want)

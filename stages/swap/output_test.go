@@ -26,7 +26,7 @@ func TestActivationShowsServiceOutput(t *testing.T) {
 	if err := swap.StageAll(context.Background(), r.Context); err != nil {
 		t.Fatal(err)
 	}
-	err := swap.Activate(context.Background(), r.Context, r.Hosts[0])
+	err := swap.Activate(context.Background(), r.Context, r.Hosts[0], swap.MigrateEach(r.Context))
 	if err == nil {
 		t.Fatal("a failing restart activated")
 	}

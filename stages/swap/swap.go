@@ -53,11 +53,28 @@ func StageAll(ctx context.Context, rc *run.Context) error {
 	return nil
 }
 
-// ActivateAll activates the staged release on every host.
+// ActivateAll activates the staged release on every host, each migrating
+// its own database when migrations are pending (see MigrateEach).
 func ActivateAll(ctx context.Context, rc *run.Context) error {
+	migrate := MigrateEach(rc)
 	return rc.Each(ctx, "activate "+rc.Plan.Release+" on", func(ctx context.Context, h *fleet.Host) error {
-		return Activate(ctx, rc, h)
+		return Activate(ctx, rc, h, migrate)
 	})
+}
+
+// MigrateEach reports whether each host migrates its own database as it
+// activates: migrations are pending and the hosts do not share one
+// database (migrations.once, see MigrateOnce).
+func MigrateEach(rc *run.Context) bool {
+	mig := rc.Cfg.Migrations
+	return mig != nil && rc.Plan.Migrations.Pending && !mig.Once
+}
+
+// MigrateOnceFirst reports whether a database shared by the hosts is to
+// be migrated once, on one host, before any host activates.
+func MigrateOnceFirst(rc *run.Context) bool {
+	mig := rc.Cfg.Migrations
+	return mig != nil && rc.Plan.Migrations.Pending && mig.Once
 }
 
 // Stage assembles releases/<id> on h from the shipped archive and the live
@@ -123,15 +140,16 @@ func Discard(ctx context.Context, rc *run.Context) {
 }
 
 // Activate makes the staged release live on h, in one round trip: it
-// backs up the database and migrates when migrations are pending, stops
+// backs up the database and migrates when migrate says so (the caller
+// decides for the fleet: see MigrateEach), stops
 // the live release's services, switches current and starts the new
 // release's services. Until the switch, a failure leaves current untouched
 // and the live release's services running; after it, the caller rolls
 // back. With services.slots, the services start in the idle slot and the
 // router switches with current instead (slots.Activate): nothing stops
 // before the new release passed its health checks.
-func Activate(ctx context.Context, rc *run.Context, h *fleet.Host) error {
-	steps, err := activation(rc, h)
+func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, migrate bool) error {
+	steps, err := activation(rc, h, migrate)
 	if err != nil {
 		return err
 	}
@@ -279,8 +297,10 @@ type activationStep struct {
 	script string // the user's command the step runs, shown with -v
 }
 
-// activation lists the commands that activate the staged release on h.
-func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
+// activation lists the commands that activate the staged release on h:
+// the backup and the migration when migrate, then the switch between
+// stopping the live release's services and starting the new one's.
+func activation(rc *run.Context, h *fleet.Host, migrate bool) ([]activationStep, error) {
 	id := rc.Plan.Release
 	var steps []activationStep
 	add := func(kind stepKind, cmds []remote.Command, scripts ...string) {
@@ -292,7 +312,8 @@ func activation(rc *run.Context, h *fleet.Host) ([]activationStep, error) {
 			steps = append(steps, st)
 		}
 	}
-	if mig := rc.Cfg.Migrations; mig != nil && rc.Plan.Migrations.Pending && !mig.Once {
+	if migrate {
+		mig := rc.Cfg.Migrations
 		if len(mig.Backup) > 0 {
 			backup, err := server.BackupFiles(h.Layout, id, mig.Backup)
 			if err != nil {
