@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +34,15 @@ import (
 // shell, xargs, rsync and ssh processes together (CPU summed, memory the
 // largest one's).
 //
+// Beside them it measures the server side: the CPU each host's sshd
+// spends on a deploy (every process of its connections, from the cgroup
+// testenv gives each server where it can, see testenv.Host.CPU), split by
+// the stage it was spent in, and the floor this machine, which plays
+// every host, puts under the wall time: all hosts' server CPU over its
+// cores. The ratio to one host is given both as measured and with the
+// other hosts' server CPU taken out, an estimate of what it would be on
+// a fleet of machines.
+//
 // It runs its whole comparison once whatever b.N, prints a table, checks
 // the targets, and writes both as markdown and JSON under
 // .stagecoach/bench/. Run it through scripts/bench-fleet. Settings:
@@ -53,7 +64,7 @@ func BenchmarkFleetScale(b *testing.B) {
 	f := newFleetBench(b, slices.Max(sizes))
 	b.ResetTimer()
 
-	res := fleetResult{Runs: runs, Site: f.site}
+	res := fleetResult{Runs: runs, Site: f.site, Cores: runtime.NumCPU(), Load: loadAverage()}
 	for _, n := range sizes {
 		f.setUp(n)
 		line := fleetLine{Hosts: n}
@@ -73,6 +84,7 @@ func BenchmarkFleetScale(b *testing.B) {
 		os.RemoveAll(filepath.Join(f.proj, run.PackagesDir))
 	}
 	b.StopTimer()
+	res.Load += " → " + loadAverage()
 
 	var md bytes.Buffer
 	res.markdown(&md)
@@ -96,6 +108,16 @@ func BenchmarkFleetScale(b *testing.B) {
 		}
 	}
 	fmt.Printf("written to %s/fleet-%s.{md,json}\n", dir, stamp)
+}
+
+// loadAverage is the machine's load average, 1, 5 and 15 minutes: the
+// figures mean little on a machine busy with other work.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
 }
 
 // parseFleetSizes reads a comma-separated list of fleet sizes; empty is
@@ -276,13 +298,117 @@ type fleetMeasure struct {
 	// Stages are Stagecoach's stage times, which show where a larger
 	// fleet's time goes.
 	Stages map[string]time.Duration `json:"stages_ns,omitempty"`
+	// ServerCPU is the CPU the hosts' sshd spent on the deploy, all
+	// processes of every connection, summed over the hosts; ServerHost
+	// the median host's share, ServerMax the largest.
+	ServerCPU  time.Duration `json:"server_cpu_ns"`
+	ServerHost time.Duration `json:"server_cpu_per_host_ns"`
+	ServerMax  time.Duration `json:"server_cpu_max_host_ns"`
+	// ServerStages is ServerCPU split by the stage running when it was
+	// spent (sampled every cpuSampleEvery); "outside" is the time outside
+	// every stage: connecting, locking, reading state, recording.
+	ServerStages map[string]time.Duration `json:"server_cpu_stages_ns,omitempty"`
+}
+
+// cpuSampleEvery is how often the hosts' CPU is read during a deploy.
+const cpuSampleEvery = 50 * time.Millisecond
+
+// cpuSample is the CPU of a fleet's sshd, summed, at one instant.
+type cpuSample struct {
+	at    time.Time
+	total time.Duration
+}
+
+// serverCPU runs deploy and measures what the first n hosts' sshd spent
+// meanwhile: each host's share, read once the connections have ended, and
+// the fleet's total sampled as it went.
+func (f *fleetBench) serverCPU(n int, deploy func()) (perHost []time.Duration, samples []cpuSample) {
+	hosts := f.hosts[:n]
+	read := func() ([]time.Duration, time.Duration) {
+		each := make([]time.Duration, len(hosts))
+		var total time.Duration
+		for i, h := range hosts {
+			each[i] = h.CPU()
+			total += each[i]
+		}
+		return each, total
+	}
+	before, total := read()
+	samples = append(samples, cpuSample{time.Now(), total})
+	done := make(chan struct{})
+	sampled := make(chan []cpuSample)
+	go func() {
+		var out []cpuSample
+		tick := time.NewTicker(cpuSampleEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				sampled <- out
+				return
+			case <-tick.C:
+				_, t := read()
+				out = append(out, cpuSample{time.Now(), t})
+			}
+		}
+	}()
+	deploy()
+	close(done)
+	samples = append(samples, <-sampled...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range hosts {
+		if err := h.WaitIdle(ctx); err != nil {
+			f.b.Fatal(err)
+		}
+	}
+	after, total := read()
+	samples = append(samples, cpuSample{time.Now(), total})
+	for i := range hosts {
+		perHost = append(perHost, after[i]-before[i])
+	}
+	return perHost, samples
+}
+
+// setServer fills in m's server figures.
+func (m *fleetMeasure) setServer(perHost []time.Duration, samples []cpuSample, started time.Time, stages []run.StageReport) {
+	for _, d := range perHost {
+		m.ServerCPU += d
+	}
+	sorted := slices.Clone(perHost)
+	slices.Sort(sorted)
+	m.ServerHost, m.ServerMax = sorted[len(sorted)/2], sorted[len(sorted)-1]
+	if stages == nil {
+		return
+	}
+	m.ServerStages = map[string]time.Duration{}
+	for i := 1; i < len(samples); i++ {
+		a, b := samples[i-1], samples[i]
+		mid := a.at.Add(b.at.Sub(a.at) / 2)
+		// The stage running then; of two (package and ship overlap) the
+		// one begun last, the one whose work is the host's.
+		name, begun := "outside", time.Time{}
+		for _, s := range stages {
+			start := started.Add(s.Start)
+			if !mid.Before(start) && !mid.After(start.Add(s.Duration)) && start.After(begun) {
+				name, begun = s.Name, start
+			}
+		}
+		m.ServerStages[name] += b.total - a.total
+	}
 }
 
 // stagecoach deploys the last commit to the first n hosts through the
 // real pipeline in a process of its own.
 func (f *fleetBench) stagecoach(n int) fleetMeasure {
 	b := f.b
-	rep, wall, use, err := deployInChild(filepath.Join(f.proj, "stagecoach.yml"), fleetEnv(n), filepath.Join(f.dir, "report.json"))
+	var rep *run.Report
+	var wall time.Duration
+	var use usage
+	var err error
+	perHost, samples := f.serverCPU(n, func() {
+		rep, wall, use, err = deployInChild(filepath.Join(f.proj, "stagecoach.yml"), fleetEnv(n), filepath.Join(f.dir, "report.json"))
+	})
 	if err != nil {
 		b.Fatalf("stagecoach deploy to %d hosts: %v", n, err)
 	}
@@ -296,6 +422,7 @@ func (f *fleetBench) stagecoach(n int) fleetMeasure {
 	for _, h := range rep.Hosts {
 		m.Bytes += h.BytesSent
 	}
+	m.setServer(perHost, samples, rep.Started, rep.Stages)
 	return m
 }
 
@@ -348,16 +475,22 @@ func (f *fleetBench) rsync(n int) fleetMeasure {
 		"DIST="+dist, "SSH_USER="+h0.User, "SSH_OPTS="+strings.Join(append(sshOpts, "-o", "LogLevel=ERROR"), " "))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
+	var wall time.Duration
+	var err error
+	perHost, samples := f.serverCPU(n, func() {
+		start := time.Now()
+		err = cmd.Run()
+		wall = time.Since(start)
+	})
 	if err != nil {
 		b.Fatalf("rsync deploy to %d hosts: %v\n%s", n, err, out.String())
 	}
 	var use usage
 	use.add(cmd.ProcessState)
 	f.prev = id
-	return fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS}
+	m := fleetMeasure{Wall: wall, CPU: use.cpu, MaxRSS: use.maxRSS}
+	m.setServer(perHost, samples, time.Time{}, nil)
+	return m
 }
 
 // fleetLine is one fleet size's runs and medians.
@@ -375,24 +508,36 @@ func (l *fleetLine) finish() {
 
 // fleetMedian takes each figure's median over the runs.
 func fleetMedian(ms []fleetMeasure) fleetMeasure {
-	var wall, cpu []time.Duration
+	var wall, cpu, server, host, most []time.Duration
 	var rss, sent []int64
-	stages := map[string][]time.Duration{}
+	stages, serverStages := map[string][]time.Duration{}, map[string][]time.Duration{}
 	for _, m := range ms {
 		wall, cpu = append(wall, m.Wall), append(cpu, m.CPU)
+		server, host, most = append(server, m.ServerCPU), append(host, m.ServerHost), append(most, m.ServerMax)
 		rss, sent = append(rss, m.MaxRSS), append(sent, m.Bytes)
 		for s, d := range m.Stages {
 			stages[s] = append(stages[s], d)
 		}
+		for s, d := range m.ServerStages {
+			serverStages[s] = append(serverStages[s], d)
+		}
 	}
 	slices.Sort(rss)
 	slices.Sort(sent)
-	out := fleetMeasure{Wall: median(wall), CPU: median(cpu), MaxRSS: rss[len(rss)/2], Bytes: sent[len(sent)/2]}
-	if len(stages) > 0 {
-		out.Stages = map[string]time.Duration{}
-		for s, ds := range stages {
-			out.Stages[s] = median(ds)
-		}
+	out := fleetMeasure{Wall: median(wall), CPU: median(cpu), MaxRSS: rss[len(rss)/2], Bytes: sent[len(sent)/2],
+		ServerCPU: median(server), ServerHost: median(host), ServerMax: median(most)}
+	out.Stages, out.ServerStages = medians(stages), medians(serverStages)
+	return out
+}
+
+// medians is each list's median, nil for none.
+func medians(lists map[string][]time.Duration) map[string]time.Duration {
+	if len(lists) == 0 {
+		return nil
+	}
+	out := map[string]time.Duration{}
+	for s, ds := range lists {
+		out[s] = median(ds)
 	}
 	return out
 }
@@ -400,14 +545,16 @@ func fleetMedian(ms []fleetMeasure) fleetMeasure {
 // fleetResult is the whole comparison.
 type fleetResult struct {
 	Runs  int         `json:"runs_requested"`
+	Cores int         `json:"cores"`
+	Load  string      `json:"load_average"` // /proc/loadavg when the run began and ended
 	Site  siteInfo    `json:"site"`
 	Lines []fleetLine `json:"fleet_sizes"`
 }
 
 // markdown renders the table and the targets.
 func (r *fleetResult) markdown(w io.Writer) {
-	fmt.Fprintf(w, "## Fleet scale benchmark\n\nA small change (%d files, %s, and a stamp) of a %d-file, %s site, deployed to N hosts (sshd on loopback, all on this machine) by Stagecoach (strategy.parallel N) and by N rsync --link-dest + ssh deploys under xargs -P N; both include the build. Medians of up to %d runs per size. Client CPU is user + system time of the client's processes; memory is the largest one's peak RSS.\n\n",
-		r.Site.ChangedFiles, mib(r.Site.ChangedBytes), r.Site.Files, mib(r.Site.Bytes), r.Runs)
+	fmt.Fprintf(w, "## Fleet scale benchmark\n\nA small change (%d files, %s, and a stamp) of a %d-file, %s site, deployed to N hosts (sshd on loopback, all on this machine) by Stagecoach (strategy.parallel N) and by N rsync --link-dest + ssh deploys under xargs -P N; both include the build. Medians of up to %d runs per size. Client CPU is user + system time of the client's processes; memory is the largest one's peak RSS. Load average (1, 5, 15 min) at the start and the end: %s.\n\n",
+		r.Site.ChangedFiles, mib(r.Site.ChangedBytes), r.Site.Files, mib(r.Site.Bytes), r.Runs, r.Load)
 	fmt.Fprintln(w, "| N | runs | Stagecoach wall | client CPU | peak RSS | rsync wall | rsync CPU | rsync RSS | vs rsync | wall vs 1 host |")
 	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	one, hasOne := r.line(1)
@@ -425,15 +572,49 @@ func (r *fleetResult) markdown(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, l := range r.Lines {
 		var parts []string
-		for _, name := range []string{"detect", "build", "package", "ship", "swap", "health", "cleanup"} {
+		for _, name := range stageNames {
 			if d, ok := l.StagecoachMedian.Stages[name]; ok {
 				parts = append(parts, name+" "+ms(d))
 			}
 		}
 		fmt.Fprintf(w, "- %d hosts: %s\n", l.Hosts, strings.Join(parts, ", "))
 	}
+	r.serverSide(w)
 	fmt.Fprintln(w)
 	r.targets(w)
+}
+
+var stageNames = []string{"detect", "build", "package", "ship", "swap", "health", "cleanup", "outside"}
+
+// serverSide renders what the hosts' sshd spent, which on this machine
+// competes with every other host's for the same cores, and what that
+// leaves of the ratio to one host.
+func (r *fleetResult) serverSide(w io.Writer) {
+	fmt.Fprintf(w, "\nServer side: the CPU every host's sshd spent on the deploy (all processes of its connections, from /proc), with the floor this %d-core machine imposes on the wall time, as all hosts run here: server CPU / cores, and (server + client CPU) / cores. A fleet of machines runs each host's share on its own: the last column takes out the others' share, (server CPU − one host's) / cores, from the wall time, to estimate what the ratio to one host would be there.\n\n", r.Cores)
+	fmt.Fprintln(w, "| N | server CPU, per host | largest host | all hosts | rsync's, per host | floor: server / cores | floor: server + client / cores | Stagecoach wall | wall vs 1 host, others' server CPU taken out |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	one, hasOne := r.line(1)
+	cores := time.Duration(max(r.Cores, 1))
+	for _, l := range r.Lines {
+		s := l.StagecoachMedian
+		adjusted := s.Wall - (s.ServerCPU-s.ServerHost)/cores
+		vsOne := "–"
+		if hasOne {
+			vsOne = fmt.Sprintf("%.2f×", ratio(adjusted, one.StagecoachMedian.Wall))
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", l.Hosts, ms(s.ServerHost), ms(s.ServerMax), secs(s.ServerCPU),
+			ms(l.RsyncMedian.ServerHost), secs(s.ServerCPU/cores), secs((s.ServerCPU+s.CPU)/cores), secs(s.Wall), vsOne)
+	}
+	fmt.Fprintf(w, "\nServer CPU by the stage it was spent in (all hosts, sampled every %s):\n\n", cpuSampleEvery)
+	for _, l := range r.Lines {
+		var parts []string
+		for _, name := range stageNames {
+			if d, ok := l.StagecoachMedian.ServerStages[name]; ok && d > 0 {
+				parts = append(parts, name+" "+ms(d))
+			}
+		}
+		fmt.Fprintf(w, "- %d hosts: %s\n", l.Hosts, strings.Join(parts, ", "))
+	}
 }
 
 func (r *fleetResult) line(hosts int) (fleetLine, bool) {

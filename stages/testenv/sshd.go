@@ -49,6 +49,7 @@ type Host struct {
 	exited         chan struct{}
 	log            *SyncBuffer
 	stopOnce       sync.Once
+	cpu            *cpuGroup // nil: CPU walks the process tree
 }
 
 type options struct {
@@ -174,6 +175,8 @@ func StartSSHD(t testing.TB, opts ...Option) *Host {
 	if lastErr != nil {
 		t.Fatalf("start sshd: %v", lastErr)
 	}
+	// Before any connection, so that all it starts counts (see CPU).
+	h.cpu = newCPUGroup(h.cmd.Process.Pid)
 	h.KnownHostsFile = filepath.Join(dir, "known_hosts")
 	line := knownhosts.Line([]string{net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))}, h.HostKey) + "\n"
 	if err := os.WriteFile(h.KnownHostsFile, []byte(line), 0o600); err != nil {
@@ -365,6 +368,9 @@ func (h *Host) Stop() {
 		case <-time.After(5 * time.Second):
 			h.cmd.Process.Kill()
 			<-h.exited
+		}
+		if h.cpu != nil {
+			h.cpu.remove()
 		}
 	})
 }
