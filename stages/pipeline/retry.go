@@ -2,12 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
-	"github.com/stagecoach/stagecoach/stages/health"
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/server"
@@ -85,11 +85,16 @@ func (r *Run) retry(ctx context.Context) error {
 		r.record(ctx, result, "ship", err)
 		return r.finish(err, result)
 	}
-	if err := r.step(ctx, swap.Step{}); err != nil {
-		return r.failAfterSwap(ctx, "swap", err)
+	// The hosts retried roll out as a deploy's do, under the strategy.
+	ro := r.newRollout()
+	if err := r.timed(ctx, "swap", ro.swap); err != nil {
+		return ro.fail(ctx, "swap", err)
 	}
-	if err := r.step(ctx, health.Step{}); err != nil {
-		return r.failAfterSwap(ctx, "health", err)
+	if err := r.timed(ctx, "health", ro.health); err != nil {
+		return ro.fail(ctx, "health", err)
+	}
+	if len(ro.gaveUp) > 0 {
+		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
 	}
 	r.conclude(ctx, server.ResultSuccess, true)
 	return r.finish(nil, server.ResultSuccess)

@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/stagecoach/stagecoach/stages/build"
@@ -18,9 +19,9 @@ import (
 	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/rollback"
 	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/server"
 	"github.com/stagecoach/stagecoach/stages/ship"
 	"github.com/stagecoach/stagecoach/stages/slots"
-	"github.com/stagecoach/stagecoach/stages/swap"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
@@ -144,9 +145,22 @@ func (r *Run) Package(ctx context.Context) error { return pack.Step{}.Run(ctx, r
 // Ship sends the packaged release to every host and verifies it there.
 func (r *Run) Ship(ctx context.Context) error { return ship.Step{}.Run(ctx, r.Context) }
 
-// Swap stages the shipped release on every host, then activates it on
-// every host.
-func (r *Run) Swap(ctx context.Context) error { return swap.Step{}.Run(ctx, r.Context) }
+// Swap stages the shipped release on every host, then activates it as
+// the environment's strategy says, as a deploy's swap stage does: the
+// waves (canary, batches) one after another, each but the last gated on
+// health (the health target checks the last), a failure handled as
+// strategy.on_failure says, the hosts rolled back by themselves under
+// revert.
+func (r *Run) Swap(ctx context.Context) error {
+	ro := r.newRollout()
+	if err := ro.swap(ctx); err != nil {
+		return ro.fail(ctx, "swap", err)
+	}
+	if len(ro.gaveUp) > 0 {
+		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
+	}
+	return nil
+}
 
 // Health checks every host's new release.
 func (r *Run) Health(ctx context.Context) error { return health.Step{}.Run(ctx, r.Context) }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -75,4 +76,35 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(Options{ConfigPath: e.Config, Environment: "staging"}, ui.Discard()); exitcode.Of(err) != exitcode.BadConfig {
 		t.Errorf("open of an unknown environment: %v, want a config error", err)
 	}
+}
+
+// The swap target, run on its own, rolls out as a deploy does: the
+// canary first, then batches gated on health, and a failure handled as
+// on_failure says; here stop keeps the canary and the healthy host of
+// the failed batch and switches no more.
+func TestSwapTargetFollowsStrategy(t *testing.T) {
+	t.Parallel()
+	f := newRolloutFixture(t, "{canary: 1, batch: 2, on_failure: stop}", false)
+	e, old := f.restore(t), f.old
+	sick(t, e, 1, old)
+	r := open(t, e, run.Options{}, quickHealth)
+	if err := r.Detect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err := held(t, r, r.Build, r.Package, r.Ship, r.Swap)
+	assertCode(t, e, err, exitcode.Partial, "on_failure stop: the rollout stopped", "health of deploy@web2")
+	id := r.Plan.Release
+	for i, want := range []string{id, old, id, old} {
+		if got := e.Live(t, i); got != want {
+			t.Errorf("host %d runs %s, want %s", i, got, want)
+		}
+	}
+	if got := f.checked(t, e, id); !strings.HasPrefix(got, "1") || !strings.Contains(got, "2") || !strings.Contains(got, "3") || strings.Contains(got, "4") {
+		t.Errorf("health checks of the new release by host: %q, want the canary's, then the batch's", got)
+	}
+	if !strings.Contains(e.Log.String(), "canary: activating") {
+		t.Errorf("the log does not name the canary:\n%s", e.Log)
+	}
+	assertUnlocked(t, e)
+	assertRecorded(t, e, r, server.ResultStopped, "health", server.ResultSuccess, server.ResultRolledBack, server.ResultSuccess, server.ResultAborted)
 }
