@@ -101,7 +101,9 @@ func batchCommand(cmds []Command) (Command, error) {
 		}
 	}
 	argv := append([]string{"/bin/sh", "-c", batchScript, "batch.sh", strings.Join(lengths, " ")}, scripts...)
-	batch := Command{Desc: strings.Join(descs, ", "), Script: Join(argv...)}
+	// exec: the shell the runner starts becomes batch.sh, one process
+	// fewer.
+	batch := Command{Desc: strings.Join(descs, ", "), Script: "exec " + Join(argv...)}
 	if stdin.Len() > 0 {
 		batch.Stdin = &stdin
 	}

@@ -15,28 +15,36 @@ lengths=$1
 shift
 dir=$(mktemp -d) || exit 125
 trap 'rm -rf "$dir"' EXIT
+# Every process costs a fork (a millisecond or more on a busy host, and a
+# fleet's hosts may share one): the loop starts one per script, a wc
+# only when a script printed something, a head only per stream to send.
 i=0 failed=
 for script do
 	i=$((i + 1))
-	# shellcheck disable=SC2086 # word splitting picks the i-th length
-	len=$(set -- $lengths; shift $((i - 1)); echo "$1")
+	len=${lengths%% *} lengths=${lengths#* }
 	in=/dev/null
 	if [ "$len" != - ]; then
-		in=$dir/in
+		in=$dir/in$i
 		dd bs=65536 count="$len" iflag=count_bytes,fullblock of="$in" 2>/dev/null || exit 125
 	fi
 	if [ -n "$failed" ]; then
 		printf 'stagecoach-batch %s skipped 0 0\n' "$i"
 		continue
 	fi
-	/bin/sh -c "$script" <"$in" >"$dir/out" 2>"$dir/err"
+	# Files of each script's own: a process a script left behind may
+	# still be writing to its files.
+	out=$dir/out$i err=$dir/err$i
+	/bin/sh -c "$script" <"$in" >"$out" 2>"$err"
 	code=$?
 	[ "$code" = 0 ] || failed=1
-	# Measured once, then sent exactly that much: a process the script left
-	# behind may still be writing to the files.
-	olen=$(wc -c <"$dir/out") elen=$(wc -c <"$dir/err")
+	# Measured once, then sent exactly that much.
+	olen=0 elen=0
+	if [ -s "$out" ] || [ -s "$err" ]; then
+		{ read -r olen _ && read -r elen _; } <<EOF
+$(wc -c "$out" "$err")
+EOF
+	fi
 	printf 'stagecoach-batch %s %s %s %s\n' "$i" "$code" "$olen" "$elen"
-	head -c "$olen" "$dir/out"
-	head -c "$elen" "$dir/err"
-	rm -f "$dir/out" "$dir/err" "$dir/in"
+	[ "$olen" = 0 ] || head -c "$olen" "$out"
+	[ "$elen" = 0 ] || head -c "$elen" "$err"
 done

@@ -77,7 +77,7 @@ func TestRouterMaintenanceCommand(t *testing.T) {
 	l := Layout{Root: "/srv/shop"}
 	r := config.Router{Command: "lb to {port}", Maintenance: config.Maintenance{On: "lb maint on {port}", Off: "lb maint off"}}
 	inRelease := func(cmd string) string {
-		return remote.Join(runInScript.argv(l.ReleaseDir(relA), l.EnvPath(), relA, l.Root, "/bin/sh", "-c", withPortScript.src, withPortScript.name, "8081", cmd)...)
+		return "exec " + remote.Join(runInScript.argv(l.ReleaseDir(relA), l.EnvPath(), relA, l.Root, "/bin/sh", "-c", withPortScript.src, withPortScript.name, "8081", cmd)...)
 	}
 	on, err := RouterMaintenanceCommand(r, l, relA, 8081, true)
 	if err != nil || on.Desc != "turn the router's maintenance on" || on.Script != inRelease("lb maint on 8081") {

@@ -42,7 +42,8 @@ func PrepareDirs(l Layout) remote.Command {
 // Prepare checks the tools, creates the directories and reports the free
 // space of the root's filesystem, in one round trip.
 func Prepare(l Layout) Op[DiskUsage] {
-	steps := []string{CheckTools(l).Script, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
+	tools := checkToolsScript.line(append([]string{strconv.Itoa(ExitToolsMissing)}, Tools...)...)
+	steps := []string{tools, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
 	return op(remote.Script("prepare server", strings.Join(steps, " &&\n")+"\n"), ParseDiskFree)
 }
 

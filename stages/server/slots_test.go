@@ -166,7 +166,7 @@ func TestSlotManagerCommands(t *testing.T) {
 	l := Layout{Root: "/srv/shop"}
 	green := Slot{Name: SlotGreen, Port: 8082, Release: relB}
 	inRelease := func(cmd string) string {
-		return remote.Join(runInScript.argv(l.ReleaseDir(relB), l.EnvPath(), relB, l.Root, "/bin/sh", "-c", withPortScript.src, withPortScript.name, "8082", cmd)...)
+		return "exec " + remote.Join(runInScript.argv(l.ReleaseDir(relB), l.EnvPath(), relB, l.Root, "/bin/sh", "-c", withPortScript.src, withPortScript.name, "8082", cmd)...)
 	}
 	tests := []struct {
 		name        string
@@ -175,13 +175,13 @@ func TestSlotManagerCommands(t *testing.T) {
 	}{{
 		name:  "systemd template",
 		svc:   config.Services{Manager: ManagerSystemd, Restart: []string{"shop@"}},
-		start: []string{"start shop@8082: " + systemctlScript.line("start", "shop@8082")},
-		stop:  []string{"stop shop@8082: " + systemctlScript.line("stop", "shop@8082")},
+		start: []string{"start shop@8082: exec " + systemctlScript.line("start", "shop@8082")},
+		stop:  []string{"stop shop@8082: exec " + systemctlScript.line("stop", "shop@8082")},
 	}, {
 		name:  "systemd units with suffix and {port}",
 		svc:   config.Services{Manager: ManagerSystemd, Restart: []string{"shop@.service", "worker@{port}.service"}},
-		start: []string{"start shop@8082.service worker@8082.service: " + systemctlScript.line("start", "shop@8082.service", "worker@8082.service")},
-		stop:  []string{"stop shop@8082.service worker@8082.service: " + systemctlScript.line("stop", "shop@8082.service", "worker@8082.service")},
+		start: []string{"start shop@8082.service worker@8082.service: exec " + systemctlScript.line("start", "shop@8082.service", "worker@8082.service")},
+		stop:  []string{"stop shop@8082.service worker@8082.service: exec " + systemctlScript.line("stop", "shop@8082.service", "worker@8082.service")},
 	}, {
 		name:  "compose project per slot",
 		svc:   config.Services{Manager: ManagerCompose, File: "compose.yaml", Restart: []string{"web"}},
