@@ -278,35 +278,55 @@ func (f *Fleet) heartbeat(ctx context.Context, h *Host, l *lease) {
 // context so that an interrupted run still cleans up. A lock whose host's
 // connection is gone is released over a new one.
 func (f *Fleet) Unlock(hosts []*Host) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// At most Parallel hosts at once, as every other step: one after
+	// another, a fleet's round trips would add up (a thousand hosts 50 ms
+	// away: 50 s), and a shared deadline would leave the last hosts
+	// locked. Not through Each, which would note the release as the
+	// host's work.
+	sem := make(chan struct{}, max(f.Parallel, 1))
+	var wg sync.WaitGroup
 	for _, h := range hosts {
 		if h.lease == nil {
 			continue
 		}
-		h.lease.stop()
-		<-h.lease.done
-		_, err := h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
-		var exit *remote.ExitError
-		if err != nil && !(errors.As(err, &exit) && exit.Code == server.ExitLockLost) && ctx.Err() == nil {
-			// Once more rather than leave the next deploy locked out
-			// until the lease expires: a command can fail once, and when
-			// the connection is gone (a network cut, a killed sshd), not
-			// the lock, over a new one.
-			if !remote.IsConnectionLost(err) {
-				err = nil
-			} else {
-				err = f.Reconnect(ctx, h)
-			}
-			if err == nil {
-				_, err = h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
-			}
-		}
-		if err != nil {
-			h.Log.Warnf("release deploy lock: %v", err)
-		}
-		h.lease = nil
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			f.unlock(h)
+		}()
 	}
+	wg.Wait()
+}
+
+// unlock stops h's heartbeat and releases its lock, with a deadline of
+// its own.
+func (f *Fleet) unlock(h *Host) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h.lease.stop()
+	<-h.lease.done
+	_, err := h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
+	var exit *remote.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.Code == server.ExitLockLost) && ctx.Err() == nil {
+		// Once more rather than leave the next deploy locked out
+		// until the lease expires: a command can fail once, and when
+		// the connection is gone (a network cut, a killed sshd), not
+		// the lock, over a new one.
+		if !remote.IsConnectionLost(err) {
+			err = nil
+		} else {
+			err = f.Reconnect(ctx, h)
+		}
+		if err == nil {
+			_, err = h.Runner.Run(ctx, server.Unlock(h.Layout, h.lease.token))
+		}
+	}
+	if err != nil {
+		h.Log.Warnf("release deploy lock: %v", err)
+	}
+	h.lease = nil
 }
 
 // UnlockAfter runs cmds on h, then releases the deploy lock this run holds
