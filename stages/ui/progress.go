@@ -166,13 +166,23 @@ func (s *sink) barLine() string {
 	if len(s.bars) == 0 {
 		return ""
 	}
-	frames := make([]string, len(s.bars))
-	for i, p := range s.bars {
-		frames[i] = p.frame()
-	}
 	// One column short: a line filling the last column wraps on some
 	// terminals.
-	return clearLine + fit(redact(strings.Join(frames, "  "), s.secrets), s.width()-1)
+	width := s.width() - 1
+	// Only the bars that fit are rendered: a fleet's hundred uploads at
+	// once would otherwise cost a hundred renders per log line, each line
+	// under the lock every host's logging waits for.
+	var frames []string
+	n := 0
+	for _, p := range s.bars {
+		if n > width {
+			break
+		}
+		f := p.frame()
+		frames = append(frames, f)
+		n += utf8.RuneCountInString(f) + 2
+	}
+	return clearLine + fit(redact(strings.Join(frames, "  "), s.secrets), width)
 }
 
 // fit cuts s to at most n runes; the bars' runes are one column wide.
