@@ -24,7 +24,8 @@ type Snapshot struct {
 	Releases []string
 	// Leftovers are what a finished deploy must not leave: staging
 	// directories, archives and partial uploads in incoming, manifests
-	// of releases never staged, temporary links beside current.
+	// of releases never staged, temporary links beside current, what a
+	// killed take or break of the lock left beside it.
 	Leftovers []string
 	// Locked: .stagecoach/lock exists.
 	Locked bool
@@ -71,6 +72,12 @@ func Inspect(ctx context.Context, root, db string, verify server.VerifySpec) (*S
 		id := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".json"), ".sha256"), ".links")
 		if _, err := os.Stat(l.ReleaseDir(id)); os.IsNotExist(err) {
 			s.Leftovers = append(s.Leftovers, ".stagecoach/manifests/"+e.Name())
+		}
+	}
+	for _, e := range readDir(l.MetaDir()) {
+		// A take or a break of the lock killed part-way.
+		if strings.HasPrefix(e.Name(), "lock.") {
+			s.Leftovers = append(s.Leftovers, ".stagecoach/"+e.Name())
 		}
 	}
 	for _, e := range readDir(root) {

@@ -137,6 +137,18 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 			return err
 		}
 		held := locked.Held
+		if broke == "" && held.Info.Token == "" && held.Stale(ttl) {
+			// No info: an older take, which made the lock and then
+			// wrote into it, was killed part-way. No live deploy leaves
+			// a lock so for longer than an instant (today's takes put
+			// it in place whole), so once past the lease it is dead.
+			if _, err := h.Run(ctx, server.BreakLock(h.Layout, "", ttl)); err != nil {
+				return fmt.Errorf("break deploy lock left without a holder: %w", err)
+			}
+			broke = "a deploy killed while taking the lock"
+			h.Log.Warnf("broke a deploy lock without holder info (%s old): a deploy of an older Stagecoach was killed while taking it", held.Age.Round(time.Second))
+			continue
+		}
 		if broke == "" {
 			if holderDead(held.Info) {
 				if _, err := h.Run(ctx, server.BreakDeadLock(h.Layout, held.Info.Token)); err != nil {
@@ -203,6 +215,11 @@ func (f *Fleet) dropUnanswered(ctx context.Context, h *Host, token string, err e
 // it, and what the run's options did about it.
 func lockedError(held *server.LockHeld, ttl time.Duration, breakStale, broke bool, waited time.Duration) error {
 	msg := held.Describe(ttl)
+	if held.Info.Token == "" && !held.Stale(ttl) {
+		// See lock: such a lock is broken without asking once stale.
+		return exitcode.Errorf(exitcode.Locked, "deploy lock without holder info (%s old): a deploy of an older Stagecoach is taking it, or was killed while taking it; "+
+			"once %s old it is taken for dead and broken by the next deploy, in %s", held.Age.Round(time.Second), ttl, held.BreakableIn(ttl))
+	}
 	switch {
 	case held.Stale(ttl) && broke:
 		msg += "; taken again after this deploy broke a stale lock, and not broken twice"

@@ -398,3 +398,50 @@ func TestLockTakenButUnanswered(t *testing.T) {
 		})
 	}
 }
+
+// TestLockWithoutInfo: a lock an older Stagecoach left without holder info
+// (its take, a mkdir and then writes, killed part-way) is said to be
+// such, and when is it broken, while it is younger than the lease; past
+// it, the next deploy breaks it without being asked, with a warning.
+func TestLockWithoutInfo(t *testing.T) {
+	plant := func(t *testing.T, age time.Duration) string {
+		root := t.TempDir()
+		dir := filepath.Join(root, ".stagecoach", "lock")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		then := time.Now().Add(-age)
+		if err := os.Chtimes(dir, then, then); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	t.Run("young", func(t *testing.T) {
+		f := newFleet(1)
+		h := f.open(t, "deploy@web1", plant(t, time.Second))
+		err := f.Lock(context.Background(), h, "deploy", false)
+		if exitcode.Of(err) != exitcode.Locked {
+			t.Fatalf("Lock = %v (exit %d), want exit %d", err, exitcode.Of(err), exitcode.Locked)
+		}
+		for _, want := range []string{"deploy lock without holder info", "an older Stagecoach", "broken by the next deploy, in "} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+	})
+	t.Run("past the lease", func(t *testing.T) {
+		f := newFleet(1)
+		root := plant(t, time.Hour)
+		h := f.open(t, "deploy@web1", root)
+		if err := f.Lock(context.Background(), h, "deploy", false); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Unlock([]*fleet.Host{h})
+		if tok := lockToken(t, root); tok == "" || !h.Locked() {
+			t.Errorf("lock token %q after breaking the lock without info", tok)
+		}
+		if !strings.Contains(f.log.String(), "broke a deploy lock without holder info") {
+			t.Errorf("log %q does not tell of the broken lock", f.log)
+		}
+	})
+}

@@ -87,11 +87,12 @@ func (h *LockHeld) Describe(ttl time.Duration) string {
 
 var lockScript = load("lock.sh")
 
-// Lock takes the deploy lock: mkdir is atomic, so of two deploys exactly
-// one creates the directory. The winner writes its token and info.json
-// (through a rename, so readers never see half a file). A loser prints the
-// holder's info and exits ExitLockHeld, which the Op decodes into a
-// *LockHeldError.
+// Lock takes the deploy lock: the lock directory, with its token and
+// info.json, is built beside its place and renamed into it, so of two
+// deploys exactly one takes it, and a take killed part-way leaves no lock
+// without its token (only its temporary directory, which the next take
+// removes). A loser prints the holder's info and exits ExitLockHeld, which
+// the Op decodes into a *LockHeldError.
 func Lock(l Layout, info LockInfo) (Op[struct{}], error) {
 	if info.Token == "" {
 		return Op[struct{}]{}, errors.New("lock: empty token")
@@ -168,7 +169,10 @@ func Unlock(l Layout, token string) remote.Command {
 // its heartbeat, by the server's clock, is older than ttl. The lock is first
 // renamed aside (one atomic step) and checked there, so a lock another
 // deploy took in the meantime is put back rather than deleted. On refusal it
-// prints the current holder like Lock does and exits ExitLockRefused.
+// prints the current holder like Lock does and exits ExitLockRefused. An
+// empty staleToken breaks a lock without info.json: one that an older
+// Stagecoach, which made the lock and then wrote into it, left when it was
+// killed part-way.
 func BreakLock(l Layout, staleToken string, ttl time.Duration) remote.Command {
 	return breakLock(l, "break stale deploy lock", staleToken, strconv.FormatInt(int64(ttl/time.Second), 10))
 }

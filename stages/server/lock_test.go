@@ -1,9 +1,12 @@
 package server
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -184,5 +187,96 @@ func TestLockRace(t *testing.T) {
 func TestLockNeedsToken(t *testing.T) {
 	if _, err := Lock(Layout{Root: "/r"}, LockInfo{}); err == nil {
 		t.Error("empty token accepted")
+	}
+}
+
+// TestLockTakeKilledLeavesNoLock: a take killed at any point of its work
+// leaves no lock without its token (the lock is built aside and renamed
+// into place), and the next take removes what the killed one left.
+// Regression: a take killed between making the lock directory and writing
+// its token left a lock nobody could prove dead.
+func TestLockTakeKilledLeavesNoLock(t *testing.T) {
+	for _, at := range []string{"mkdir", "mv"} {
+		t.Run("killed at "+at, func(t *testing.T) {
+			l := newRoot(t)
+			// A stand-in for the command that does its work, when it is
+			// the take's, then kills the take's whole process group, as
+			// kill -9 of a session does.
+			bin := t.TempDir()
+			real, err := exec.LookPath(at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(bin, at), "#!/bin/sh\ncase \"$*\" in *.taking-*) "+real+" \"$@\"; kill -9 0;; esac\nexec "+real+" \"$@\"\n")
+			if err := os.Chmod(filepath.Join(bin, at), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd, err := cmdOf(Lock(l, LockInfo{Holder: "alice@laptop", Token: "tok-killed"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := exec.Command("/bin/sh", "-c", cmd.Script)
+			c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := c.Run(); err == nil {
+				t.Fatal("the take was not killed")
+			}
+			if _, err := os.Lstat(l.LockDir()); at == "mkdir" && !os.IsNotExist(err) {
+				t.Fatalf("a take killed before its rename left a lock: %v", err)
+			}
+			if _, err := os.Lstat(l.LockDir()); err == nil {
+				// Killed after the rename: the lock is whole, the
+				// killed deploy's own.
+				if b, _ := os.ReadFile(filepath.Join(l.LockDir(), "token")); string(b) != "tok-killed\n" {
+					t.Fatalf("lock left with token %q", b)
+				}
+				mustRun(t, Unlock(l, "tok-killed"), nil)
+			}
+			cmd, _ = cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-next"}))
+			mustRun(t, cmd, nil)
+			entries, _ := os.ReadDir(l.MetaDir())
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "lock.") {
+					t.Errorf("the next take left %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestLockWithoutInfo: a lock an older take left without info (killed
+// after its mkdir) is reported held, with its directory's age as its
+// heartbeat, and is broken by BreakLock with an empty token once stale,
+// never a lock that has info.
+func TestLockWithoutInfo(t *testing.T) {
+	for _, withToken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("token file %v", withToken), func(t *testing.T) {
+			l := newRoot(t)
+			if err := os.Mkdir(l.LockDir(), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if withToken { // killed between the token and info.json
+				writeFile(t, filepath.Join(l.LockDir(), "token"), "tok-old\n")
+			}
+			old := time.Now().Add(-time.Hour)
+			if err := os.Chtimes(l.LockDir(), old, old); err != nil {
+				t.Fatal(err)
+			}
+			cmd, _ := cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-bob"}))
+			res, err := run(t, cmd)
+			if ExitCode(err) != ExitLockHeld {
+				t.Fatalf("take over a lock without info: %v", err)
+			}
+			held, err := ParseLockHeld(res.Stdout)
+			if err != nil || held.Info.Token != "" || !held.Stale(time.Minute) {
+				t.Fatalf("held %+v %v", held, err)
+			}
+			mustRun(t, BreakLock(l, "", time.Minute), nil)
+			mustRun(t, cmd, nil)
+			// A lock with info is not one to break without its token.
+			if _, err := run(t, BreakLock(l, "", -time.Second)); ExitCode(err) != ExitLockRefused {
+				t.Errorf("break of a whole lock with an empty token: %v", err)
+			}
+		})
 	}
 }

@@ -8,7 +8,9 @@
 #   lock.sh break LOCK_DIR TOKEN TTL_SECONDS ASIDE EXIT_REFUSED
 #
 # break with TTL_SECONDS -1 breaks the lock whatever its heartbeat's age:
-# its holder is known to be dead.
+# its holder is known to be dead. break with an empty TOKEN breaks a lock
+# without info.json: one an older take, which made the lock by mkdir and
+# then wrote into it, left when it was killed part-way.
 #
 # See Lock, Heartbeat, Unlock, BreakLock and ReadLock in lock.go and
 # check.go for what each does and prints.
@@ -16,7 +18,7 @@ action=$1 d=$2
 shift 2
 
 # report prints the server's clock and the lock's heartbeat (info.json's
-# mtime, or the directory's before the holder wrote it), then the info.
+# mtime, or the directory's for a lock left without it), then the info.
 report() {
   now=$(date +%s)
   hb=$(stat -c %Y "$d/info.json" 2>/dev/null || stat -c %Y "$d" 2>/dev/null || echo "$now")
@@ -27,6 +29,19 @@ report() {
 # holds TOKEN succeeds when the lock directory holds TOKEN.
 holds() {
   [ "$(cat "$d/token" 2>/dev/null)" = "$1" ]
+}
+
+# alive PID succeeds while PID runs. A zombie does not: a killed take's
+# shell stays one until its orphan is reaped, which a container's init
+# may never do.
+alive() {
+  if [ -r "/proc/$1/stat" ]; then
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    [ "${st%% *}" != Z ]
+  else
+    kill -0 "$1" 2>/dev/null
+  fi
 }
 
 case $action in
@@ -40,20 +55,44 @@ read)
   report
   ;;
 take)
-  set -e
-  mkdir -p "${d%/*}"
-  # mkdir is the atomic test-and-set: of two deploys exactly one creates it.
-  if ! mkdir "$d" 2>/dev/null; then
+  token=$1 info=$2 held=$3
+  meta=${d%/*} name=${d##*/}
+  mkdir -p "$meta"
+  # A take killed part-way leaves only its own temporary directory,
+  # named by its shell's PID: removed here once that process is gone.
+  for t in "$meta/$name".taking-*; do
+    [ -d "$t" ] || continue
+    pid=${t##*.taking-}
+    alive "$pid" || rm -rf "$t"
+  done
+  if [ -d "$d" ]; then
+    report
+    exit "$held"
+  fi
+  # The lock is built whole beside its place, then renamed into it: of two
+  # deploys exactly one rename succeeds (the other finds the lock there,
+  # not empty), and no reader or killed take ever leaves a lock without
+  # its token and info. (rename replaces an empty directory: only an old
+  # take, which made the lock by mkdir, could leave one; it is caught
+  # above.)
+  tmp=$meta/$name.taking-$$
+  rm -rf "$tmp"
+  if ! { mkdir "$tmp" &&
+    printf '%s\n' "$token" > "$tmp/token" &&
+    printf '%s\n' "$info" > "$tmp/info.json"; }; then
+    rm -rf "$tmp"
+    echo "take deploy lock: cannot write $tmp" >&2
+    exit 1
+  fi
+  if ! err=$(mv -T "$tmp" "$d" 2>&1); then
+    rm -rf "$tmp"
     if [ -d "$d" ]; then
       report
-      exit "$3"
+      exit "$held"
     fi
-    mkdir "$d"
+    printf '%s\n' "$err" >&2
+    exit 1
   fi
-  printf '%s\n' "$1" > "$d/token"
-  # Through a rename, so readers never see half a file.
-  printf '%s\n' "$2" > "$d/info.json.tmp"
-  mv -f "$d/info.json.tmp" "$d/info.json"
   ;;
 heartbeat)
   if holds "$1"; then
@@ -81,7 +120,16 @@ break)
     echo "no deploy lock to break" >&2
     exit 0
   fi
-  holds "$token" || refuse
+  # is DIR the lock asked for: holding token, or, for an empty one,
+  # without info?
+  is() {
+    if [ -z "$token" ]; then
+      [ ! -e "$1/info.json" ]
+    else
+      [ "$(cat "$1/token" 2>/dev/null)" = "$token" ]
+    fi
+  }
+  is "$d" || refuse
   if [ "$ttl" -ge 0 ]; then
     now=$(date +%s)
     hb=$(stat -c %Y "$d/info.json" 2>/dev/null || stat -c %Y "$d")
@@ -90,7 +138,7 @@ break)
   # Renamed aside in one step and checked there, so a lock another deploy
   # took in the meantime is put back rather than deleted.
   mv -T "$d" "$aside" || refuse
-  if [ "$(cat "$aside/token" 2>/dev/null)" = "$token" ]; then
+  if is "$aside"; then
     rm -rf "$aside"
   else
     mv -T "$aside" "$d" 2>/dev/null || rm -rf "$aside"
