@@ -155,6 +155,17 @@ func (f *Fleet) Reconnect(ctx context.Context, h *Host) error {
 	return nil
 }
 
+// Reconnector is Reconnect for h as probe.Target.Reconnect wants it: the
+// new connection, which is h's from then on.
+func (f *Fleet) Reconnector(h *Host) func(ctx context.Context) (remote.Runner, error) {
+	return func(ctx context.Context) (remote.Runner, error) {
+		if err := f.Reconnect(ctx, h); err != nil {
+			return nil, err
+		}
+		return h.Runner, nil
+	}
+}
+
 // Close ends the connections of hosts.
 func Close(hosts []*Host) {
 	for _, h := range hosts {

@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/server"
+	"github.com/stagecoach/stagecoach/stages/ui"
 )
 
 // alice holds the planted locks: a deploy from another machine.
@@ -444,4 +447,57 @@ func TestLockWithoutInfo(t *testing.T) {
 			t.Errorf("log %q does not tell of the broken lock", f.log)
 		}
 	})
+}
+
+// cutTake is a connection whose take of the lock is cut after a while, as
+// a timeout or a dropped connection cuts it, the script killed wherever
+// it got to; the connection is then lost.
+type cutTake struct {
+	remote.Runner
+	after time.Duration
+	lost  bool
+}
+
+func (c *cutTake) Run(ctx context.Context, cmd remote.Command) (remote.Result, error) {
+	if c.lost {
+		return remote.Result{}, remote.ErrConnectionLost
+	}
+	if cmd.Desc != "take deploy lock" {
+		return c.Runner.Run(ctx, cmd)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.after)
+	defer cancel()
+	c.Runner.Run(ctx, cmd)
+	c.lost = true
+	return remote.Result{}, fmt.Errorf("take deploy lock: %w", remote.ErrConnectionLost)
+}
+
+// TestLockTakeCutLeavesNoLock: a take cut at any moment leaves no lock
+// once Lock has failed: what the take did is released over a new
+// connection. Regression (chaos seed 8, under load): a take killed after
+// making the lock directory but before writing its token left a lock
+// that the release, which matches tokens, could not remove.
+func TestLockTakeCutLeavesNoLock(t *testing.T) {
+	for ms := range 25 {
+		root := t.TempDir()
+		first := true
+		f := &fleet.Fleet{Parallel: 1, Log: ui.Discard(), Lease: fleet.LeaseTiming{Heartbeat: time.Hour, TTL: time.Minute}, Now: time.Now,
+			Dial: func(context.Context, string) (remote.Runner, error) {
+				if first {
+					first = false
+					return &cutTake{Runner: remote.NewLocal(), after: time.Duration(ms) * time.Millisecond}, nil
+				}
+				return remote.NewLocal(), nil
+			}}
+		h := f.Hosts(config.Hosts("deploy@web1"), root)[0]
+		if err := f.Open(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Lock(context.Background(), h, "deploy", false); err == nil {
+			t.Fatalf("cut after %dms: Lock succeeded", ms)
+		}
+		if _, err := os.Lstat(filepath.Join(root, ".stagecoach", "lock")); !os.IsNotExist(err) {
+			t.Fatalf("cut after %dms: a lock is left (%v), token %q", ms, err, lockToken(t, root))
+		}
+	}
 }

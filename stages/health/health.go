@@ -60,7 +60,7 @@ func Check(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 		h.Log.Infof("maintenance is on: the public health checks go through the router, which answers 503, and are skipped; the slot passed its own checks before the switch")
 		return nil
 	}
-	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.HostValues(h), Vars: h.Vars}
+	target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: release(rc, h), Values: rc.HostValues(h), Vars: h.Vars, Reconnect: rc.Fleet.Reconnector(h)}
 	results, err := probe.Run(ctx, checks, rc.Env.HealthWait, target)
 	rc.Report.AddHealth(results)
 	for _, res := range results {

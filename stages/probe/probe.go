@@ -48,6 +48,53 @@ type Target struct {
 	// Port, when set, is the slot the checks are of: command checks get
 	// it as PORT, over the PORT shared/.env may set.
 	Port int
+	// Reconnect, when set, replaces a lost connection by a new one (see
+	// fleet.Reconnect) and returns it. A lost connection says nothing of
+	// the release's health: the checks reconnect and poll on within the
+	// deadline, rather than poll a dead connection until it passes and
+	// call the release unhealthy. Without Reconnect, or when reconnecting
+	// fails, Run stops at once with an error wrapping
+	// remote.ErrConnectionLost, for the caller to handle as such.
+	Reconnect func(ctx context.Context) (remote.Runner, error)
+}
+
+// link is the connection a target's checks share: the first check to
+// find it lost reconnects, for all of them.
+type link struct {
+	mu        sync.Mutex
+	runner    remote.Runner
+	reconnect func(ctx context.Context) (remote.Runner, error)
+	err       error // reconnecting failed: every check stops with it
+}
+
+func (l *link) current() remote.Runner {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.runner
+}
+
+// renew replaces lost, the runner a check found lost, unless another
+// check did so already.
+func (l *link) renew(ctx context.Context, lost remote.Runner, cause error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	if l.runner != lost {
+		return nil
+	}
+	if l.reconnect == nil {
+		l.err = cause
+		return l.err
+	}
+	r, err := l.reconnect(ctx)
+	if err != nil {
+		l.err = fmt.Errorf("%w; reconnecting failed: %w", cause, err)
+		return l.err
+	}
+	l.runner = r
+	return nil
 }
 
 // Run runs every check against one host, retrying each at wait.Interval
@@ -58,15 +105,19 @@ type Target struct {
 func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, t Target) ([]Result, error) {
 	results := make([]Result, len(checks))
 	deadline := time.Now().Add(wait.Deadline)
+	conn := &link{runner: t.Runner, reconnect: t.Reconnect}
 	var wg sync.WaitGroup
 	for i, c := range checks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = retryCheck(ctx, c, i, wait.Interval, deadline, t)
+			results[i] = retryCheck(ctx, c, i, wait.Interval, deadline, t, conn)
 		}()
 	}
 	wg.Wait()
+	if conn.err != nil {
+		return results, fmt.Errorf("health checks on %s: %w", t.Host, conn.err)
+	}
 	var failed []string
 	for _, res := range results {
 		if !res.OK {
@@ -79,13 +130,15 @@ func Run(ctx context.Context, checks []config.HealthCheck, wait config.Wait, t T
 	return results, nil
 }
 
-func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, t Target) Result {
+func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.Duration, deadline time.Time, t Target, conn *link) Result {
 	c = WithVars(c, t.Vars)
 	res := Result{Host: t.Host, Check: describeCheck(c, i, t.Host), Script: c.Command}
 	headers, secrets := c.ResolveHeaders(t.Values)
 	start := time.Now()
 	for {
 		res.Attempts++
+		runner := conn.current()
+		t.Runner = runner
 		err := runCheck(ctx, c, headers, t)
 		res.Duration = time.Since(start)
 		if err == nil {
@@ -94,6 +147,15 @@ func retryCheck(ctx context.Context, c config.HealthCheck, i int, interval time.
 		}
 		// A server may echo a header back in its error page.
 		res.Detail = mask(err.Error(), secrets)
+		if c.Command != "" && remote.IsConnectionLost(err) {
+			if err := conn.renew(ctx, runner, err); err != nil {
+				res.Detail = mask(err.Error(), secrets)
+				return res
+			}
+			if time.Now().Before(deadline) {
+				continue // over the new connection at once
+			}
+		}
 		if time.Now().Add(interval).After(deadline) {
 			return res
 		}

@@ -7,8 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/stagecoach/stagecoach/stages/exitcode"
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/probe"
 	"github.com/stagecoach/stagecoach/stages/remote"
@@ -102,7 +105,7 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 		}
 	}
 	if len(checks) > 0 {
-		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.HostValues(h), Vars: h.Vars}
+		target := probe.Target{Host: h.Name, Runner: h.Runner, Layout: h.Layout, Release: id, Values: rc.HostValues(h), Vars: h.Vars, Reconnect: rc.Fleet.Reconnector(h)}
 		results, err := probe.Run(ctx, checks, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		if err != nil {
@@ -116,64 +119,231 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 // release, or to the release named by Options.Release, restoring the
 // database backup of the release being left only when Options.RestoreDB
 // is set.
+//
+// Over a fleet it is all or nothing, like a deploy: every host must be
+// able to go (the same release, there on each) before any moves, and
+// when one fails the others are put back on the release they ran, their
+// database and state as they were, so the hosts never end on different
+// releases unless putting them back failed too, which the error says.
 type Step struct{}
 
 func (Step) String() string { return "rollback" }
 
-// Run rolls every host back and records it in the host's state.
-func (Step) Run(ctx context.Context, rc *run.Context) error {
-	return rc.Each(ctx, "roll back", func(ctx context.Context, h *fleet.Host) error {
-		return onRequest(ctx, rc, h)
-	})
+// move is one host's part of a rollback.
+type move struct {
+	from, to  string
+	restoreDB bool
+	state     []byte // the host's state before, put back by undo
+	started   bool   // apply began: undo has something to put back
+	saved     bool   // the database as it was is saved for undo
+	switching bool   // the switch may have happened
+	recorded  bool   // the state may say m.to is live
 }
 
-func onRequest(ctx context.Context, rc *run.Context, h *fleet.Host) error {
-	target := rc.Opts.Release
-	if target == "" {
-		prev, ok := h.State.Previous()
-		if !ok {
-			return errors.New("no previous release to roll back to")
-		}
-		target = prev.ID
-	}
-	if err := server.ValidID(target); err != nil {
+// Run rolls every host back and records it in the host's state.
+func (Step) Run(ctx context.Context, rc *run.Context) error {
+	moves, err := plan(ctx, rc)
+	if err != nil {
 		return err
 	}
-	if target == h.Live {
-		return fmt.Errorf("release %s is already live", target)
-	}
-	leaving := h.Live
-	if mig := rc.Cfg.Migrations; rc.Opts.RestoreDB && mig != nil && len(mig.Backup) > 0 {
-		// The backup taken before the release being left is the
-		// database of a release older than it: going forward (back from
-		// a rollback) with it would drop what the releases in between
-		// migrated. Release ids sort by the time they were made.
-		if target > leaving {
-			return fmt.Errorf("release %s is newer than the live %s: the database backup taken before %s predates it; roll back without restoring the database", target, leaving, leaving)
+	var hosts []*fleet.Host
+	for _, h := range rc.Hosts {
+		if moves[h] != nil {
+			hosts = append(hosts, h)
 		}
-		// Restore only when the switch can follow, or the live release
-		// is left on the database of an older one.
+	}
+	err = rc.Fleet.Each(ctx, hosts, "roll back", func(ctx context.Context, h *fleet.Host) error {
+		return apply(ctx, rc, h, moves[h])
+	})
+	if err == nil {
+		return nil
+	}
+	// Put back even when interrupted: stopping here would leave the
+	// fleet split.
+	undoErr := rc.Fleet.Each(context.WithoutCancel(ctx), hosts, "put back", func(ctx context.Context, h *fleet.Host) error {
+		return undo(ctx, rc, h, moves[h])
+	})
+	if undoErr != nil {
+		var where []string
+		for _, h := range hosts {
+			where = append(where, h.Name+": "+h.Live)
+		}
+		return exitcode.With(exitcode.Partial, fmt.Errorf("%w; putting the hosts back failed too, so they may run different releases (%s): %w",
+			err, strings.Join(where, ", "), undoErr))
+	}
+	return exitcode.With(exitcode.Failed, fmt.Errorf("%w; every host was put back on the release it ran", err))
+}
+
+// plan decides every host's move, changing nothing: the release each goes
+// to, the same on all, and that it is there. A host already on a release
+// named by Options.Release stays (finishing a rollback that stopped
+// part-way); a host with nothing to do has no move.
+func plan(ctx context.Context, rc *run.Context) (map[*fleet.Host]*move, error) {
+	moves := make(map[*fleet.Host]*move, len(rc.Hosts))
+	target := rc.Opts.Release
+	if target == "" {
+		var each []string
+		var none []error
+		for _, h := range rc.Hosts {
+			prev, ok := h.State.Previous()
+			if !ok {
+				none = append(none, fmt.Errorf("roll back %s: no previous release to roll back to", h.Name))
+				continue
+			}
+			each = append(each, fmt.Sprintf("%s: %s -> %s", h.Name, h.Live, prev.ID))
+			if target != "" && prev.ID != target {
+				target = "\x00"
+			} else if target == "" {
+				target = prev.ID
+			}
+		}
+		if len(none) > 0 {
+			return nil, errors.Join(none...)
+		}
+		if target == "\x00" {
+			return nil, exitcode.Errorf(exitcode.BadConfig, "roll back: the hosts would go to different releases (%s): name the release to roll back to, STAGECOACH_RELEASE=<id>",
+				strings.Join(each, ", "))
+		}
+	}
+	if err := server.ValidID(target); err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	err := rc.Each(ctx, "roll back", func(ctx context.Context, h *fleet.Host) error {
+		if target == h.Live {
+			return nil
+		}
+		m := &move{from: h.Live, to: target}
+		if mig := rc.Cfg.Migrations; rc.Opts.RestoreDB && mig != nil && len(mig.Backup) > 0 {
+			// The backup taken before the release being left is the
+			// database of a release older than it: going forward (back
+			// from a rollback) with it would drop what the releases in
+			// between migrated. Release ids sort by the time they were
+			// made.
+			if target > h.Live {
+				return fmt.Errorf("release %s is newer than the live %s: the database backup taken before %s predates it; roll back without restoring the database", target, h.Live, h.Live)
+			}
+			m.restoreDB = true
+		}
 		if _, err := h.Run(ctx, remote.Cmd("look for release "+target, "test", "-d", h.Layout.ReleaseDir(target))); err != nil {
 			if server.ExitCode(err) == 1 {
 				return fmt.Errorf("release %s does not exist on the server", target)
 			}
 			return err
 		}
-		if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, leaving, mig.Backup)); err != nil {
-			return fmt.Errorf("restore the database backup taken before %s: %w", leaving, err)
+		state, err := h.State.Marshal()
+		if err != nil {
+			return err
+		}
+		m.state = state
+		mu.Lock()
+		moves[h] = m
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(moves) == 0 {
+		return nil, fmt.Errorf("release %s is already live", target)
+	}
+	return moves, nil
+}
+
+// apply moves h to m.to: the database backup restored when asked (the
+// database as it is saved first, for undo), the switch, the services,
+// health, the state recorded. A step that loses the connection is tried
+// once more over a new one: every step may be repeated.
+func apply(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
+	m.started = true
+	err := applyOnce(ctx, rc, h, m)
+	if err != nil && remote.IsConnectionLost(err) && ctx.Err() == nil {
+		if rerr := rc.Fleet.Reconnect(ctx, h); rerr != nil {
+			return fmt.Errorf("%w; %w", err, rerr)
+		}
+		err = applyOnce(ctx, rc, h, m)
+	}
+	return err
+}
+
+func applyOnce(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
+	if m.restoreDB {
+		files := rc.Cfg.Migrations.Backup
+		if !m.saved {
+			if err := h.Exec(ctx)(server.BackupBeforeRollback(h.Layout, m.from, files)); err != nil {
+				return fmt.Errorf("save the database before restoring the backup: %w", err)
+			}
+			m.saved = true
+		}
+		// Restore only when the switch can follow (plan saw the
+		// release), or the live release is left on the database of an
+		// older one.
+		if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, m.from, files)); err != nil {
+			return fmt.Errorf("restore the database backup taken before %s: %w", m.from, err)
 		}
 	}
-	if err := To(ctx, rc, h, target, false); err != nil {
+	m.switching = true
+	if err := To(ctx, rc, h, m.to, false); err != nil {
 		return err
 	}
-	if _, ok := h.State.Release(target); !ok {
-		h.State.AddRelease(server.Release{ID: target})
+	if _, ok := h.State.Release(m.to); !ok {
+		h.State.AddRelease(server.Release{ID: m.to})
 	}
-	rel, _ := h.State.Release(target)
-	if err := h.State.RecordDeploy(server.Deploy{ID: target, Revision: rel.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
+	rel, _ := h.State.Release(m.to)
+	if err := h.State.RecordDeploy(server.Deploy{ID: m.to, Revision: rel.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
 		Started: rc.Started, Duration: time.Since(rc.Started), Result: server.ResultRollback}); err != nil {
 		return err
 	}
-	h.Live = target
-	return h.SaveState(ctx)
+	m.recorded = true
+	if err := h.SaveState(ctx); err != nil {
+		// A write that ran and failed changed nothing (it is a rename);
+		// one unanswered may have happened.
+		var exit *remote.ExitError
+		m.recorded = !errors.As(err, &exit)
+		return err
+	}
+	h.Live = m.to
+	return nil
+}
+
+// undo puts h back as it was before apply: the database as it was, the
+// release it ran, its state.
+func undo(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
+	if !m.started {
+		return nil
+	}
+	err := undoOnce(ctx, rc, h, m)
+	if err != nil && remote.IsConnectionLost(err) {
+		if rerr := rc.Fleet.Reconnect(ctx, h); rerr != nil {
+			return fmt.Errorf("%w; %w", err, rerr)
+		}
+		err = undoOnce(ctx, rc, h, m)
+	}
+	return err
+}
+
+func undoOnce(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
+	if m.saved {
+		if err := h.Exec(ctx)(server.RestoreBeforeRollback(h.Layout, m.from, rc.Cfg.Migrations.Backup)); err != nil {
+			return fmt.Errorf("put the database back: %w", err)
+		}
+	}
+	if !m.switching {
+		return nil
+	}
+	if err := To(ctx, rc, h, m.from, false); err != nil {
+		return err
+	}
+	state, err := server.ParseState(h.Layout.StatePath(), m.state)
+	if err != nil {
+		return err
+	}
+	h.State = state
+	if m.recorded {
+		if err := h.SaveState(ctx); err != nil {
+			return err
+		}
+	}
+	h.Live = m.from
+	return nil
 }

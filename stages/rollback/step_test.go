@@ -194,7 +194,8 @@ func TestRollbackWithoutAPreviousRelease(t *testing.T) {
 }
 
 // TestRollbackThatCannotRecordItself: the switch happened, but the host's
-// history would not say so: the rollback fails.
+// history would not say so: the rollback fails, and the host is put back
+// on the release its history says is live.
 func TestRollbackThatCannotRecordItself(t *testing.T) {
 	t.Parallel()
 	p := newProject(t, 1, "")
@@ -202,7 +203,8 @@ func TestRollbackThatCannotRecordItself(t *testing.T) {
 	p.Fake(0).On(server.Layout{Root: p.Roots[0]}.StatePath()).Exit(1, "No space left on device")
 	_, err := p.rollBack(run.Options{}, nil)
 	wantErr(t, err, "write state")
-	p.wantLive(rel(1))
+	wantErr(t, err, "every host was put back on the release it ran")
+	p.wantLive(rel(2))
 }
 
 // TestRollbackForwardKeepsTheDatabase: once rolled back, the "previous"

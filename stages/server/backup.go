@@ -51,6 +51,38 @@ func RestoreFiles(l Layout, id string, files []string) (remote.Command, error) {
 	return restoreFilesScript.cmd("restore files backed up before "+id, args...), nil
 }
 
+// BackupBeforeRollback saves files as they are, before a rollback from
+// release leaving restores the backup taken before leaving: inside that
+// backup's directory (so cleanup removes the two together), for
+// RestoreBeforeRollback to put back should the rollback be undone.
+func BackupBeforeRollback(l Layout, leaving string, files []string) (remote.Command, error) {
+	if err := ValidID(leaving); err != nil {
+		return remote.Command{}, err
+	}
+	if err := validFiles(files); err != nil {
+		return remote.Command{}, fmt.Errorf("save files before rolling back from %s: %w", leaving, err)
+	}
+	args := append([]string{l.Root, beforeRollbackDir(l, leaving)}, files...)
+	return backupFilesScript.cmd("save files before rolling back from "+leaving, args...), nil
+}
+
+// RestoreBeforeRollback puts back what BackupBeforeRollback saved, as
+// RestoreFiles does.
+func RestoreBeforeRollback(l Layout, leaving string, files []string) (remote.Command, error) {
+	if err := ValidID(leaving); err != nil {
+		return remote.Command{}, err
+	}
+	if err := validFiles(files); err != nil {
+		return remote.Command{}, fmt.Errorf("put back files saved before rolling back from %s: %w", leaving, err)
+	}
+	args := append([]string{l.Root, beforeRollbackDir(l, leaving), leaving}, files...)
+	return restoreFilesScript.cmd("put back files saved before rolling back from "+leaving, args...), nil
+}
+
+func beforeRollbackDir(l Layout, leaving string) string {
+	return l.BackupDir(leaving) + "/.before-rollback"
+}
+
 func validFiles(files []string) error {
 	for _, f := range files {
 		if err := ValidRelPath(f); err != nil {

@@ -189,7 +189,7 @@ func (a *activation) gate(ctx context.Context, quick bool) error {
 }
 
 func (a *activation) target(id string) probe.Target {
-	return probe.Target{Host: a.h.Name, Runner: a.h.Runner, Layout: a.h.Layout, Release: id, Values: a.rc.HostValues(a.h), Vars: a.h.Vars}
+	return probe.Target{Host: a.h.Name, Runner: a.h.Runner, Layout: a.h.Layout, Release: id, Values: a.rc.HostValues(a.h), Vars: a.h.Vars, Reconnect: a.rc.Fleet.Reconnector(a.h)}
 }
 
 // abandon stops the new slot, which took no traffic, and records the
