@@ -106,8 +106,9 @@ type world struct {
 	// calls is, per operation, the most calls a host was seen to get in
 	// one, so faults land within a run.
 	calls map[string]int
-	// tainted: a crash may have left the database half migrated; the
-	// next deploy that migrates makes it whole again.
+	// tainted: a crash struck a deploy, which may have been migrating:
+	// the database may be neither the one before nor the one after,
+	// until the next deploy without faults migrates it.
 	tainted bool
 	// takeOver: a lock was left that the next deploy must break.
 	takeOver bool
@@ -289,8 +290,26 @@ func (w *world) clean(why string) {
 			w.fail("%s: host %d: state says %v live, current is %s", why, i, stateCurrent(s), s.Current)
 		}
 	}
-	w.common(after, out, false)
+	w.common(after, out)
+	want := migrated(w.mig)
+	for i, s := range after {
+		if !bytes.Equal(s.DB, want) {
+			w.fail("%s: host %d's database is %q, want the one its release migrates, %q\n%s", why, i, s.DB, want, out.log)
+		}
+	}
 	w.tainted = false
+}
+
+// migrated is the database as the migration of a tree with n migrations
+// leaves it.
+func migrated(n int) []byte {
+	var b strings.Builder
+	b.WriteString("schema\n")
+	for i := range n {
+		fmt.Fprintf(&b, "applied %03d.sql\n", i+1)
+	}
+	b.WriteString("end\n")
+	return []byte(b.String())
 }
 
 func stateCurrent(s *chaos.Snapshot) string {
@@ -331,13 +350,7 @@ func (w *world) faulted() {
 		w.t.Logf("slow: %s", strings.TrimSpace(w.log.String()[strings.LastIndex(strings.TrimSuffix(w.log.String(), "\n"), "\n")+1:]))
 	}
 	after := w.snapshot()
-	w.verify(before, after, out)
-	if o == opRollback && opts.RestoreDB {
-		// A restored database is older than the revision the state
-		// records; the next deploys need not migrate it again (known,
-		// not fixed here), so only a migrating deploy makes it exact.
-		w.tainted = true
-	}
+	w.verify(before, after, out, opts)
 	if out.inj.Crashed() || w.takeOver {
 		w.takeOver = false
 		w.change()
@@ -364,16 +377,17 @@ func (w *world) plan(o op, n int) []chaos.Fault {
 }
 
 // verify checks the invariants after a faulted run.
-func (w *world) verify(before, after []*chaos.Snapshot, out outcome) {
+func (w *world) verify(before, after []*chaos.Snapshot, out outcome, opts run.Options) {
 	w.t.Helper()
 	crashed := out.inj.Crashed()
-	w.common(after, out, crashed)
+	w.common(after, out)
+	code := exitcode.Of(out.err)
+	w.database(before, after, out, opts, code, crashed)
 	if crashed {
 		// Anything the client left is the next deploy's to take over.
 		w.tainted = w.tainted || out.op == opDeploy
 		return
 	}
-	code := exitcode.Of(out.err)
 	// Two faults may strike a lock's release and its retry: the lock is
 	// left, warned about, for the next deploy to break (its holder is
 	// gone), as after a crash.
@@ -391,9 +405,6 @@ func (w *world) verify(before, after []*chaos.Snapshot, out outcome) {
 		for i, s := range after {
 			if s.Current != before[i].Current {
 				w.fail("%s: host %d went from %q to %q\n%s", why, i, before[i].Current, s.Current, out.log)
-			}
-			if !w.tainted && !bytes.Equal(s.DB, before[i].DB) {
-				w.fail("%s: host %d's database changed from %q to %q\n%s", why, i, before[i].DB, s.DB, out.log)
 			}
 		}
 	}
@@ -430,8 +441,17 @@ func (w *world) verify(before, after []*chaos.Snapshot, out outcome) {
 			w.fail("deploy exit %d: %v\n%s", code, out.err, out.log)
 		}
 	case opRollback:
-		if code == exitcode.OK {
+		// All or nothing: a rollback that failed put back what it
+		// moved, unless putting back failed too (Partial).
+		switch code {
+		case exitcode.OK:
 			agree("rollback succeeded")
+		case exitcode.Partial:
+			if len(out.inj.Fired()) < 2 {
+				w.fail("rollback exit %d after one fault: %v\n%s", code, out.err, out.log)
+			}
+		default:
+			unchanged(fmt.Sprintf("rollback exit %d", code))
 		}
 	case opCheck:
 		unchanged(fmt.Sprintf("check exit %d", code))
@@ -439,9 +459,8 @@ func (w *world) verify(before, after []*chaos.Snapshot, out outcome) {
 }
 
 // common checks what holds after any run: each host's current is a
-// complete release matching its manifest, its database whole, its state
-// readable.
-func (w *world) common(after []*chaos.Snapshot, out outcome, crashed bool) {
+// complete release matching its manifest (the database: see database).
+func (w *world) common(after []*chaos.Snapshot, out outcome) {
 	w.t.Helper()
 	for i, s := range after {
 		if s.Current == "" {
@@ -450,25 +469,50 @@ func (w *world) common(after []*chaos.Snapshot, out outcome, crashed bool) {
 		if s.Intact != nil {
 			w.fail("host %d: current release %s is not intact: %v\n%s", i, s.Current, s.Intact, out.log)
 		}
-		if !w.tainted && !(crashed && out.op == opDeploy) {
-			if err := wholeDB(s.DB); err != nil {
-				w.fail("host %d: database %v\n%s", i, err, out.log)
-			}
-		}
 	}
 }
 
-// wholeDB checks that db is what the migration writes in full: the
-// schema line, a line per migration in order, the end line.
-func wholeDB(db []byte) error {
-	lines := strings.Split(strings.TrimSuffix(string(db), "\n"), "\n")
-	if len(lines) < 3 || lines[0] != "schema" || lines[len(lines)-1] != "end" {
-		return fmt.Errorf("is mixed: %q", db)
+// database checks the database of every host after a faulted run: it is
+// the one before the run or the one the run's own change leaves, exactly,
+// never a mix: for a deploy, the database its release migrates; for a
+// rollback restoring the database, the backup taken before the release
+// it left; a rollback that does not restore it, and a check, change
+// nothing. What the run reported narrows it to one where it can: a
+// deploy that succeeded leaves the migrated database, one that failed or
+// was rolled back the one before, a rollback the one it promised or,
+// failing, the one before. Only a crash of a deploy, which may have been
+// migrating, exempts it, until the next deploy without faults (clean).
+func (w *world) database(before, after []*chaos.Snapshot, out outcome, opts run.Options, code int, crashed bool) {
+	w.t.Helper()
+	if w.tainted || crashed && out.op == opDeploy {
+		return
 	}
-	for i, l := range lines[1 : len(lines)-1] {
-		if l != fmt.Sprintf("applied %03d.sql", i+1) {
-			return fmt.Errorf("is mixed: %q", db)
+	for i, s := range after {
+		pre := before[i].DB
+		var want [][]byte
+		switch {
+		case crashed:
+			want = [][]byte{pre}
+			if out.op == opRollback && opts.RestoreDB {
+				want = append(want, before[i].Backup)
+			}
+		case out.op == opDeploy && code == exitcode.OK:
+			want = [][]byte{migrated(w.mig)}
+		case out.op == opDeploy && (code == exitcode.RollbackFailed || code == exitcode.Partial):
+			want = [][]byte{pre, migrated(w.mig)}
+		case out.op == opRollback && opts.RestoreDB && code == exitcode.OK:
+			want = [][]byte{before[i].Backup}
+		case out.op == opRollback && opts.RestoreDB && code == exitcode.Partial:
+			want = [][]byte{pre, before[i].Backup}
+		default:
+			want = [][]byte{pre}
+		}
+		ok := false
+		for _, db := range want {
+			ok = ok || bytes.Equal(s.DB, db)
+		}
+		if !ok {
+			w.fail("%s exit %d restoreDB=%v: host %d's database is %q, want one of %q\n%s", out.op, code, opts.RestoreDB, i, s.DB, want, out.log)
 		}
 	}
-	return nil
 }

@@ -1,6 +1,7 @@
 // Package chaos injects faults into deploys and checks, afterwards, the
 // invariants no fault may break: every host's `current` names a complete
-// release matching its manifest, the database is whole, the hosts agree,
+// release matching its manifest, the database is the one before or the
+// one after the migration, never a mix, the hosts agree,
 // no lock or staging is left behind. An Injector wraps the connections a
 // fleet dials, so the real scripts run against the hosts and a fault
 // strikes at a chosen remote call; Inspect reads a deploy root directly.

@@ -33,6 +33,10 @@ type Snapshot struct {
 	State *server.State
 	// DB is the content of the database file, nil when there is none.
 	DB []byte
+	// Backup is the database as backed up before Current was deployed,
+	// what a rollback restoring the database puts back; nil when there
+	// is none.
+	Backup []byte
 }
 
 // Inspect reads root. db is the database file relative to root (e.g.
@@ -103,6 +107,9 @@ func Inspect(ctx context.Context, root, db string, verify server.VerifySpec) (*S
 		return nil, err
 	}
 	if s.Current != "" {
+		if data, err := os.ReadFile(filepath.Join(l.BackupDir(s.Current), db)); err == nil {
+			s.Backup = data
+		}
 		op, err := server.VerifyRelease(l, s.Current, verify)
 		if err != nil {
 			return nil, err
