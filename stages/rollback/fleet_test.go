@@ -1,6 +1,7 @@
 package rollback_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -71,4 +72,26 @@ func TestRollbackOfASplitFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.wantLive(rel(2))
+}
+
+// TestRollbackRestoresWithTheSwitch: the database backup is restored in
+// the same command as the switch, which a client dying does not stop, so
+// a client that dies right after the restore leaves the host on the
+// release the restored database belongs to. Regression (chaos seed 7): a
+// client crashed between the restore and the switch left the live release
+// on the database of an older one, and the next deploy, seeing no
+// migration pending, kept it so.
+func TestRollbackRestoresWithTheSwitch(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, 1, "")
+	p.seed(3, 1, 3)
+	crashed := errors.New("client crashed")
+	f := p.Fake(0)
+	f.On("restore files backed up before").Times(1).Then(func() { f.On("").Err(crashed) }).Pass()
+	_, err := p.rollBack(run.Options{RestoreDB: true}, nil)
+	wantErr(t, err, "client crashed")
+	p.wantLive(rel(2))
+	if p.db(0) != rel(1)+"\n" {
+		t.Errorf("database %q under %s, want %q as it was before %s", p.db(0), rel(2), rel(1)+"\n", rel(3))
+	}
 }

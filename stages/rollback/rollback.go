@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,32 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 			return fmt.Errorf("restore database: %w", err)
 		}
 	}
+	return to(ctx, rc, h, id, nil)
+}
+
+// restoreError is the failure of the restore run before the switch,
+// which did not happen.
+type restoreError struct{ err error }
+
+func (e restoreError) Error() string { return e.err.Error() }
+func (e restoreError) Unwrap() error { return e.err }
+
+// exitRestoreFailed is the exit code of a restore run with the switch
+// that failed, the switch not run.
+const exitRestoreFailed = 90
+
+// to is To, with restore, when given, run with the switch, in one command
+// that a client dying part-way (a hangup, a termination) does not stop:
+// a database restored for id without the switch to id would leave the
+// live release on an older database, which the next deploy, seeing no
+// migration pending, would keep.
+func to(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restore *remote.Command) error {
+	if restore != nil && slots.Enabled(rc) {
+		if _, err := h.Run(ctx, *restore); err != nil {
+			return restoreError{err}
+		}
+		restore = nil
+	}
 	if slots.Enabled(rc) {
 		// Back to the old slot at once while it still runs (drains),
 		// else id starts in the idle slot first: it is health-gated
@@ -86,7 +113,18 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 		h.Switched, h.SwitchedBack = false, true
 		h.Log.Infof("rolled back: current -> releases/%s", id)
 	} else {
-		if err := h.Exec(ctx)(server.Switch(h.Layout, id)); err != nil {
+		sw, err := server.Switch(h.Layout, id)
+		if err != nil {
+			return err
+		}
+		if restore != nil {
+			sw = remote.Command{Desc: restore.Desc + ", " + sw.Desc,
+				Script: "trap '' HUP INT TERM\n(" + restore.Script + "\n) || exit " + strconv.Itoa(exitRestoreFailed) + "\n" + sw.Script}
+		}
+		if _, err := h.Run(ctx, sw); err != nil {
+			if restore != nil && server.ExitCode(err) == exitRestoreFailed {
+				return restoreError{err}
+			}
 			return err
 		}
 		h.Switched, h.SwitchedBack = false, true
@@ -267,6 +305,7 @@ func apply(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
 }
 
 func applyOnce(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) error {
+	var restore *remote.Command
 	if m.restoreDB {
 		files := rc.Cfg.Migrations.Backup
 		if !m.saved {
@@ -275,15 +314,20 @@ func applyOnce(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) err
 			}
 			m.saved = true
 		}
-		// Restore only when the switch can follow (plan saw the
-		// release), or the live release is left on the database of an
-		// older one.
-		if err := h.Exec(ctx)(server.RestoreFiles(h.Layout, m.from, files)); err != nil {
-			return fmt.Errorf("restore the database backup taken before %s: %w", m.from, err)
+		// With the switch (see to): restored without it, the live
+		// release would be left on the database of an older one.
+		cmd, err := server.RestoreFiles(h.Layout, m.from, files)
+		if err != nil {
+			return err
 		}
+		restore = &cmd
 	}
 	m.switching = true
-	if err := To(ctx, rc, h, m.to, false); err != nil {
+	if err := to(ctx, rc, h, m.to, restore); err != nil {
+		var re restoreError
+		if errors.As(err, &re) {
+			return fmt.Errorf("restore the database backup taken before %s: %w", m.from, re.err)
+		}
 		return err
 	}
 	if _, ok := h.State.Release(m.to); !ok {
