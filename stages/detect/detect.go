@@ -19,6 +19,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
+	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/git"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/shell"
@@ -391,12 +392,24 @@ func previousRevision(rc *run.Context) (string, *archive.Manifest) {
 	}
 	first := rc.Hosts[0]
 	for _, h := range rc.Hosts {
-		if h.State.Revision != first.State.Revision || h.Live != first.Live || h.LiveManifest == nil {
+		if liveRevision(h) != liveRevision(first) || h.Live != first.Live || h.LiveManifest == nil {
 			if h.Live != "" {
 				rc.Log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
 			}
 			return "", nil
 		}
 	}
-	return first.State.Revision, first.LiveManifest
+	return liveRevision(first), first.LiveManifest
+}
+
+// liveRevision is the commit of the release h runs, as its state records
+// it, else the commit of its last successful deploy. The live release's
+// own comes first: its database is the one that release migrated, even
+// when a rollback interrupted before recording itself left current (and
+// the database restored with it) on an older release than the last deploy.
+func liveRevision(h *fleet.Host) string {
+	if r, ok := h.State.Release(h.Live); ok && r.Revision != "" {
+		return r.Revision
+	}
+	return h.State.Revision
 }
