@@ -69,6 +69,13 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	// and activates it only when every host staged it, wave by wave as
 	// the strategy says, each wave gated on health before the next; the
 	// health stage gates the last.
+	return r.rollOut(ctx)
+}
+
+// rollOut stages the shipped release on every host and activates it under
+// the strategy, then concludes the deploy: the swap and health stages of
+// a deploy, and of a retry of the hosts a deploy left behind.
+func (r *Run) rollOut(ctx context.Context) error {
 	ro := r.newRollout()
 	if err := r.timed(ctx, "swap", ro.swap); err != nil {
 		return ro.fail(ctx, "swap", err)

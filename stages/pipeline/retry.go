@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -86,18 +85,7 @@ func (r *Run) retry(ctx context.Context) error {
 		return r.finish(err, result)
 	}
 	// The hosts retried roll out as a deploy's do, under the strategy.
-	ro := r.newRollout()
-	if err := r.timed(ctx, "swap", ro.swap); err != nil {
-		return ro.fail(ctx, "swap", err)
-	}
-	if err := r.timed(ctx, "health", ro.health); err != nil {
-		return ro.fail(ctx, "health", err)
-	}
-	if len(ro.gaveUp) > 0 {
-		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
-	}
-	r.conclude(ctx, server.ResultSuccess, true)
-	return r.finish(nil, server.ResultSuccess)
+	return r.rollOut(ctx)
 }
 
 // latestDeploy is the newest deploy of a release that any host records:
