@@ -41,6 +41,9 @@ type DetectOptions struct {
 	Force bool
 	// Now stamps the release id; the zero value means time.Now().
 	Now time.Time
+	// After is the newest release id the hosts know, which the new id
+	// must sort after (see NextReleaseID).
+	After string
 }
 
 // ErrPreviousUnknown is wrapped by Detect's error when the last deployed
@@ -104,7 +107,7 @@ func Detect(ctx context.Context, cfg *config.Config, opts DetectOptions, log *ui
 	plan := &run.Plan{
 		Revision: sha,
 		Previous: opts.Previous,
-		Release:  ReleaseID(now, sha),
+		Release:  NextReleaseID(now, sha, opts.After),
 		Dirty:    len(dirty) > 0,
 	}
 
@@ -151,7 +154,24 @@ func Detect(ctx context.Context, cfg *config.Config, opts DetectOptions, log *ui
 // ReleaseID names a release: the UTC time and the short commit, so ids
 // sort by deploy time, e.g. 20261128T122605Z-b609e69.
 func ReleaseID(now time.Time, sha string) string {
-	return now.UTC().Format("20060102T150405Z") + "-" + git.Short(sha)
+	return now.UTC().Format(releaseTime) + "-" + git.Short(sha)
+}
+
+const releaseTime = "20060102T150405Z"
+
+// NextReleaseID is ReleaseID, stamped a second after the release after
+// when that would not sort after it: rollback and cleanup take release ids
+// to sort by the time they were made, which two deploys in one second, or
+// a client whose clock is behind, would break.
+func NextReleaseID(now time.Time, sha, after string) string {
+	id := ReleaseID(now, sha)
+	if id > after {
+		return id
+	}
+	if t, err := time.Parse(releaseTime, strings.SplitN(after, "-", 2)[0]); err == nil {
+		return ReleaseID(t.Add(time.Second), sha)
+	}
+	return id
 }
 
 // dirtyShown is how many dirty files the dirty-tree error names.
@@ -369,6 +389,7 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 	previous, manifest := previousRevision(rc)
 	plan, err := Detect(ctx, rc.Cfg, DetectOptions{
 		Previous:   previous,
+		After:      newestRelease(rc.Hosts),
 		AllowDirty: rc.Opts.AllowDirty,
 		Force:      rc.Opts.Force,
 	}, rc.Log)
@@ -380,6 +401,20 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 	PrintPlan(&table, plan)
 	rc.Log.Infof("%s", table.String())
 	return nil
+}
+
+// newestRelease is the newest release id any host runs or records.
+func newestRelease(hosts []*fleet.Host) string {
+	newest := ""
+	for _, h := range hosts {
+		newest = max(newest, h.Live)
+		if h.State != nil {
+			for _, r := range h.State.Releases {
+				newest = max(newest, r.ID)
+			}
+		}
+	}
+	return newest
 }
 
 // previousRevision is what Detect diffs against: the revision every host

@@ -511,3 +511,22 @@ backend       no       unchanged
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestNextReleaseID: a new release id sorts after every release the hosts
+// know, even when made in the same second or by a client whose clock is
+// behind.
+func TestNextReleaseID(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 26, 5, 0, time.UTC)
+	for _, tc := range []struct{ after, want string }{
+		{"", "20261128T122605Z-b609e69"},
+		{"20261128T122604Z-fffffff", "20261128T122605Z-b609e69"},
+		{"20261128T122605Z-c000000", "20261128T122606Z-b609e69"},
+		{"20261128T122605Z-b609e69", "20261128T122606Z-b609e69"},
+		{"20261201T000000Z-0000000", "20261201T000001Z-b609e69"},
+		{"not-an-id", "20261128T122605Z-b609e69"},
+	} {
+		if got := NextReleaseID(now, "b609e69c0ffee", tc.after); got != tc.want {
+			t.Errorf("NextReleaseID(after %q) = %q, want %q", tc.after, got, tc.want)
+		}
+	}
+}
