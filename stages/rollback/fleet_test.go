@@ -95,3 +95,36 @@ func TestRollbackRestoresWithTheSwitch(t *testing.T) {
 		t.Errorf("database %q under %s, want %q as it was before %s", p.db(0), rel(2), rel(1)+"\n", rel(3))
 	}
 }
+
+// TestRollbackWithoutBackupMovesNoHost: asked to restore the database
+// while the live release took no backup (it migrated nothing), a rollback
+// refuses before any host moves. Regression (chaos driver, seed 4): each
+// host found the backup missing only as it restored, after saving its
+// database; a fault while putting one back then left exit 8, "hosts may
+// run different releases", for what was a request that could not be met.
+func TestRollbackWithoutBackupMovesNoHost(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, 2, "")
+	p.seed(3, 1, 2) // rel(3), live, migrated nothing
+	dbs := []string{p.db(0), p.db(1)}
+	_, err := p.rollBack(run.Options{RestoreDB: true}, nil)
+	wantErr(t, err, "no database backup of")
+	wantErr(t, err, "roll back without restoring the database")
+	if exitcode.Of(err) != exitcode.Failed {
+		t.Errorf("exit %d, want %d", exitcode.Of(err), exitcode.Failed)
+	}
+	p.wantLive(rel(3))
+	for i := range p.Names {
+		if n := p.Fake(i).Count("save files before rolling back"); n != 0 {
+			t.Errorf("host %d saved its database %d times before the rollback was refused", i, n)
+		}
+		if p.db(i) != dbs[i] {
+			t.Errorf("host %d: database %q, want %q as it was", i, p.db(i), dbs[i])
+		}
+	}
+	// Without the restore, the same rollback goes through.
+	if _, err := p.rollBack(run.Options{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.wantLive(rel(2))
+}

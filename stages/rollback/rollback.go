@@ -269,6 +269,21 @@ func plan(ctx context.Context, rc *run.Context) (map[*fleet.Host]*move, error) {
 			}
 			return err
 		}
+		if m.restoreDB {
+			// Before any host moves: a restore failing on every host
+			// would leave each to be put back.
+			has, err := server.HasBackup(h.Layout, h.Live, rc.Cfg.Migrations.Backup)
+			if err != nil {
+				return err
+			}
+			if _, err := server.Run(ctx, h, has); err != nil {
+				var none *server.NoBackupError
+				if errors.As(err, &none) {
+					return fmt.Errorf("%w: roll back without restoring the database", err)
+				}
+				return err
+			}
+		}
 		state, err := h.State.Marshal()
 		if err != nil {
 			return err

@@ -145,7 +145,7 @@ func TestRollbackRefuses(t *testing.T) {
 		{name: "a release not on the host", opts: run.Options{Release: "20200101T000000Z-0000000"},
 			want: "release 20200101T000000Z-0000000 does not exist on the server"},
 		{name: "no backup before the release left", opts: run.Options{RestoreDB: true},
-			want: "restore the database backup taken before " + live},
+			want: "no database backup of shared/data/db was taken before release " + live + " (its deploy ran no migration): roll back without restoring the database"},
 		{name: "the release cannot be looked for", opts: run.Options{RestoreDB: true},
 			rules: func(f *remotetest.Fake) { f.On("look for release").Times(1).Err(lost) }, want: "connection lost"},
 	} {

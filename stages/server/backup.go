@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
 )
@@ -49,6 +50,38 @@ func RestoreFiles(l Layout, id string, files []string) (remote.Command, error) {
 	}
 	args := append([]string{l.Root, l.BackupDir(id), id}, files...)
 	return restoreFilesScript.cmd("restore files backed up before "+id, args...), nil
+}
+
+var hasBackupScript = load("has_backup.sh")
+
+// NoBackupError is a release left without the database backup a restore
+// needs: its deploy migrated nothing, so it took none.
+type NoBackupError struct {
+	Release string
+	File    string
+}
+
+func (e *NoBackupError) Error() string {
+	return fmt.Sprintf("no database backup of %s was taken before release %s (its deploy ran no migration)", e.File, e.Release)
+}
+
+// HasBackup checks, changing nothing, that BackupFiles saved every one of
+// files for release id; a file without a backup is a *NoBackupError.
+func HasBackup(l Layout, id string, files []string) (Op[struct{}], error) {
+	if err := ValidID(id); err != nil {
+		return Op[struct{}]{}, err
+	}
+	if err := validFiles(files); err != nil {
+		return Op[struct{}]{}, fmt.Errorf("look for the backup of %s: %w", id, err)
+	}
+	o := action(hasBackupScript.cmd("look for the database backup taken before "+id, append([]string{l.BackupDir(id)}, files...)...))
+	o.failed = func(res remote.Result, code int, _ error) error {
+		if code != 1 {
+			return nil
+		}
+		return &NoBackupError{Release: id, File: strings.TrimSpace(string(res.Stdout))}
+	}
+	return o, nil
 }
 
 // BackupBeforeRollback saves files as they are, before a rollback from
