@@ -111,8 +111,13 @@ func TestChaosRealServers(t *testing.T) {
 		killed := false
 		switch fault {
 		case killClient:
-			killed, log = deployKilled(t, p, at)
+			var code int
+			killed, code, log = deployKilled(t, p, at)
 			err = errors.New("killed")
+			if !killed && code != exitcode.OK {
+				// Done before the kill: judged by its own exit code.
+				err = exitcode.With(code, errors.New("ended before the kill"))
+			}
 		default:
 			strike := func() {}
 			switch fault {
@@ -166,8 +171,11 @@ func TestChaosRealServers(t *testing.T) {
 			if s.Locked {
 				t.Fatalf("%s: the lock is left after a deploy that was not killed\n%s", what, log)
 			}
-		} else if s.Current != before && !killed {
-			t.Fatalf("%s: current moved from %s to %s", what, before, s.Current)
+		} else if !killed && exitcode.Of(err) != exitcode.OK && s.Current != before {
+			// A deploy that ended by itself before the kill and failed
+			// must have left current where it was; one that succeeded
+			// moved it to a complete release, checked above.
+			t.Fatalf("%s: the deploy ended before the kill with exit %d, yet current moved from %s to %s", what, exitcode.Of(err), before, s.Current)
 		}
 
 		// The next deploy, without faults, takes over.
@@ -201,7 +209,7 @@ func inspectRoot(t *testing.T, root string) *chaos.Snapshot {
 
 // deployKilled runs a deploy in a process of its own and kills it with
 // SIGKILL after at; killed is false when it ended first.
-func deployKilled(t *testing.T, p *testenv.Project, at time.Duration) (killed bool, log string) {
+func deployKilled(t *testing.T, p *testenv.Project, at time.Duration) (killed bool, code int, log string) {
 	t.Helper()
 	out := &testenv.SyncBuffer{}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChaosDeployProcess$", "-test.count=1")
@@ -216,14 +224,14 @@ func deployKilled(t *testing.T, p *testenv.Project, at time.Duration) (killed bo
 	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-		return false, out.String()
+		return false, cmd.ProcessState.ExitCode(), out.String()
 	case <-time.After(at):
 	}
 	// The whole group: the builds it started die with it, as with a
 	// terminal closed.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-done
-	return true, out.String()
+	return true, -1, out.String()
 }
 
 // TestChaosDeployProcess is the deploying process TestChaosRealServers
