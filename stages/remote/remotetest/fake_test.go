@@ -345,10 +345,12 @@ func TestWaiting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := remotetest.New("web1", nil)
+			// Before the deadline is set, which is then at least
+			// tc.timeout after it.
+			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
 			defer cancel()
 			tc.rule(f.On("step"), cancel, f)
-			start := time.Now()
 			err := do(ctx, f, "run step")
 			if got := outcome(err); got != tc.want {
 				t.Fatalf("outcome %s (%v), want %s", got, err, tc.want)
