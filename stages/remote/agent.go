@@ -26,8 +26,11 @@ var agentScript string
 // agentLine starts the agent from the account's login shell, which thus
 // starts once per agent instead of once per command. The script is the
 // argument of -c rather than sent on stdin: a shell reading its script from
-// a pipe may read ahead into the requests that follow it.
-var agentLine = "exec /bin/sh -c " + Quote(agentScript) + " stagecoach-agent"
+// a pipe may read ahead into the requests that follow it. The login
+// shell's pid, which sshd made the session's process group, is its
+// argument: the group to kill to stop a command the agent was handed over
+// to.
+var agentLine = "exec /bin/sh -c " + Quote(agentScript) + " stagecoach-agent $$"
 
 const (
 	// DefaultMaxAgents bounds the persistent shells a runner keeps per host:
@@ -35,7 +38,7 @@ const (
 	// leave sessions for uploads.
 	DefaultMaxAgents = 4
 
-	agentReady       = "stagecoach-agent 1 ready"
+	agentReady       = "stagecoach-agent 2 ready"
 	agentUnsupported = "stagecoach-agent unsupported:"
 	// agentStartTimeout bounds the wait for the greeting: a login shell
 	// that reads its stdin (a prompt in .bashrc) would never give it.
@@ -66,7 +69,9 @@ type shellAgent struct {
 	in        io.WriteCloser
 	out       *bufio.Reader
 	diag      *tailBuffer   // its stderr, for messages
+	stderr    *switchWriter // where its stderr goes: diag, until handed over
 	dir       string        // its private directory on the host
+	group     int64         // the session's process group on the host
 	seq       int64         // the last request's id
 	exited    chan struct{} // closed when the session has ended
 	waitErr   error         // how it ended, once exited is closed
@@ -153,6 +158,13 @@ func (p *agentPool) free() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle) > 0 || len(p.busy) == 0
+}
+
+// hasIdle reports whether an agent is idle.
+func (p *agentPool) hasIdle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle) > 0
 }
 
 // drop closes an agent whose state is unknown.
@@ -249,7 +261,8 @@ func (s *SSH) startAgent() (*shellAgent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &shellAgent{sess: sess, release: release, diag: &tailBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	diag := &tailBuffer{max: 4 << 10}
+	a := &shellAgent{sess: sess, release: release, diag: diag, stderr: &switchWriter{w: diag}, exited: make(chan struct{})}
 	fail := func(err error) (*shellAgent, error) {
 		a.close()
 		return nil, err
@@ -262,7 +275,7 @@ func (s *SSH) startAgent() (*shellAgent, error) {
 		return fail(fmt.Errorf("start shell agent: %w", err))
 	}
 	a.out = bufio.NewReaderSize(out, 64<<10)
-	sess.Stderr = a.diag
+	sess.Stderr = a.stderr
 	if err := sess.Start(agentLine); err != nil {
 		return fail(s.transportErr(fmt.Errorf("start shell agent: %w", err)))
 	}
@@ -312,9 +325,13 @@ func (a *shellAgent) greet() error {
 			return err
 		}
 		l := strings.TrimRight(string(line), "\n")
-		if _, dir, ok := strings.Cut(l, agentReady+" "); ok && strings.HasPrefix(dir, "/") {
-			a.dir = dir
-			return nil
+		if _, rest, ok := strings.Cut(l, agentReady+" "); ok {
+			group, dir, _ := strings.Cut(rest, " ")
+			id, err := strconv.ParseInt(group, 10, 64)
+			if err == nil && id > 0 && strings.HasPrefix(dir, "/") {
+				a.group, a.dir = id, dir
+				return nil
+			}
 		}
 		if _, reason, ok := strings.Cut(l, agentUnsupported); ok {
 			return fmt.Errorf("%w: %s", errNoAgent, strings.TrimSpace(reason))
@@ -381,15 +398,7 @@ func (s *SSH) roundTrip(a *shellAgent, id int64, script string, stdin []byte, ha
 		ilen = len(stdin)
 	}
 	s.roundTrips.Add(1)
-	var req []byte
-	if len(script) <= maxLineScript {
-		if !strings.HasSuffix(script, "\n") {
-			script += "\n"
-		}
-		req = fmt.Appendf(nil, "run %d l %d %d\n%s", id, strings.Count(script, "\n"), ilen, script)
-	} else {
-		req = fmt.Appendf(nil, "run %d b %d %d\n%sx", id, len(script)+1, ilen, script)
-	}
+	req := requestHeader("run", id, script, ilen)
 	// One write for the usual small request: fewer packets.
 	end := fmt.Appendf(nil, "end %d\n", id)
 	if len(stdin) < 64<<10 {
@@ -442,6 +451,18 @@ func (s *SSH) roundTrip(a *shellAgent, id int64, script string, stdin []byte, ha
 		}
 	}
 	return agentReply{code: int(n[0]), stdout: stdout.Bytes(), stderr: stderr.Bytes()}
+}
+
+// requestHeader frames a request's verb, id and script, up to its stdin
+// (ilen bytes, -1 for none), which the end line follows.
+func requestHeader(verb string, id int64, script string, ilen int) []byte {
+	if len(script) <= maxLineScript {
+		if !strings.HasSuffix(script, "\n") {
+			script += "\n"
+		}
+		return fmt.Appendf(nil, "%s %d l %d %d\n%s", verb, id, strings.Count(script, "\n"), ilen, script)
+	}
+	return fmt.Appendf(nil, "%s %d b %d %d\n%sx", verb, id, len(script)+1, ilen, script)
 }
 
 // stderrNote is the agent's last diagnostics, to add to an error.

@@ -4,9 +4,11 @@
 # the account's login shell once per host instead of once per command.
 #
 # Protocol on this shell's stdin and stdout; lengths are decimal byte counts.
-#   greeting: "stagecoach-agent 1 ready DIR", DIR being the agent's private
-#             directory; or "stagecoach-agent unsupported: REASON" and exit
-#             (the client then opens a session per command)
+#   greeting: "stagecoach-agent 2 ready GROUP DIR", GROUP being the
+#             session's process group (the login shell's pid, this script's
+#             first argument) and DIR the agent's private directory; or
+#             "stagecoach-agent unsupported: REASON" and exit (the client
+#             then opens a session per command)
 #   request:  "run ID l N ILEN" then the script as N lines, each ending in a
 #             newline, or "run ID b N ILEN" then N bytes of script whose last
 #             is a sentinel "x" (command substitution would strip trailing
@@ -14,6 +16,12 @@
 #   reply:    "done ID CODE OLEN ELEN", then OLEN bytes of stdout and ELEN
 #             of stderr; or "refuse ID REASON" (the script did not run) or
 #             "fail ID REASON" (it ran), and exit: the agent cannot go on
+#   handover: "hand ID l N -1" (or b), the script, "end ID": the agent
+#             replies "hand ID" and execs the script in its place, which
+#             gets the rest of the session: what follows on stdin, its
+#             output and its exit status. A command streaming its input or
+#             output thus costs no session or login shell of its own. It is
+#             stopped by killing GROUP.
 # To cancel request ID, another session creates DIR/rID.cancel, then reads
 # the script's pid (also its process group) from DIR/rID.pid and kills it.
 # The agent starts no script whose cancel file exists, and looks for it
@@ -67,6 +75,8 @@ _sc_probe=$(printf 'abcdefgh' | {
 })
 [ "$_sc_probe" = "abc${_sc_nl}defgh" ] || _sc_unsupported 'dd cannot read an exact byte count (GNU dd needed)'
 
+_sc_group=${1-}
+_sc_num "$_sc_group" || _sc_unsupported "no process group given (got '$_sc_group')"
 _sc_dir=$(mktemp -d 2>/dev/null) || _sc_unsupported 'mktemp -d failed'
 case $_sc_dir in
 *"$_sc_nl"* | [!/]*) _sc_unsupported "unusable temporary directory $_sc_dir" ;;
@@ -74,10 +84,11 @@ esac
 trap 'rm -rf "$_sc_dir"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 
-printf 'stagecoach-agent 1 ready %s\n' "$_sc_dir"
+printf 'stagecoach-agent 2 ready %s %s\n' "$_sc_group" "$_sc_dir"
 _sc_n=0
 while IFS=' ' read -r _sc_verb _sc_id _sc_mode _sc_slen _sc_ilen _sc_rest; do
-	{ [ "$_sc_verb" = run ] && _sc_num "$_sc_id" && _sc_num "$_sc_slen" &&
+	{ { [ "$_sc_verb" = run ] || { [ "$_sc_verb" = hand ] && [ "$_sc_ilen" = -1 ]; }; } &&
+		_sc_num "$_sc_id" && _sc_num "$_sc_slen" &&
 		{ [ "$_sc_mode" = l ] || [ "$_sc_mode" = b ]; } &&
 		{ [ "$_sc_ilen" = -1 ] || _sc_num "$_sc_ilen"; } && [ -z "$_sc_rest" ]; } ||
 		_sc_end refuse 0 'malformed request header'
@@ -111,6 +122,13 @@ while IFS=' ' read -r _sc_verb _sc_id _sc_mode _sc_slen _sc_ilen _sc_rest; do
 	fi
 	IFS= read -r _sc_last || exit 1
 	[ "$_sc_last" = "end $_sc_id" ] || _sc_end refuse "$_sc_id" 'request out of step'
+
+	if [ "$_sc_verb" = hand ]; then
+		rm -rf "$_sc_dir"
+		trap - EXIT HUP INT TERM PIPE
+		printf 'hand %s\n' "$_sc_id"
+		exec /bin/sh -c "$_sc_script"
+	fi
 
 	if [ -e "$_sc_base.cancel" ]; then
 		printf 'cancelled before it started\n' >"$_sc_base.err"

@@ -82,25 +82,23 @@ func (s *SSH) session(ctx context.Context) (sess *ssh.Session, release func(), e
 	}
 }
 
-// wait waits for a started session to end. On cancellation it stops the
-// remote process group (unless the session is itself a control command),
+// wait waits for a started command to end. On cancellation it stops the
+// remote process group (unless the command is itself a control command),
 // closes the channel and returns ctx.Err().
-func (s *SSH) wait(ctx context.Context, sess *ssh.Session, group *groupCapture, control bool) error {
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
+func (s *SSH) wait(ctx context.Context, r *running, control bool) error {
 	select {
-	case err := <-done:
+	case err := <-r.done:
 		return err
 	case <-ctx.Done():
 		// OpenSSH honours signal requests only for sessions of non-root
 		// users, so also kill the group from a session of our own.
-		sess.Signal(ssh.SIGTERM)
-		if pgid := group.pgid.Load(); pgid > 0 && !control {
+		r.sess.Signal(ssh.SIGTERM)
+		if pgid := r.group.pgid.Load(); pgid > 0 && !control {
 			s.stopGroup(pgid)
 		}
-		sess.Close()
+		r.sess.Close()
 		select {
-		case <-done:
+		case <-r.done:
 		case <-time.After(closeGrace):
 		}
 		return ctx.Err()
@@ -244,39 +242,31 @@ func (s *SSH) RunPatient(ctx context.Context, cmd Command, patience time.Duratio
 func (s *SSH) runSession(ctx context.Context, cmd Command, control bool) (Result, error) {
 	start := time.Now()
 	desc := describe(cmd)
-	sess, release, err := s.session(ctx)
+	var stdout, stderr bytes.Buffer
+	var mu sync.Mutex
+	outTo, errTo := tee(&stdout, cmd.Stdout, &mu), tee(&stderr, cmd.Stderr, &mu)
+	var r *running
+	var err error
+	if control {
+		r, err = s.startSession(ctx, cmd.Script, outTo, errTo, cmd.Stdin != nil)
+	} else {
+		r, err = s.startStreaming(ctx, cmd.Script, outTo, errTo, cmd.Stdin != nil)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
 	}
-	defer release()
-
-	var stdout, stderr bytes.Buffer
-	var mu sync.Mutex
-	sess.Stdout = tee(&stdout, cmd.Stdout, &mu)
-	group := &groupCapture{w: tee(&stderr, cmd.Stderr, &mu)}
-	sess.Stderr = group
-	var stdin io.WriteCloser
-	if cmd.Stdin != nil {
-		// A pipe rather than sess.Stdin: Wait must not wait for a reader
-		// the command never drained.
-		if stdin, err = sess.StdinPipe(); err != nil {
-			return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
-		}
-	}
-	if err := sess.Start(shellLine(cmd.Script)); err != nil {
-		return Result{}, fmt.Errorf("%s on %s: %w", desc, s.target, s.transportErr(fmt.Errorf("start: %w", err)))
-	}
-	if stdin != nil {
+	defer r.release()
+	if r.stdin != nil {
 		go func() {
-			io.Copy(stdin, cmd.Stdin)
-			stdin.Close()
+			io.Copy(r.stdin, cmd.Stdin)
+			r.stdin.Close()
 		}()
 	}
-	err = s.wait(ctx, sess, group, control)
+	err = s.wait(ctx, r, control)
 	if ctx.Err() != nil && err == ctx.Err() {
 		return Result{Duration: time.Since(start)}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
 	}
-	group.flush()
+	r.group.flush()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
 	return res, s.exitErr(desc, &res, err)
 }
@@ -442,40 +432,31 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 		return Command{}, fmt.Errorf("upload %s to %s: %w", p, s.target, err)
 	}
 	tmp := partialName(p)
-	sess, release, err := s.session(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	defer release()
 	var stdout, stderr bytes.Buffer
-	group := &groupCapture{w: &stderr}
-	sess.Stdout, sess.Stderr = &stdout, group
-	stdin, err := sess.StdinPipe()
+	run, err := s.startStreaming(ctx, uploadScript(p, tmp, through), &stdout, &stderr, true)
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.Start(shellLine(uploadScript(p, tmp, through))); err != nil {
-		return fail(s.transportErr(fmt.Errorf("start: %w", err)))
-	}
+	defer run.release()
 	src := &countingReader{r: r, progress: progress}
 	copied := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(stdin, src)
+		_, err := io.Copy(run.stdin, src)
 		if err != nil {
 			// Report first, so the failed Wait below finds the cause; then
 			// stop the remote side (closing stdin would look like success).
 			copied <- err
-			sess.Signal(ssh.SIGTERM)
-			sess.Close()
+			run.sess.Signal(ssh.SIGTERM)
+			run.sess.Close()
 			return
 		}
-		copied <- stdin.Close()
+		copied <- run.stdin.Close()
 	}()
-	werr := s.wait(ctx, sess, group, false)
+	werr := s.wait(ctx, run, false)
 	if werr != nil {
 		// The session is over, so the copy ends once the source's current
 		// Read returns; wait for it a little to report its cause.
-		sess.Close()
+		run.sess.Close()
 		var cerr error
 		select {
 		case cerr = <-copied:
@@ -492,7 +473,7 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 			}
 			return fail(s.transportErr(cause))
 		}
-		group.flush()
+		run.group.flush()
 		res := Result{Stderr: stderr.Bytes()}
 		return fail(s.exitErr("receive upload", &res, werr))
 	}

@@ -1,0 +1,130 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+)
+
+// shellPID returns the pid of the persistent shell a plain Run used.
+func shellPID(t *testing.T, r remote.Runner) string {
+	t.Helper()
+	res, err := r.Run(context.Background(), remote.Script("shell pid", "echo $PPID"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(res.Stdout))
+}
+
+// TestHandoverStreamsOnTheIdleShell: a command that streams its output,
+// and an upload, run in place of the idle persistent shell (the same
+// process), so they start neither a session nor a login shell; their
+// output, exit status and data arrive whole, and the commands after them
+// find a shell started meanwhile.
+func TestHandoverStreamsOnTheIdleShell(t *testing.T) {
+	h := startWrappedSSHD(t, wrapper{delay: "0.2"})
+	r := h.Dial(t)
+	ctx := context.Background()
+
+	first := shellPID(t, r)
+	var out, errOut bytes.Buffer
+	cmd := remote.Script("stream", "echo $$; echo to stderr >&2; exit 3")
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	res, err := r.Run(ctx, cmd)
+	var exit *remote.ExitError
+	if !errors.As(err, &exit) || exit.Code != 3 || strings.TrimSpace(exit.Stderr) != "to stderr" {
+		t.Fatalf("error %v, want exit 3 with its stderr", err)
+	}
+	if got := strings.TrimSpace(out.String()); got != first || string(res.Stdout) != out.String() {
+		t.Errorf("the streaming command ran as pid %q (captured %q), want the idle shell's %s", got, res.Stdout, first)
+	}
+	if errOut.String() != "to stderr\n" {
+		t.Errorf("streamed stderr %q", errOut.String())
+	}
+
+	second := shellPID(t, r)
+	if second == first {
+		t.Fatalf("the shell handed over still answers requests")
+	}
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	dst := filepath.Join(t.TempDir(), "upload")
+	if err := r.Upload(ctx, bytes.NewReader(data), dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+	if third := shellPID(t, r); third == second || third == first {
+		t.Errorf("after the upload, a request ran on shell %s (before: %s, %s)", third, first, second)
+	}
+	if st, n := r.Stats(), h.sessions(t); st.Sessions != int64(n) || n != 3 {
+		t.Errorf("runner counted %d sessions, the server started %d; want 3 shells", st.Sessions, n)
+	}
+}
+
+// TestHandoverCancel: a cancelled command that was handed a shell is
+// stopped with its children, and the runner goes on.
+func TestHandoverCancel(t *testing.T) {
+	r := startSSHD(t).Dial(t)
+	shellPID(t, r)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			if _, err := os.Stat(pidFile); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	cmd := remote.Script("sleep", "trap '' TERM; sleep 30 & echo $! > "+remote.Quote(pidFile)+"; wait; wait")
+	cmd.Stdout = &bytes.Buffer{}
+	if _, err := r.Run(ctx, cmd); !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	if res, err := r.Run(context.Background(), remote.Cmd("echo", "echo", "after")); err != nil || string(res.Stdout) != "after\n" {
+		t.Fatalf("run after the cancel: %q %v", res.Stdout, err)
+	}
+}
+
+// TestHandoverToADeadShell: an upload that takes an idle shell which has
+// just died, before the runner could know, goes on a session of its own
+// with its data untouched.
+func TestHandoverToADeadShell(t *testing.T) {
+	r := startSSHD(t).Dial(t)
+	pid, err := strconv.Atoi(shellPID(t, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	data := bytes.Repeat([]byte("stagecoach\n"), 1<<16)
+	dst := filepath.Join(t.TempDir(), "upload")
+	if err := r.Upload(context.Background(), bytes.NewReader(data), dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+}

@@ -1,0 +1,172 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// running is a remote command started with its standard streams open: on
+// a session of its own, or on a persistent shell handed over to it.
+type running struct {
+	sess    *ssh.Session
+	stdin   io.WriteCloser // nil unless asked for
+	group   *groupCapture  // its stderr; knows its process group
+	done    <-chan error   // how it ended, once its output is all in
+	release func()
+}
+
+// startStreaming starts script with its output going to stdout and stderr
+// as it comes and, with withStdin, its input from the returned pipe. An
+// idle persistent shell is handed over to it when there is one: the
+// command then costs neither a session nor a login shell, and another
+// shell starts meanwhile for the commands that follow. Otherwise it runs
+// on a session of its own.
+func (s *SSH) startStreaming(ctx context.Context, script string, stdout, stderr io.Writer, withStdin bool) (*running, error) {
+	if r, err := s.handOver(ctx, script, stdout, stderr, withStdin); !errors.Is(err, errNoAgent) {
+		return r, err
+	}
+	return s.startSession(ctx, script, stdout, stderr, withStdin)
+}
+
+// startSession starts script on a session of its own.
+func (s *SSH) startSession(ctx context.Context, script string, stdout, stderr io.Writer, withStdin bool) (*running, error) {
+	sess, release, err := s.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	group := &groupCapture{w: stderr}
+	sess.Stdout, sess.Stderr = stdout, group
+	r := &running{sess: sess, group: group, release: release}
+	if withStdin {
+		// A pipe rather than sess.Stdin: Wait must not wait for a reader
+		// the command never drained.
+		if r.stdin, err = sess.StdinPipe(); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	if err := sess.Start(shellLine(script)); err != nil {
+		release()
+		return nil, s.transportErr(fmt.Errorf("start: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	r.done = done
+	return r, nil
+}
+
+// handOver runs script in place of an idle persistent shell (the
+// agent's "hand" request). It returns errNoAgent, having used nothing,
+// when no shell is idle or the one it took turns out to have ended.
+func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Writer, withStdin bool) (*running, error) {
+	a, _, err := s.getAgent(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	a.seq++
+	id := a.seq
+	req := append(requestHeader("hand", id, script, -1), fmt.Sprintf("end %d\n", id)...)
+	s.roundTrips.Add(1)
+	// The script's stderr may come before the reply on stdout is read:
+	// the agent writes none of its own, so it goes to the script's at once.
+	group := &groupCapture{w: stderr, done: true}
+	group.pgid.Store(a.group)
+	a.stderr.set(group)
+	acked := make(chan error, 1)
+	go func() {
+		if _, err := a.in.Write(req); err != nil {
+			acked <- fmt.Errorf("%w: %w", errNoAgent, err)
+			return
+		}
+		line, err := a.out.ReadString('\n')
+		if want := fmt.Sprintf("hand %d\n", id); err != nil || line != want {
+			acked <- fmt.Errorf("%w: no handover (%q, %v)%s", errNoAgent, strings.TrimSpace(line), err, a.stderrNote())
+			return
+		}
+		acked <- nil
+	}()
+	select {
+	case err = <-acked:
+	case <-ctx.Done():
+		// The script may be starting: stop it with the shell.
+		s.stopGroup(a.group)
+		s.agents.drop(a)
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		a.stderr.set(a.diag)
+		s.agents.drop(a)
+		return nil, err
+	}
+	// The session is the script's now: it leaves the pool, whose slot goes
+	// to a shell for the commands that follow.
+	<-s.agents.busy
+	go s.warm()
+
+	if !withStdin {
+		a.in.Close()
+	}
+	done := make(chan error, 1)
+	go func() {
+		if stdout == nil {
+			stdout = io.Discard
+		}
+		io.Copy(stdout, a.out)
+		<-a.exited
+		done <- a.waitErr
+	}()
+	r := &running{sess: a.sess, group: group, done: done, release: a.close}
+	if withStdin {
+		r.stdin = a.in
+	}
+	return r, nil
+}
+
+// warm starts a persistent shell in the background unless one is idle or
+// the pool is full, so that the command after a handover finds one ready.
+func (s *SSH) warm() {
+	p := s.agents
+	select {
+	case p.busy <- struct{}{}:
+	default:
+		return
+	}
+	if p.hasIdle() {
+		<-p.busy
+		return
+	}
+	a, err := s.startAgent()
+	if err != nil {
+		if errors.Is(err, errNoAgent) {
+			p.off.Store(true)
+		}
+		<-p.busy
+		return
+	}
+	p.put(a)
+}
+
+// switchWriter passes writes on to a writer that can be replaced: an
+// agent's stderr goes to its diagnostics until a command takes it over.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *switchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func (w *switchWriter) set(to io.Writer) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.w = to
+}
