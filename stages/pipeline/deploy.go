@@ -52,6 +52,7 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		r.conclude(ctx, server.ResultNoChange, false)
 		return r.finish(nil, server.ResultNoChange)
 	}
+	r.warmShells()
 	if err := r.step(ctx, build.Step{}); err != nil {
 		result := failure(ctx, err)
 		r.record(ctx, result, "build", err)
@@ -70,6 +71,17 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	// the strategy says, each wave gated on health before the next; the
 	// health stage gates the last.
 	return r.rollOut(ctx)
+}
+
+// warmShells has every host start, in the background, the remote shell
+// that the commands after the upload will use, since the upload takes the
+// one in use over: its login shell then starts during the build.
+func (r *Run) warmShells() {
+	for _, h := range r.Hosts {
+		if w, ok := h.Runner.(remote.Warmer); ok {
+			w.Warm()
+		}
+	}
 }
 
 // rollOut stages the shipped release on every host and activates it under

@@ -100,6 +100,9 @@ type agentPool struct {
 	mu     sync.Mutex
 	idle   []*shellAgent
 	closed bool
+	// warming is closed when the shell started ahead of need (warm) is
+	// idle or failed; nil while none starts.
+	warming chan struct{}
 }
 
 func newAgentPool(n int) *agentPool {
@@ -160,11 +163,12 @@ func (p *agentPool) free() bool {
 	return len(p.idle) > 0 || len(p.busy) == 0
 }
 
-// hasIdle reports whether an agent is idle.
-func (p *agentPool) hasIdle() bool {
+// warmingNow returns the channel closed when the shell being started
+// ahead of need is ready, or nil.
+func (p *agentPool) warmingNow() chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.idle) > 0
+	return p.warming
 }
 
 // drop closes an agent whose state is unknown.
@@ -216,6 +220,18 @@ func (s *SSH) getAgent(ctx context.Context, onlyIdle bool) (a *shellAgent, fresh
 	if onlyIdle {
 		<-p.busy
 		return nil, false, errNoAgent
+	}
+	// A shell started ahead of need is nearer ready than a new one.
+	if w := p.warmingNow(); w != nil {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			<-p.busy
+			return nil, false, ctx.Err()
+		}
+		if a := p.popIdle(); a != nil {
+			return a, false, nil
+		}
 	}
 	// The start goes on when ctx ends: a caller with a short deadline (a
 	// health check) would otherwise pay for a shell it never uses, and the

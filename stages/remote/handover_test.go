@@ -128,3 +128,25 @@ func TestHandoverToADeadShell(t *testing.T) {
 		t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
 	}
 }
+
+// TestWarmKeepsASecondShell: a shell started ahead of an upload serves the
+// commands after it, however the two race: two sessions in all.
+func TestWarmKeepsASecondShell(t *testing.T) {
+	for _, settle := range []time.Duration{0, time.Second} {
+		t.Run(settle.String(), func(t *testing.T) {
+			h := startWrappedSSHD(t, wrapper{delay: "0.2"})
+			r := h.Dial(t)
+			shellPID(t, r)
+			r.Warm()
+			time.Sleep(settle)
+			dst := filepath.Join(t.TempDir(), "upload")
+			if err := r.Upload(context.Background(), strings.NewReader("data"), dst, nil); err != nil {
+				t.Fatal(err)
+			}
+			shellPID(t, r)
+			if st, n := r.Stats(), h.sessions(t); st.Sessions != 2 || n != 2 {
+				t.Errorf("runner counted %d sessions, the server started %d; want 2", st.Sessions, n)
+			}
+		})
+	}
+}

@@ -52,6 +52,13 @@ type PatientRunner interface {
 	RunPatient(ctx context.Context, cmd Command, patience time.Duration) (Result, error)
 }
 
+// Warmer is a Runner that can start a second persistent shell ahead of
+// need (SSH.Warm): before an upload, which takes the idle shell over, so
+// that the commands after it find one ready.
+type Warmer interface {
+	Warm()
+}
+
 // Stats counts transport usage so tests and reports can show it.
 type Stats struct {
 	// Connections counts SSH connections opened: the host's, and each
@@ -79,9 +86,9 @@ type Command struct {
 	// Stdin feeds the command; nil means empty input.
 	Stdin io.Reader
 	// Stdout and Stderr, when set, receive output as it arrives in addition
-	// to the captured copy in Result. Over SSH such a command runs on a
-	// session of its own (a round trip and a login shell more), as the
-	// persistent shell returns output only at the end.
+	// to the captured copy in Result. Over SSH such a command takes an
+	// idle persistent shell over, or runs on a session of its own, as a
+	// persistent shell answering requests returns output only at the end.
 	Stdout, Stderr io.Writer
 }
 

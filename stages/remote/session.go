@@ -188,10 +188,10 @@ func tee(buf *bytes.Buffer, user io.Writer, mu *sync.Mutex) io.Writer {
 
 // Run executes cmd.Script with /bin/sh on the host, on one of the runner's
 // persistent shells (see SSHConfig.MaxAgents). A command with Stdout or
-// Stderr writers, or with more than 16 MiB of input, runs on a session of
-// its own instead, so its output streams as it comes and its input is not
-// held in memory; so does every command on a host that cannot run the
-// persistent shell.
+// Stderr writers, or with more than 16 MiB of input, takes an idle shell
+// over or runs on a session of its own instead, so its output streams as
+// it comes and its input is not held in memory; every command on a host
+// that cannot run the persistent shell has a session of its own.
 func (s *SSH) Run(ctx context.Context, cmd Command) (Result, error) {
 	if cmd.Stdout != nil || cmd.Stderr != nil || !s.agents.enabled() {
 		return s.runSession(ctx, cmd, false)

@@ -107,7 +107,7 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 	// The session is the script's now: it leaves the pool, whose slot goes
 	// to a shell for the commands that follow.
 	<-s.agents.busy
-	go s.warm()
+	go s.warm(1)
 
 	if !withStdin {
 		a.in.Close()
@@ -128,19 +128,39 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 	return r, nil
 }
 
-// warm starts a persistent shell in the background unless one is idle or
-// the pool is full, so that the command after a handover finds one ready.
-func (s *SSH) warm() {
+// Warm starts a second persistent shell in the background, unless two
+// are idle or one is already starting. Called ahead of a streaming command
+// (an upload), which takes an idle shell over, it keeps the login shell of
+// the commands after it off their path.
+func (s *SSH) Warm() {
+	if s.agents.enabled() && !s.closed() {
+		go s.warm(2)
+	}
+}
+
+// warm starts a shell unless spare ones are idle or one is starting.
+func (s *SSH) warm(spare int) {
 	p := s.agents
 	select {
 	case p.busy <- struct{}{}:
 	default:
-		return
+		return // the pool is full: nothing would wait for a new shell
 	}
-	if p.hasIdle() {
+	p.mu.Lock()
+	if len(p.idle) >= spare || p.warming != nil || p.closed {
+		p.mu.Unlock()
 		<-p.busy
 		return
 	}
+	ready := make(chan struct{})
+	p.warming = ready
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.warming = nil
+		p.mu.Unlock()
+		close(ready)
+	}()
 	a, err := s.startAgent()
 	if err != nil {
 		if errors.Is(err, errNoAgent) {
