@@ -259,6 +259,13 @@ func run(ctx context.Context, spec config.Plugin, dc Context, h *hostService, re
 			return fmt.Errorf("plugin %s: checksum mismatch for %s: config pins sha256 %s, the file has %s", spec.Name, spec.Path, strings.ToLower(spec.SHA256), actual)
 		}
 		msg := fmt.Sprintf("plugin %s: %s is not a Stagecoach plugin (handshake failed): %v", spec.Name, spec.Path, err)
+		// An empty handshake line is its stdout closing: a process killed
+		// then (out of memory, by an operator) crashed, it is no stranger.
+		if ps := cmd.ProcessState; ps != nil && strings.HasPrefix(err.Error(), "Unrecognized remote plugin message: \n") {
+			if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				msg = fmt.Sprintf("plugin %s: %s crashed during start-up (%s)", spec.Name, spec.Path, ps)
+			}
+		}
 		// go-plugin takes the first line on stdout for its handshake and,
 		// when it is not, guesses at architectures and libraries; the
 		// likely cause is a line the plugin printed before sdk.Serve.

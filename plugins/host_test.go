@@ -19,6 +19,8 @@ func TestRunPluginErrors(t *testing.T) {
 	notExec := filepath.Join(dir, "plugins", "bin", "plain")
 	os.MkdirAll(filepath.Dir(notExec), 0o755)
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	suicide := filepath.Join(dir, "suicide")
+	os.WriteFile(suicide, []byte("#!/bin/sh\nkill -9 $$\n"), 0o755)
 	garbage := filepath.Join(dir, "garbage")
 	os.WriteFile(garbage, []byte("#!/bin/sh\necho 'hello, I am not a plugin'\nsleep 1\n"), 0o755)
 
@@ -33,6 +35,8 @@ func TestRunPluginErrors(t *testing.T) {
 			[]string{"plugin plain: plugins/bin/plain is not executable (mode -rw-r--r--)"}},
 		{"exits at once", config.Plugin{Name: "true", Path: "/bin/true", At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin true: /bin/true is not a Stagecoach plugin (handshake failed): "}},
+		{"killed during start-up", config.Plugin{Name: "oom", Path: suicide, At: "after-swap", Timeout: 30 * time.Second},
+			[]string{"plugin oom: " + suicide + " crashed during start-up (signal: killed)"}},
 		{"prints garbage", config.Plugin{Name: "garbage", Path: garbage, At: "after-swap", Timeout: 30 * time.Second},
 			[]string{"plugin garbage: " + garbage + ` printed "hello, I am not a plugin" on stdout before the handshake`}},
 		{"hook not supported", config.Plugin{Name: "t", Path: bin(t, "testplugin"), At: "after-cleanup", Timeout: 30 * time.Second},
