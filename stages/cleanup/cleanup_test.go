@@ -227,7 +227,7 @@ func TestCleanupFailures(t *testing.T) {
 			"clean up deploy@web1: clean up old releases"},
 		{"its output is cut", host{n: 5, live: 5},
 			func(f *remotetest.Fake, _ server.Layout) {
-				f.On("clean up old releases").Stdout([]byte("before free_kb=1 releases_kb=1\nremoved " + rel(1) + "\n"))
+				f.On("clean up old releases").Stdout([]byte("before free_kb=1\nremoved " + rel(1) + "\n"))
 			},
 			"cleanup output is incomplete"},
 		{"saving the state fails", host{n: 5, live: 5},

@@ -96,11 +96,11 @@ func PlanCleanup(ids []string, keep int, protect []string) []string {
 // docker, and prints disk usage before and after in the lines
 // ParseCleanup reads:
 //
-//	before free_kb=N releases_kb=N
+//	before free_kb=N
 //	removed <id>
 //	removed-backup <id>
 //	removed-incoming N
-//	after free_kb=N releases_kb=N
+//	after free_kb=N
 func Cleanup(l Layout, s CleanupSpec) (Op[CleanupReport], error) {
 	keep := s.Keep
 	if keep < 1 {
@@ -156,14 +156,12 @@ func flag(b bool) string {
 
 // CleanupReport is what Cleanup did.
 type CleanupReport struct {
-	Removed          []string // release ids
-	RemovedBackups   []string // release ids whose backups went
-	RemovedIncoming  int      // leftover uploads (entries of incoming/)
-	FreeBeforeKB     int64
-	FreeAfterKB      int64
-	FreedKB          int64 // FreeAfterKB - FreeBeforeKB, never below 0
-	ReleasesBeforeKB int64
-	ReleasesAfterKB  int64
+	Removed         []string // release ids
+	RemovedBackups  []string // release ids whose backups went
+	RemovedIncoming int      // leftover uploads (entries of incoming/)
+	FreeBeforeKB    int64
+	FreeAfterKB     int64
+	FreedKB         int64 // FreeAfterKB - FreeBeforeKB, never below 0
 }
 
 // ParseCleanup reads Cleanup's output.
@@ -176,10 +174,10 @@ func ParseCleanup(stdout []byte) (CleanupReport, error) {
 		switch kind {
 		case "before":
 			sawBefore = true
-			_, err = fmt.Sscanf(rest, "free_kb=%d releases_kb=%d", &r.FreeBeforeKB, &r.ReleasesBeforeKB)
+			r.FreeBeforeKB, err = parseFreeKB(rest)
 		case "after":
 			sawAfter = true
-			_, err = fmt.Sscanf(rest, "free_kb=%d releases_kb=%d", &r.FreeAfterKB, &r.ReleasesAfterKB)
+			r.FreeAfterKB, err = parseFreeKB(rest)
 		case "removed":
 			r.Removed = append(r.Removed, rest)
 		case "removed-backup":
@@ -198,4 +196,13 @@ func ParseCleanup(stdout []byte) (CleanupReport, error) {
 		r.FreedKB = 0
 	}
 	return r, nil
+}
+
+// parseFreeKB reads "free_kb=N".
+func parseFreeKB(s string) (int64, error) {
+	n, ok := strings.CutPrefix(s, "free_kb=")
+	if !ok {
+		return 0, fmt.Errorf("want free_kb=N, got %q", s)
+	}
+	return strconv.ParseInt(n, 10, 64)
 }

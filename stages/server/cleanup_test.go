@@ -37,17 +37,17 @@ func TestPlanCleanup(t *testing.T) {
 }
 
 func TestParseCleanup(t *testing.T) {
-	out := "before free_kb=1000 releases_kb=500\nremoved " + id1 + "\nremoved-backup " + id1 + "\nremoved-incoming 2\nafter free_kb=1300 releases_kb=200\n"
+	out := "before free_kb=1000\nremoved " + id1 + "\nremoved-backup " + id1 + "\nremoved-incoming 2\nafter free_kb=1300\n"
 	r, err := ParseCleanup([]byte(out))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := CleanupReport{Removed: []string{id1}, RemovedBackups: []string{id1}, RemovedIncoming: 2,
-		FreeBeforeKB: 1000, FreeAfterKB: 1300, FreedKB: 300, ReleasesBeforeKB: 500, ReleasesAfterKB: 200}
+		FreeBeforeKB: 1000, FreeAfterKB: 1300, FreedKB: 300}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got %+v", r)
 	}
-	for _, bad := range []string{"", "before free_kb=1 releases_kb=1\n", "before free_kb=x\nafter free_kb=1 releases_kb=1\n"} {
+	for _, bad := range []string{"", "before free_kb=1\n", "before free_kb=x\nafter free_kb=1\n"} {
 		if _, err := ParseCleanup([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
@@ -94,7 +94,7 @@ func TestCleanupScript(t *testing.T) {
 			t.Errorf("%s not removed", gone)
 		}
 	}
-	if r.RemovedIncoming != 2 || len(r.RemovedBackups) != 2 || r.ReleasesAfterKB >= r.ReleasesBeforeKB {
+	if r.RemovedIncoming != 2 || len(r.RemovedBackups) != 2 {
 		t.Errorf("report %+v", r)
 	}
 	if _, err := Cleanup(l, CleanupSpec{Protect: []string{"../x"}}); err == nil {

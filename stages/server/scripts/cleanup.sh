@@ -26,8 +26,10 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 
+# usage prints the free space; not the releases' size, which would walk
+# every file of every release kept.
 usage() {
-  echo "$1 free_kb=$(df -Pk . | awk 'END { print $(NF-2) }') releases_kb=$(du -sk releases | cut -f1)"
+  echo "$1 free_kb=$(df -Pk . | awk 'END { print $(NF-2) }')"
 }
 
 # ids lists the release ids among the entries of directory $1, oldest first.
