@@ -128,3 +128,34 @@ func TestRollbackWithoutBackupMovesNoHost(t *testing.T) {
 	}
 	p.wantLive(rel(2))
 }
+
+// TestRollbackPutBackUnhealthy: a host put back whose release then fails
+// its health checks is still on the release it ran, so the hosts agree:
+// the rollback fails as unhealthy (exit 3), not as hosts that may run
+// different releases (exit 8), and that host's state says what is live.
+// Regression (chaos seed 19, under heavy load): a put-back's health check
+// timing out made the rollback exit 8 with every host on one release.
+func TestRollbackPutBackUnhealthy(t *testing.T) {
+	t.Parallel()
+	p := newProject(t, 2, healthy)
+	p.seed(3, 1, 3)
+	states := []*server.State{p.State(p.t, 0), p.State(p.t, 1)}
+	p.Fake(1).On("switch current").Times(1).Exit(1, "No space left on device")
+	// web1's first check passes (the rollback), every later one fails (the
+	// put back).
+	p.Fake(0).On("health check").Times(1).Pass()
+	p.Fake(0).On("health check").Exit(1, "502 bad gateway")
+	_, err := p.rollBack(run.Options{}, nil)
+	wantErr(t, err, "roll back deploy@web2")
+	wantErr(t, err, "every host was put back on the release it ran, but")
+	wantErr(t, err, "put back deploy@web1: release "+rel(3)+" is not healthy after the rollback either")
+	if exitcode.Of(err) != exitcode.Unhealthy {
+		t.Errorf("exit %d, want %d", exitcode.Of(err), exitcode.Unhealthy)
+	}
+	p.wantLive(rel(3))
+	for i := range p.Names {
+		if st := p.State(p.t, i); st.Current != states[i].Current || len(st.Deploys) != len(states[i].Deploys) {
+			t.Errorf("host %d: state says %s live after %d deploys, want %s after %d", i, st.Current, len(st.Deploys), states[i].Current, len(states[i].Deploys))
+		}
+	}
+}

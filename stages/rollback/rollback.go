@@ -80,6 +80,19 @@ func To(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restoreD
 	return to(ctx, rc, h, id, nil)
 }
 
+// NotHealthyError is the failure of the health checks of the release a
+// host was switched (back) to: the switch did happen.
+type NotHealthyError struct {
+	Release string
+	Err     error
+}
+
+func (e *NotHealthyError) Error() string {
+	return fmt.Sprintf("release %s is not healthy after the rollback either: %v", e.Release, e.Err)
+}
+
+func (e *NotHealthyError) Unwrap() error { return e.Err }
+
 // restoreError is the failure of the restore run before the switch,
 // which did not happen.
 type restoreError struct{ err error }
@@ -147,7 +160,7 @@ func to(ctx context.Context, rc *run.Context, h *fleet.Host, id string, restore 
 		results, err := probe.Run(ctx, checks, rc.Env.HealthWait, target)
 		rc.Report.AddHealth(results)
 		if err != nil {
-			return fmt.Errorf("release %s is not healthy after the rollback either: %w", id, err)
+			return &NotHealthyError{Release: id, Err: err}
 		}
 	}
 	return nil
@@ -198,9 +211,21 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 	}
 	// Put back even when interrupted: stopping here would leave the
 	// fleet split.
+	var mu sync.Mutex
+	placed := true // every host is back on its release, healthy or not
 	undoErr := rc.Fleet.Each(context.WithoutCancel(ctx), hosts, "put back", func(ctx context.Context, h *fleet.Host) error {
-		return undo(ctx, rc, h, moves[h])
+		err := undo(ctx, rc, h, moves[h])
+		var unhealthy *NotHealthyError
+		if err != nil && !errors.As(err, &unhealthy) {
+			mu.Lock()
+			placed = false
+			mu.Unlock()
+		}
+		return err
 	})
+	if undoErr != nil && placed {
+		return exitcode.With(exitcode.Unhealthy, fmt.Errorf("%w; every host was put back on the release it ran, but %w", err, undoErr))
+	}
 	if undoErr != nil {
 		var where []string
 		for _, h := range hosts {
@@ -390,19 +415,22 @@ func undoOnce(ctx context.Context, rc *run.Context, h *fleet.Host, m *move) erro
 	if !m.switching {
 		return nil
 	}
-	if err := To(ctx, rc, h, m.from, false); err != nil {
+	// Back on m.from, healthy or not, the host's state must say so.
+	err := To(ctx, rc, h, m.from, false)
+	var unhealthy *NotHealthyError
+	if err != nil && !errors.As(err, &unhealthy) {
 		return err
 	}
-	state, err := server.ParseState(h.Layout.StatePath(), m.state)
-	if err != nil {
-		return err
+	state, perr := server.ParseState(h.Layout.StatePath(), m.state)
+	if perr != nil {
+		return perr
 	}
 	h.State = state
 	if m.recorded {
-		if err := h.SaveState(ctx); err != nil {
-			return err
+		if serr := h.SaveState(ctx); serr != nil {
+			return errors.Join(err, serr)
 		}
 	}
 	h.Live = m.from
-	return nil
+	return err
 }
