@@ -288,20 +288,26 @@ func plan(ctx context.Context, rc *run.Context) (map[*fleet.Host]*move, error) {
 			}
 			m.restoreDB = true
 		}
-		if _, err := h.Run(ctx, remote.Cmd("look for release "+target, "test", "-d", h.Layout.ReleaseDir(target))); err != nil {
+		cmds := []remote.Command{remote.Cmd("look for release "+target, "test", "-d", h.Layout.ReleaseDir(target))}
+		var has server.Op[struct{}]
+		if m.restoreDB {
+			// Before any host moves: a restore failing on every host
+			// would leave each to be put back.
+			var err error
+			if has, err = server.HasBackup(h.Layout, h.Live, rc.Cfg.Migrations.Backup); err != nil {
+				return err
+			}
+			cmds = append(cmds, has.Cmd)
+		}
+		results, errs := h.RunBatch(ctx, cmds...)
+		if err := errs[0]; err != nil {
 			if server.ExitCode(err) == 1 {
 				return fmt.Errorf("release %s does not exist on the server", target)
 			}
 			return err
 		}
 		if m.restoreDB {
-			// Before any host moves: a restore failing on every host
-			// would leave each to be put back.
-			has, err := server.HasBackup(h.Layout, h.Live, rc.Cfg.Migrations.Backup)
-			if err != nil {
-				return err
-			}
-			if _, err := server.Run(ctx, h, has); err != nil {
+			if _, err := has.Decode(results[1], errs[1]); err != nil {
 				var none *server.NoBackupError
 				if errors.As(err, &none) {
 					return fmt.Errorf("%w: roll back without restoring the database", err)
