@@ -73,39 +73,6 @@ func TestHandoverStreamsOnTheIdleShell(t *testing.T) {
 	}
 }
 
-// TestHandoverCancel: a cancelled command that was handed a shell is
-// stopped with its children, and the runner goes on.
-func TestHandoverCancel(t *testing.T) {
-	r := startSSHD(t).Dial(t)
-	shellPID(t, r)
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		for {
-			if _, err := os.Stat(pidFile); err == nil {
-				cancel()
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	cmd := remote.Script("sleep", "trap '' TERM; sleep 30 & echo $! > "+remote.Quote(pidFile)+"; wait; wait")
-	cmd.Stdout = &bytes.Buffer{}
-	if _, err := r.Run(ctx, cmd); !errors.Is(err, context.Canceled) {
-		t.Fatalf("error %v, want context.Canceled", err)
-	}
-	b, _ := os.ReadFile(pidFile)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitGone(t, pid)
-	if res, err := r.Run(context.Background(), remote.Cmd("echo", "echo", "after")); err != nil || string(res.Stdout) != "after\n" {
-		t.Fatalf("run after the cancel: %q %v", res.Stdout, err)
-	}
-}
-
 // TestHandoverToADeadShell: an upload that takes an idle shell which has
 // just died, before the runner could know, goes on a session of its own
 // with its data untouched.
