@@ -139,8 +139,6 @@ func RouterMaintenanceCommand(r config.Router, l Layout, id string, port int, on
 	return runIn(l, id, "turn the router's maintenance "+what, withPortScript.argv(strconv.Itoa(port), WithPort(cmd, port))...)
 }
 
-var maintenancePageScript = load("maintenance_page.sh")
-
 // DefaultMaintenancePage is the page Stagecoach writes into shared/ when
 // the app has none of its own.
 const DefaultMaintenancePage = `<!doctype html>
@@ -153,10 +151,12 @@ const DefaultMaintenancePage = `<!doctype html>
 </html>
 `
 
-// WriteMaintenancePage writes DefaultMaintenancePage to shared/<page>
-// unless a file is there already: the app's own page is never replaced.
+// WriteMaintenancePage writes DefaultMaintenancePage to shared/<page>,
+// readable by the web server's workers, unless a file is there already:
+// the app's own page is never replaced. It prints "wrote" or "kept" and
+// the path.
 func WriteMaintenancePage(l Layout, page string) remote.Command {
-	cmd := maintenancePageScript.cmd("write the default maintenance page unless the app has one", l.join("shared", page), strconv.Itoa(len(DefaultMaintenancePage)))
+	cmd := writeFileScript.cmd("write the default maintenance page unless the app has one", l.join("shared", page), "644", strconv.Itoa(len(DefaultMaintenancePage)), "keep")
 	cmd.Stdin = strings.NewReader(DefaultMaintenancePage)
 	return cmd
 }

@@ -98,7 +98,7 @@ func TestWriteMaintenancePage(t *testing.T) {
 	l := newRoot(t)
 	page := filepath.Join(l.SharedDir(), "pages", "down.html")
 	res := mustRun(t, WriteMaintenancePage(l, "pages/down.html"), nil)
-	if b, err := os.ReadFile(page); err != nil || string(b) != DefaultMaintenancePage || !strings.Contains(string(res.Stdout), "wrote the default maintenance page") {
+	if b, err := os.ReadFile(page); err != nil || string(b) != DefaultMaintenancePage || string(res.Stdout) != "wrote "+page+"\n" {
 		t.Fatalf("default page: %q, %v; printed %q", b, err, res.Stdout)
 	}
 	if fi, _ := os.Stat(page); fi.Mode().Perm() != 0o644 {
@@ -106,7 +106,7 @@ func TestWriteMaintenancePage(t *testing.T) {
 	}
 	writeFile(t, page, "own\n")
 	res = mustRun(t, WriteMaintenancePage(l, "pages/down.html"), nil)
-	if b, _ := os.ReadFile(page); string(b) != "own\n" || !strings.Contains(string(res.Stdout), "is the app's own") {
+	if b, _ := os.ReadFile(page); string(b) != "own\n" || string(res.Stdout) != "kept "+page+"\n" {
 		t.Errorf("own page: %q; printed %q", b, res.Stdout)
 	}
 }

@@ -1,12 +1,19 @@
 # shellcheck shell=sh
-# write_file.sh FILE MODE SIZE < CONTENT
+# write_file.sh FILE MODE SIZE [keep] < CONTENT
 #
 # Replaces FILE by stdin through a rename, creating its directory. The
 # content is written owner-only (umask 077) and given MODE only once whole:
 # secrets are never readable by others, not even for a moment, and a
-# stream cut short (SIZE bytes were sent) never replaces the file.
+# stream cut short (SIZE bytes were sent) never replaces the file. With
+# "keep", a FILE that exists already stays as it is. Prints "wrote FILE"
+# or "kept FILE".
 set -e
-file=$1 mode=$2 size=$3
+file=$1 mode=$2 size=$3 keep=${4:-}
+if [ "$keep" = keep ] && [ -e "$file" ]; then
+  cat > /dev/null
+  echo "kept $file"
+  exit 0
+fi
 umask 077
 mkdir -p "$(dirname "$file")"
 tmp=$file.tmp.$$
@@ -20,3 +27,4 @@ if [ "$got" -ne "$size" ]; then
 fi
 chmod "$mode" "$tmp"
 mv -f "$tmp" "$file"
+echo "wrote $file"
