@@ -107,7 +107,7 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 	// The session is the script's now: it leaves the pool, whose slot goes
 	// to a shell for the commands that follow.
 	<-s.agents.busy
-	go s.warm(1)
+	s.warm(1)
 
 	if !withStdin {
 		a.in.Close()
@@ -134,11 +134,13 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 // the commands after it off their path.
 func (s *SSH) Warm() {
 	if s.agents.enabled() && !s.closed() {
-		go s.warm(2)
+		s.warm(2)
 	}
 }
 
-// warm starts a shell unless spare ones are idle or one is starting.
+// warm starts a shell in the background unless spare ones are idle or one
+// is starting. The start is announced before warm returns, so a request
+// right after it waits for that shell rather than start another.
 func (s *SSH) warm(spare int) {
 	p := s.agents
 	select {
@@ -155,21 +157,23 @@ func (s *SSH) warm(spare int) {
 	ready := make(chan struct{})
 	p.warming = ready
 	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.warming = nil
-		p.mu.Unlock()
-		close(ready)
-	}()
-	a, err := s.startAgent()
-	if err != nil {
-		if errors.Is(err, errNoAgent) {
-			p.off.Store(true)
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			p.warming = nil
+			p.mu.Unlock()
+			close(ready)
+		}()
+		a, err := s.startAgent()
+		if err != nil {
+			if errors.Is(err, errNoAgent) {
+				p.off.Store(true)
+			}
+			<-p.busy
+			return
 		}
-		<-p.busy
-		return
-	}
-	p.put(a)
+		p.put(a)
+	}()
 }
 
 // switchWriter passes writes on to a writer that can be replaced: an
