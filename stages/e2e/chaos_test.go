@@ -113,8 +113,10 @@ func TestChaosRealServers(t *testing.T) {
 		case killClient:
 			var code int
 			killed, code, log = deployKilled(t, p, at)
-			err = errors.New("killed")
-			if !killed && code != exitcode.OK {
+			switch {
+			case killed:
+				err = errors.New("killed")
+			case code != exitcode.OK:
 				// Done before the kill: judged by its own exit code.
 				err = exitcode.With(code, errors.New("ended before the kill"))
 			}
