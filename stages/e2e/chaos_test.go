@@ -130,10 +130,13 @@ func TestChaosRealServers(t *testing.T) {
 			case killPlugin:
 				strike = func() { killProcesses(plugin) }
 			}
-			timer := time.AfterFunc(at, strike)
+			struck := make(chan struct{})
+			timer := time.AfterFunc(at, func() { strike(); close(struck) })
 			if fault == killPlugin {
 				// The plugin hangs: it is killed once it runs.
-				timer.Stop()
+				if timer.Stop() {
+					close(struck)
+				}
 				go func() {
 					for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 						if killProcesses(plugin) > 0 {
@@ -143,7 +146,12 @@ func TestChaosRealServers(t *testing.T) {
 				}()
 			}
 			res := deployWith(t, p, pipeline.Options{})
-			timer.Stop()
+			if timer.Stop() {
+				close(struck)
+			}
+			// A strike under way (the disk filling) ends before the
+			// cleanup below, or it would go on filling after it.
+			<-struck
 			err, log = res.err, res.log
 			if res.run.Plan != nil {
 				release = res.run.Plan.Release
