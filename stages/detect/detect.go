@@ -396,11 +396,45 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 	if err != nil {
 		return err
 	}
+	adopt(rc, plan, manifest)
+	return nil
+}
+
+// adopt makes plan the run's, with the live release's manifest, and logs
+// the plan table.
+func adopt(rc *run.Context, plan *run.Plan, manifest *archive.Manifest) {
 	rc.Plan, rc.Previous = plan, manifest
 	var table strings.Builder
 	PrintPlan(&table, plan)
 	rc.Log.Infof("%s", table.String())
-	return nil
+}
+
+// Ahead is Detect run before the hosts answered, against previous, the
+// revision this checkout last deployed to the environment: the plan Step
+// would make if the hosts record that revision. Confirm tells.
+func Ahead(ctx context.Context, rc *run.Context, previous string, log *ui.Logger) (*run.Plan, error) {
+	return Detect(ctx, rc.Cfg, DetectOptions{Previous: previous, AllowDirty: rc.Opts.AllowDirty, Force: rc.Opts.Force}, log)
+}
+
+// Confirm makes plan, made by Ahead, the run's plan when the hosts, now
+// connected, confirm what it assumed: they agree on a live release whose
+// revision is the plan's Previous, and its release id sorts after every
+// release they know. It reports whether they did; when not, Step decides.
+func Confirm(rc *run.Context, plan *run.Plan) bool {
+	if plan == nil || rc.Opts.Previous != "" || len(rc.Hosts) == 0 {
+		return false
+	}
+	first := rc.Hosts[0]
+	for _, h := range rc.Hosts {
+		if liveRevision(h) != plan.Previous || h.Live != first.Live || h.LiveManifest == nil {
+			return false
+		}
+	}
+	if plan.Release <= newestRelease(rc.Hosts) {
+		return false
+	}
+	adopt(rc, plan, first.LiveManifest)
+	return true
 }
 
 // newestRelease is the newest release id any host runs or records.

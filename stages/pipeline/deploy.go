@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/build"
+	"github.com/stagecoach/stagecoach/stages/checkout"
 	"github.com/stagecoach/stagecoach/stages/cleanup"
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/detect"
@@ -35,6 +36,9 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	if r.Opts.Hosts == run.FailedHosts {
 		return r.retry(ctx)
 	}
+	ahead := r.goAhead(ctx)
+	defer ahead.stop()
+	defer r.unlockBuild()
 	release, err := r.Hold(ctx)
 	if err != nil {
 		return r.finish(err, failure(ctx, err))
@@ -44,8 +48,11 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	if err := r.BuildPlugins(ctx); err != nil {
 		return r.finish(err, failure(ctx, err))
 	}
-	if err := r.step(ctx, detect.Step{}); err != nil {
-		return r.finish(err, failure(ctx, err))
+	adopted := ahead.adopt(ctx, r)
+	if !adopted {
+		if err := r.step(ctx, detect.Step{}); err != nil {
+			return r.finish(err, failure(ctx, err))
+		}
 	}
 	if r.nothingChanged() {
 		r.Log.Infof("nothing changed since %s: %s stays live", git.Short(r.Plan.Previous), r.Hosts[0].Live)
@@ -53,12 +60,14 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		return r.finish(nil, server.ResultNoChange)
 	}
 	r.warmShells()
-	if err := r.step(ctx, build.Step{}); err != nil {
+	if err := r.build(ctx, ahead, adopted); err != nil {
 		result := failure(ctx, err)
 		r.record(ctx, result, "build", err)
 		return r.finish(err, result)
 	}
-	if stage, err := r.packageAndShip(ctx); err != nil {
+	stage, err := r.packageAndShip(ctx)
+	r.unlockBuild()
+	if err != nil {
 		// The hosts that got the archive drop it at once: it is of no use
 		// to any later deploy, and it may be what filled the disk.
 		swap.Discard(ctx, r.Context)
@@ -71,6 +80,18 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	// the strategy says, each wave gated on health before the next; the
 	// health stage gates the last.
 	return r.rollOut(ctx)
+}
+
+// build is the deploy's build stage: the one run ahead when its plan was
+// adopted, else a build now, under the checkout's build lock.
+func (r *Run) build(ctx context.Context, ahead *ahead, adopted bool) error {
+	if adopted {
+		return ahead.build(ctx, r)
+	}
+	if err := r.lockBuild(ctx); err != nil {
+		return err
+	}
+	return r.step(ctx, build.Step{})
 }
 
 // warmShells has every host start, in the background, the remote shell
@@ -395,6 +416,12 @@ func (r *Run) finish(err error, result string) error {
 	r.notify(result)
 	if r.Plan != nil {
 		r.prunePackages()
+	}
+	if r.Plan != nil && (result == server.ResultSuccess || result == server.ResultNoChange) {
+		// The next deploy's detect and build run ahead against it.
+		if err := checkout.RecordDeployed(r.Cfg.Dir, r.Env.Name, r.Plan.Revision); err != nil {
+			r.Log.Debugf("%v", err)
+		}
 	}
 	var summary strings.Builder
 	rep.PrintSummary(&summary)

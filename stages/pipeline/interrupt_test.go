@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,8 +32,23 @@ func TestDeployInterrupted(t *testing.T) {
 		discarded bool
 	}{
 		{
+			// Run ahead while the locks are taken: the detect and
+			// build are dropped, and nothing is recorded.
+			name: "locks",
+			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
+				e.Fake(1).On("take deploy lock").Then(cancel)
+				return nil
+			},
+			code: exitcode.Failed, says: "deploy test interrupted",
+		},
+		{
+			// With no revision recorded by this checkout, detect runs
+			// once the locks are held.
 			name: "detect",
 			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
+				if err := os.RemoveAll(filepath.Join(e.Dir, ".stagecoach", "deployed")); err != nil {
+					panic(err)
+				}
 				return logTo(&cancelOn{Writer: e.Log, text: "detect ...", cancel: cancel})
 			},
 			code: exitcode.Failed, says: "deploy test interrupted",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/build"
 	"github.com/stagecoach/stagecoach/stages/check"
+	"github.com/stagecoach/stagecoach/stages/checkout"
 	"github.com/stagecoach/stagecoach/stages/cleanup"
 	"github.com/stagecoach/stagecoach/stages/detect"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -46,6 +47,7 @@ type Run struct {
 
 	connected bool
 	holds     int
+	buildLock *checkout.BuildLock // held from the build to the archive written
 }
 
 // Open loads the config and selects the environment (see run.Open).

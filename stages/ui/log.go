@@ -4,9 +4,11 @@
 package ui
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -137,7 +139,11 @@ func (l *Logger) lineLocked(level, msg string) {
 	for _, text := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
 		fmt.Fprintf(&b, "[%s] %s%s%s\n", stamp, level, l.prefix, text)
 	}
-	text := redact(b.String(), l.secrets)
+	l.writeLocked(redact(b.String(), l.secrets))
+}
+
+// writeLocked writes finished lines with l.mu held, around the bars.
+func (l *Logger) writeLocked(text string) {
 	if l.shown {
 		text = clearLine + text
 	}
@@ -147,6 +153,49 @@ func (l *Logger) lineLocked(level, msg string) {
 	if l.shown = bars != ""; l.shown {
 		l.drawn = l.now()
 	}
+}
+
+// Held is a Logger whose lines wait, stamped and masked as they are
+// logged, until Release writes them to the Logger it was made from: for
+// work started before it is known to count, whose lines are then dropped.
+type Held struct {
+	*Logger
+	parent *Logger
+	buf    *bytes.Buffer
+}
+
+// Hold returns a Held logger with this one's prefix, verbosity and secrets.
+func (l *Logger) Hold() *Held {
+	var buf bytes.Buffer
+	l.mu.Lock()
+	secrets := slices.Clone(l.secrets)
+	l.mu.Unlock()
+	held := &Logger{sink: &sink{out: &buf, secrets: secrets}, verbose: l.verbose, now: l.now, prefix: l.prefix}
+	return &Held{Logger: held, parent: l, buf: &buf}
+}
+
+// Release writes the lines logged so far to the parent Logger, and hands
+// it every later line as it is logged.
+func (h *Held) Release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.parent.mu.Lock()
+	if h.buf.Len() > 0 {
+		h.parent.writeLocked(h.buf.String())
+	}
+	h.parent.mu.Unlock()
+	h.buf.Reset()
+	h.out = parentWriter{h.parent}
+}
+
+// parentWriter writes finished lines to a Logger's output.
+type parentWriter struct{ l *Logger }
+
+func (w parentWriter) Write(p []byte) (int, error) {
+	w.l.mu.Lock()
+	defer w.l.mu.Unlock()
+	w.l.writeLocked(string(p))
+	return len(p), nil
 }
 
 // Writer returns an io.Writer that logs each complete line it receives,

@@ -1,0 +1,161 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/stagecoach/stagecoach/stages/build"
+	"github.com/stagecoach/stagecoach/stages/checkout"
+	"github.com/stagecoach/stagecoach/stages/detect"
+	"github.com/stagecoach/stagecoach/stages/run"
+	"github.com/stagecoach/stagecoach/stages/ui"
+)
+
+// ahead is a deploy's detect and build run while it connects to the hosts
+// and takes their locks, against the revision this checkout last deployed
+// to the environment. When the hosts confirm that revision, the deploy
+// takes the plan and the build instead of starting them once it holds the
+// locks: on a distant host, or one whose login shell is slow to start,
+// that takes them off the critical path. When they do not, both are
+// dropped, lines included, and run again as usual. Neither writes to the
+// run: the deploy adopts what they made.
+type ahead struct {
+	log     *ui.Held
+	cancel  context.CancelFunc
+	planned chan struct{} // closed once the detect ended
+	done    chan struct{} // closed once the build ended, or the detect failed
+	stopped sync.Once
+
+	// Set before planned is closed.
+	plan        *run.Plan // nil when the detect failed
+	detectStart time.Time
+	detectTook  time.Duration
+	// Set before done is closed.
+	buildStart time.Time
+	buildTook  time.Duration
+	built      run.BuildResult
+	buildErr   error
+}
+
+// aheadHooks are the hook points whose plugins run with the locks held:
+// with any of them configured, nothing is run ahead.
+var aheadHooks = []string{"before-detect", "after-detect", "before-build", "after-build"}
+
+// goAhead starts the detect and build ahead of the locks, taking the
+// checkout's build lock for them, or returns nil when it cannot: no
+// revision recorded, a previous revision given, plugins at their hook
+// points, or another deploy of this checkout building.
+func (r *Run) goAhead(ctx context.Context) *ahead {
+	if r.Opts.Previous != "" || r.buildLock != nil {
+		return nil
+	}
+	for _, point := range aheadHooks {
+		if r.hasPlugins(point) {
+			return nil
+		}
+	}
+	guess := checkout.LastDeployed(r.Cfg.Dir, r.Env.Name)
+	if guess == "" {
+		return nil
+	}
+	lock, err := checkout.TryLock(r.Cfg.Dir)
+	if err != nil {
+		return nil
+	}
+	r.buildLock = lock
+	ctx, cancel := context.WithCancel(ctx)
+	a := &ahead{log: r.Log.Hold(), cancel: cancel, planned: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.detectStart = time.Now()
+		plan, err := detect.Ahead(ctx, r.Context, guess, a.log.Logger)
+		a.detectTook = time.Since(a.detectStart)
+		if err == nil {
+			a.plan = plan
+		}
+		close(a.planned)
+		if err != nil {
+			return // detect runs again, and says why
+		}
+		a.buildStart = time.Now()
+		a.built, a.buildErr = build.Build(ctx, r.Cfg, plan, a.log.Logger)
+		a.buildTook = time.Since(a.buildStart)
+	}()
+	return a
+}
+
+// stop cancels what still runs ahead and waits for it to end; nil, or an
+// ahead already stopped or done, is no-op.
+func (a *ahead) stop() {
+	if a == nil {
+		return
+	}
+	a.stopped.Do(func() {
+		a.cancel()
+		<-a.done
+	})
+}
+
+// adopt makes the plan made ahead the run's when the hosts confirm it,
+// waiting for the detect if need be, and logs what ran ahead; else it
+// stops what runs ahead and reports false, and detect must run.
+func (a *ahead) adopt(ctx context.Context, r *Run) bool {
+	if a == nil {
+		return false
+	}
+	select {
+	case <-a.planned:
+	case <-ctx.Done():
+		a.stop()
+		return false
+	}
+	if !detect.Confirm(r.Context, a.plan) {
+		a.stop()
+		return false
+	}
+	a.log.Release()
+	r.Report.StageFrom("detect", a.detectStart, a.detectTook, nil)
+	return true
+}
+
+// build is the build stage of an adopted plan: it waits for the build run
+// ahead and takes its result.
+func (a *ahead) build(ctx context.Context, r *Run) error {
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		a.stop()
+		r.Report.StageFrom("build", a.buildStart, time.Since(a.buildStart), ctx.Err())
+		return ctx.Err()
+	}
+	r.Built = a.built
+	err := a.buildErr
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	r.Report.StageFrom("build", a.buildStart, a.buildTook, err)
+	return err
+}
+
+// lockBuild takes the checkout's build lock for a build that did not run
+// ahead, waiting for another deploy of the checkout to finish packaging.
+func (r *Run) lockBuild(ctx context.Context) error {
+	if r.buildLock != nil {
+		return nil
+	}
+	lock, err := checkout.Lock(ctx, r.Cfg.Dir, func() {
+		r.Log.Infof("waiting for another deploy of this checkout to finish building and packaging")
+	})
+	if err != nil {
+		return err
+	}
+	r.buildLock = lock
+	return nil
+}
+
+// unlockBuild lets the build lock go once the archive is written.
+func (r *Run) unlockBuild() {
+	r.buildLock.Unlock()
+	r.buildLock = nil
+}
