@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/stagecoach/stagecoach/stages/archive"
 	"github.com/stagecoach/stagecoach/stages/config"
@@ -29,6 +30,12 @@ type Host struct {
 	LiveManifest *archive.Manifest // Live's manifest; nil when there is none
 
 	lease *lease
+
+	// Prepared is the root's free space as the lock's round trip found it,
+	// having checked the tools and made the directories a deploy needs;
+	// nil when that did not run.
+	Prepared   *server.DiskUsage
+	PreparedAt time.Time
 
 	Shipped  bool // the archive and manifest are on the host, verified
 	Staged   bool // releases/<id> exists, verified

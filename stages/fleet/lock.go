@@ -59,24 +59,34 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 	read := server.ReadLive(h.Layout)
 	guard := Deploys(command)
 	look := server.ReadForeign(h.Layout, f.Databases)
+	// A deploy's first round trip also readies the host for the upload
+	// (ship.Prepare), which then need not take one of its own.
+	prep := server.Prepare(h.Layout)
 	var live server.Live
 	var found server.Foreign
-	var readErr, lookErr error
+	var readErr, lookErr, prepErr error
 	err := f.lock(ctx, h, command, breakStale, func(take server.Op[struct{}]) error {
 		cmds := []remote.Command{take.Cmd, read.Cmd}
 		if guard {
-			cmds = append(cmds, look.Cmd)
+			cmds = append(cmds, look.Cmd, prep.Cmd)
 		}
 		results, errs := h.RunBatch(ctx, cmds...)
 		live, readErr = read.Decode(results[1], errs[1])
 		if guard {
 			found, lookErr = look.Decode(results[2], errs[2])
+			var df server.DiskUsage
+			if df, prepErr = prep.Decode(results[3], errs[3]); prepErr == nil {
+				h.Prepared, h.PreparedAt = &df, time.Now()
+			}
 		}
 		_, err := take.Decode(results[0], errs[0])
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if prepErr != nil && !errors.Is(prepErr, remote.ErrSkipped) {
+		return prepErr
 	}
 	if errors.Is(readErr, remote.ErrSkipped) {
 		// The lock was taken only after breaking a stale one.

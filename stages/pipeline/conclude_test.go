@@ -108,7 +108,7 @@ func TestConcludeNoChange(t *testing.T) {
 	if _, err := deploy(context.Background(), t, e, run.Options{}); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, e.Log)
 	}
-	e.CheckCalls(t, 0, mark[0], "take deploy lock", "look for files not made by stagecoach",
+	e.CheckCalls(t, 0, mark[0], "take deploy lock", "look for files not made by stagecoach", "prepare server",
 		"write", "release deploy lock")
 	assertUnlocked(t, e)
 	if d := lastDeploy(t, e, 0); d.Result != server.ResultNoChange {

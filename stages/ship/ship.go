@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -86,12 +87,19 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 	if m.Base != "" && m.Base != h.Live {
 		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
 	}
+	if h.Prepared != nil && time.Since(h.PreparedAt) < preparedFor {
+		return checkDiskRoom(h, *h.Prepared, need)
+	}
 	df, err := server.Run(ctx, h, server.Prepare(h.Layout))
 	if err != nil {
 		return err
 	}
 	return checkDiskRoom(h, df, need)
 }
+
+// preparedFor is how long the free space the lock's round trip measured
+// (fleet.Host.Prepared) stands for the host's: a long build measures again.
+const preparedFor = 30 * time.Second
 
 // finish moves the uploaded archive into place when place is set (see
 // upload), verifies its SHA-256 on h, then writes the release's lists and
