@@ -189,10 +189,11 @@ func (p *agentPool) close() {
 }
 
 // getAgent returns an idle agent, or starts one when fewer than the limit
-// are busy, else waits. fresh tells a new agent. With onlyIdle it returns
-// errNoAgent rather than start or wait for one. The caller must give the
-// agent back with put or drop.
-func (s *SSH) getAgent(ctx context.Context, onlyIdle bool) (a *shellAgent, fresh bool, err error) {
+// are busy, else waits. fresh tells a new agent; one started with first
+// (see startAgent) runs it as request 1, whose reply is the caller's to
+// read. With onlyIdle it returns errNoAgent rather than start or wait for
+// one. The caller must give the agent back with put or drop.
+func (s *SSH) getAgent(ctx context.Context, onlyIdle bool, first string) (a *shellAgent, fresh bool, err error) {
 	p := s.agents
 	if s.closed() {
 		return nil, false, fmt.Errorf("open session: %w", errRunnerClosed)
@@ -242,7 +243,7 @@ func (s *SSH) getAgent(ctx context.Context, onlyIdle bool) (a *shellAgent, fresh
 	}
 	ch := make(chan started, 1)
 	go func() {
-		a, err := s.startAgent()
+		a, err := s.startAgent(first)
 		if errors.Is(err, errNoAgent) {
 			p.off.Store(true)
 		}
@@ -257,10 +258,16 @@ func (s *SSH) getAgent(ctx context.Context, onlyIdle bool) (a *shellAgent, fresh
 		return st.a, true, nil
 	case <-ctx.Done():
 		go func() {
-			if st := <-ch; st.err == nil {
-				p.put(st.a)
-			} else {
+			st := <-ch
+			switch {
+			case st.err != nil:
 				<-p.busy
+			case first != "":
+				// The first request runs anyway: its reply is read, and
+				// dropped, before the agent serves another.
+				s.exchange(st.a, &agentCall{id: 1}, "", nil, false, true)
+			default:
+				p.put(st.a)
 			}
 		}()
 		return nil, false, ctx.Err()
@@ -269,8 +276,10 @@ func (s *SSH) getAgent(ctx context.Context, onlyIdle bool) (a *shellAgent, fresh
 
 // startAgent opens a session running the agent and waits for its greeting.
 // It fails with errNoAgent when the host cannot run it: the agent said so,
-// the shell ended without greeting, or gave none in time.
-func (s *SSH) startAgent() (*shellAgent, error) {
+// the shell ended without greeting, or gave none in time. A first script
+// goes with the command that starts the agent, which runs it as request 1
+// once it greeted: see firstRequest.
+func (s *SSH) startAgent(first string) (*shellAgent, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), agentStartTimeout)
 	defer cancel()
 	sess, release, err := s.session(ctx)
@@ -292,7 +301,12 @@ func (s *SSH) startAgent() (*shellAgent, error) {
 	}
 	a.out = bufio.NewReaderSize(out, 64<<10)
 	sess.Stderr = a.stderr
-	if err := sess.Start(agentLine); err != nil {
+	line := agentLine
+	if first != "" {
+		line += " " + Quote(first)
+		a.seq = 1
+	}
+	if err := sess.Start(line); err != nil {
 		return fail(s.transportErr(fmt.Errorf("start shell agent: %w", err)))
 	}
 	go func() {
@@ -396,10 +410,11 @@ type agentReply struct {
 	refused        bool // the agent failed before running the script
 }
 
-// exchange sends one request and reads its reply, then returns the agent
-// to the pool, or closes it if anything went wrong.
-func (s *SSH) exchange(a *shellAgent, c *agentCall, script string, stdin []byte, hasStdin bool) agentReply {
-	r := s.roundTrip(a, c.id, script, stdin, hasStdin)
+// exchange sends one request, unless it was sent already (the first
+// request of an agent started with it), and reads its reply, then returns
+// the agent to the pool, or closes it if anything went wrong.
+func (s *SSH) exchange(a *shellAgent, c *agentCall, script string, stdin []byte, hasStdin, sent bool) agentReply {
+	r := s.roundTrip(a, c.id, script, stdin, hasStdin, sent)
 	if c.finish() && r.err == nil {
 		s.agents.put(a)
 	} else {
@@ -408,24 +423,10 @@ func (s *SSH) exchange(a *shellAgent, c *agentCall, script string, stdin []byte,
 	return r
 }
 
-func (s *SSH) roundTrip(a *shellAgent, id int64, script string, stdin []byte, hasStdin bool) agentReply {
-	ilen := -1
-	if hasStdin {
-		ilen = len(stdin)
-	}
+func (s *SSH) roundTrip(a *shellAgent, id int64, script string, stdin []byte, hasStdin, sent bool) agentReply {
 	s.roundTrips.Add(1)
-	req := requestHeader("run", id, script, ilen)
-	// One write for the usual small request: fewer packets.
-	end := fmt.Appendf(nil, "end %d\n", id)
-	if len(stdin) < 64<<10 {
-		req = append(append(req, stdin...), end...)
-		stdin, end = nil, nil
-	}
-	for _, b := range [][]byte{req, stdin, end} {
-		if len(b) == 0 {
-			continue
-		}
-		if _, err := a.in.Write(b); err != nil {
+	if !sent {
+		if err := a.send(id, script, stdin, hasStdin); err != nil {
 			return agentReply{err: fmt.Errorf("send to shell agent: %w", err), unsent: true}
 		}
 	}
@@ -469,6 +470,45 @@ func (s *SSH) roundTrip(a *shellAgent, id int64, script string, stdin []byte, ha
 	return agentReply{code: int(n[0]), stdout: stdout.Bytes(), stderr: stderr.Bytes()}
 }
 
+// send writes request id: its script and, when hasStdin, its stdin.
+func (a *shellAgent) send(id int64, script string, stdin []byte, hasStdin bool) error {
+	ilen := -1
+	if hasStdin {
+		ilen = len(stdin)
+	}
+	req := requestHeader("run", id, script, ilen)
+	// One write for the usual small request: fewer packets.
+	end := fmt.Appendf(nil, "end %d\n", id)
+	if len(stdin) < 64<<10 {
+		req = append(append(req, stdin...), end...)
+		stdin, end = nil, nil
+	}
+	for _, b := range [][]byte{req, stdin, end} {
+		if len(b) == 0 {
+			continue
+		}
+		if _, err := a.in.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxFirstScript bounds a script sent with the command that starts the
+// agent: Linux takes at most 128 KiB in one argument, and the agent's own
+// script shares the command line.
+const maxFirstScript = 32 << 10
+
+// firstRequest is the script an agent started for cmd may run as its
+// first request, "" when it must be sent as usual: one reading stdin, or
+// too long for a command line.
+func firstRequest(cmd Command) string {
+	if cmd.Stdin != nil || len(cmd.Script) > maxFirstScript {
+		return ""
+	}
+	return cmd.Script
+}
+
 // requestHeader frames a request's verb, id and script, up to its stdin
 // (ilen bytes, -1 for none), which the end line follows.
 func requestHeader(verb string, id int64, script string, ilen int) []byte {
@@ -500,7 +540,11 @@ func (s *SSH) runAgent(ctx context.Context, cmd Command, stdin []byte, control b
 		return Result{ExitCode: -1, Duration: time.Since(start)}, fmt.Errorf("%s on %s: %w", desc, s.target, err)
 	}
 	for attempt := 0; ; attempt++ {
-		a, fresh, err := s.getAgent(ctx, control)
+		first := ""
+		if attempt == 0 && !control {
+			first = firstRequest(cmd)
+		}
+		a, fresh, err := s.getAgent(ctx, control, first)
 		if errors.Is(err, errNoAgent) {
 			return Result{}, err
 		}
@@ -510,10 +554,13 @@ func (s *SSH) runAgent(ctx context.Context, cmd Command, stdin []byte, control b
 			}
 			return fail(err)
 		}
-		a.seq++
+		sent := fresh && first != ""
+		if !sent {
+			a.seq++
+		}
 		call := &agentCall{id: a.seq}
 		done := make(chan agentReply, 1)
-		go func() { done <- s.exchange(a, call, cmd.Script, stdin, cmd.Stdin != nil) }()
+		go func() { done <- s.exchange(a, call, cmd.Script, stdin, cmd.Stdin != nil, sent) }()
 		select {
 		case r := <-done:
 			switch {

@@ -3,6 +3,11 @@
 # script after script, so a deploy pays for opening a channel and starting
 # the account's login shell once per host instead of once per command.
 #
+# Started as: agent.sh GROUP [FIRST]. FIRST, when given, is the script of
+# request 1, which runs as soon as the agent greeted, with no stdin, and
+# is answered as any request: the command that starts the agent carries
+# the first request, saving the round trip of sending it afterwards.
+#
 # Protocol on this shell's stdin and stdout; lengths are decimal byte counts.
 #   greeting: "stagecoach-agent 2 ready GROUP DIR", GROUP being the
 #             session's process group (the login shell's pid, this script's
@@ -84,7 +89,52 @@ esac
 trap 'rm -rf "$_sc_dir"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 
+# _sc_run runs script $2 as request $1 with stdin from file $3 and replies.
+_sc_run() {
+	_sc_base=$_sc_dir/r$1
+	if [ -e "$_sc_base.cancel" ]; then
+		printf 'cancelled before it started\n' >"$_sc_base.err"
+		: >"$_sc_base.out"
+		_sc_code=130
+	else
+		# Started in the background of a shell without job control, the
+		# child is no group leader, so setsid makes it one in place: $! is
+		# the script's pid, session and process group.
+		setsid /bin/sh -c "$2" <"$3" >"$_sc_base.out" 2>"$_sc_base.err" &
+		_sc_pid=$!
+		echo "$_sc_pid" >"$_sc_base.pid"
+		if [ -e "$_sc_base.cancel" ]; then
+			kill -TERM -"$_sc_pid" "$_sc_pid" 2>/dev/null
+			(
+				sleep 2
+				kill -KILL -"$_sc_pid" "$_sc_pid"
+			) >/dev/null 2>&1 </dev/null &
+		fi
+		wait "$_sc_pid"
+		_sc_code=$?
+	fi
+
+	# Measure once, then send exactly that much: a process the script left
+	# behind may still be writing to the files.
+	_sc_olen=0 _sc_elen=0
+	if [ -s "$_sc_base.out" ] || [ -s "$_sc_base.err" ]; then
+		{ read -r _sc_olen _ && read -r _sc_elen _; } <<EOF
+$(wc -c "$_sc_base.out" "$_sc_base.err" 2>/dev/null)
+EOF
+		{ _sc_num "$_sc_olen" && _sc_num "$_sc_elen"; } || _sc_end fail "$1" 'cannot measure the output'
+	fi
+	printf 'done %s %s %s %s\n' "$1" "$_sc_code" "$_sc_olen" "$_sc_elen"
+	_sc_send "$_sc_olen" "$_sc_base.out" && _sc_send "$_sc_elen" "$_sc_base.err" || exit 1
+	# Emptied at once, as output may be large; removed later.
+	: >"$_sc_base.out"
+	: >"$_sc_base.err"
+	[ "$3" = /dev/null ] || : >"$3"
+}
+
 printf 'stagecoach-agent 2 ready %s %s\n' "$_sc_group" "$_sc_dir"
+if [ $# -ge 2 ]; then
+	_sc_run 1 "$2" /dev/null
+fi
 _sc_n=0
 while IFS=' ' read -r _sc_verb _sc_id _sc_mode _sc_slen _sc_ilen _sc_rest; do
 	{ { [ "$_sc_verb" = run ] || { [ "$_sc_verb" = hand ] && [ "$_sc_ilen" = -1 ]; }; } &&
@@ -130,41 +180,5 @@ while IFS=' ' read -r _sc_verb _sc_id _sc_mode _sc_slen _sc_ilen _sc_rest; do
 		exec /bin/sh -c "$_sc_script"
 	fi
 
-	if [ -e "$_sc_base.cancel" ]; then
-		printf 'cancelled before it started\n' >"$_sc_base.err"
-		: >"$_sc_base.out"
-		_sc_code=130
-	else
-		# Started in the background of a shell without job control, the
-		# child is no group leader, so setsid makes it one in place: $! is
-		# the script's pid, session and process group.
-		setsid /bin/sh -c "$_sc_script" <"$_sc_in" >"$_sc_base.out" 2>"$_sc_base.err" &
-		_sc_pid=$!
-		echo "$_sc_pid" >"$_sc_base.pid"
-		if [ -e "$_sc_base.cancel" ]; then
-			kill -TERM -"$_sc_pid" "$_sc_pid" 2>/dev/null
-			(
-				sleep 2
-				kill -KILL -"$_sc_pid" "$_sc_pid"
-			) >/dev/null 2>&1 </dev/null &
-		fi
-		wait "$_sc_pid"
-		_sc_code=$?
-	fi
-
-	# Measure once, then send exactly that much: a process the script left
-	# behind may still be writing to the files.
-	_sc_olen=0 _sc_elen=0
-	if [ -s "$_sc_base.out" ] || [ -s "$_sc_base.err" ]; then
-		{ read -r _sc_olen _ && read -r _sc_elen _; } <<EOF
-$(wc -c "$_sc_base.out" "$_sc_base.err" 2>/dev/null)
-EOF
-		{ _sc_num "$_sc_olen" && _sc_num "$_sc_elen"; } || _sc_end fail "$_sc_id" 'cannot measure the output'
-	fi
-	printf 'done %s %s %s %s\n' "$_sc_id" "$_sc_code" "$_sc_olen" "$_sc_elen"
-	_sc_send "$_sc_olen" "$_sc_base.out" && _sc_send "$_sc_elen" "$_sc_base.err" || exit 1
-	# Emptied at once, as output may be large; removed later.
-	: >"$_sc_base.out"
-	: >"$_sc_base.err"
-	[ "$_sc_in" = /dev/null ] || : >"$_sc_in"
+	_sc_run "$_sc_id" "$_sc_script" "$_sc_in"
 done

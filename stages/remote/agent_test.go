@@ -561,3 +561,62 @@ func TestAgentDisabled(t *testing.T) {
 		t.Errorf("%+v, want 3 sessions and round trips", st)
 	}
 }
+
+// TestAgentFirstRequest: the command that starts a shell carries the first
+// request when it reads no stdin and fits a command line: no round trip of
+// its own, whatever its outcome, and the shell serves the next requests.
+// One given up while its shell starts still ends before the shell is used.
+func TestAgentFirstRequest(t *testing.T) {
+	h := startWrappedSSHD(t, wrapper{delay: "0.3"})
+	r := h.Dial(t)
+	ctx := context.Background()
+	res, err := r.Run(ctx, remote.Script("fails", "echo out; echo err >&2; exit 3"))
+	var ee *remote.ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 || string(res.Stdout) != "out\n" || strings.TrimSpace(ee.Stderr) != "err" {
+		t.Fatalf("first request: %q, %v; want out, err and exit 3", res.Stdout, err)
+	}
+	long := "echo long # " + strings.Repeat("x", 40<<10)
+	in := remote.Cmd("cat", "cat")
+	in.Stdin = strings.NewReader("stdin\n")
+	for _, c := range []struct {
+		cmd  remote.Command
+		want string
+	}{{remote.Script("long", long), "long\n"}, {in, "stdin\n"}, {remote.Cmd("echo", "echo", "next"), "next\n"}} {
+		res, err := r.Run(ctx, c.cmd)
+		if err != nil || string(res.Stdout) != c.want {
+			t.Fatalf("%s: %q, %v; want %q", c.cmd.Desc, res.Stdout, err, c.want)
+		}
+	}
+	// The session's opening and each request count: the first went with
+	// the exec, whose reply the shell's start hides.
+	if st := r.Stats(); st.Sessions != 1 || st.RoundTrips != 5 {
+		t.Errorf("4 runs: %d sessions, %d round trips; want 1 and 5", st.Sessions, st.RoundTrips)
+	}
+
+	// Given up while the login shell starts: the script runs all the same,
+	// and its reply is read before the shell serves the next request.
+	r2 := h.Dial(t)
+	mark := filepath.Join(t.TempDir(), "ran")
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := r2.Run(short, remote.Script("mark", "echo first; touch "+remote.Quote(mark))); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run given up: %v, want the deadline", err)
+	}
+	res, err = r2.Run(ctx, remote.Cmd("echo", "echo", "second"))
+	if err != nil || string(res.Stdout) != "second\n" {
+		t.Fatalf("run after one given up: %q, %v", res.Stdout, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the given-up first request did not run")
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if res, err := r2.Run(ctx, remote.Cmd("echo", "echo", "again")); err != nil || string(res.Stdout) != "again\n" {
+			t.Fatalf("run %d after: %q, %v", i, res.Stdout, err)
+		}
+	}
+}

@@ -65,7 +65,7 @@ func (s *SSH) startSession(ctx context.Context, script string, stdout, stderr io
 // agent's "hand" request). It returns errNoAgent, having used nothing,
 // when no shell is idle or the one it took turns out to have ended.
 func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Writer, withStdin bool) (*running, error) {
-	a, _, err := s.getAgent(ctx, true)
+	a, _, err := s.getAgent(ctx, true, "")
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (s *SSH) warm(spare int) {
 			p.mu.Unlock()
 			close(ready)
 		}()
-		a, err := s.startAgent()
+		a, err := s.startAgent("")
 		if err != nil {
 			if errors.Is(err, errNoAgent) {
 				p.off.Store(true)
