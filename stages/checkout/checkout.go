@@ -22,23 +22,32 @@ const (
 	lockFile    = ".stagecoach/build.lock"
 )
 
-// LastDeployed is the revision this checkout last deployed to env
-// successfully, "" when it recorded none.
-func LastDeployed(projectDir, env string) string {
-	data, err := os.ReadFile(deployedPath(projectDir, env))
-	if err != nil {
-		return ""
-	}
-	rev := strings.TrimSpace(string(data))
-	if !isRevision(rev) {
-		return ""
-	}
-	return rev
+// Deployed is what a deploy from this checkout left live.
+type Deployed struct {
+	Revision string // the commit
+	Release  string // the release id
 }
 
-// RecordDeployed notes revision as the one env runs after a deploy from
-// this checkout. The file is replaced whole, never seen half written.
-func RecordDeployed(projectDir, env, revision string) error {
+// LastDeployed is what this checkout last deployed to env successfully,
+// the zero Deployed when it recorded nothing readable.
+func LastDeployed(projectDir, env string) Deployed {
+	data, err := os.ReadFile(deployedPath(projectDir, env))
+	if err != nil {
+		return Deployed{}
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 || !isRevision(f[0]) || f[1] == "" {
+		return Deployed{}
+	}
+	return Deployed{Revision: f[0], Release: f[1]}
+}
+
+// RecordDeployed notes d as what env runs after a deploy from this
+// checkout. The file is replaced whole, never seen half written.
+func RecordDeployed(projectDir, env string, d Deployed) error {
+	if !isRevision(d.Revision) || d.Release == "" || strings.ContainsAny(d.Release, " \t\n") {
+		return fmt.Errorf("record the deployed revision: %q at %q is not a revision and a release id", d.Revision, d.Release)
+	}
 	path := deployedPath(projectDir, env)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("record the deployed revision: %w", err)
@@ -47,7 +56,7 @@ func RecordDeployed(projectDir, env, revision string) error {
 	if err != nil {
 		return fmt.Errorf("record the deployed revision: %w", err)
 	}
-	_, werr := tmp.WriteString(revision + "\n")
+	_, werr := tmp.WriteString(d.Revision + " " + d.Release + "\n")
 	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}

@@ -13,15 +13,18 @@ import (
 func TestLastDeployed(t *testing.T) {
 	sha1 := strings.Repeat("ab", 20)
 	sha256 := strings.Repeat("0f", 32)
+	const id = "20261201T120000Z-abababa"
 	cases := []struct {
-		name, content, want string
+		name, content string
+		want          Deployed
 	}{
-		{"sha-1", sha1 + "\n", sha1},
-		{"sha-256", sha256, sha256},
-		{"short", "abc123\n", ""},
-		{"upper case", strings.ToUpper(sha1), ""},
-		{"junk", "not a revision at all, not a revision at\n", ""},
-		{"empty", "", ""},
+		{"sha-1", sha1 + " " + id + "\n", Deployed{sha1, id}},
+		{"sha-256", sha256 + " " + id, Deployed{sha256, id}},
+		{"no release", sha1 + "\n", Deployed{}},
+		{"short", "abc123 " + id + "\n", Deployed{}},
+		{"upper case", strings.ToUpper(sha1) + " " + id, Deployed{}},
+		{"more fields", sha1 + " " + id + " x\n", Deployed{}},
+		{"empty", "", Deployed{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -34,7 +37,7 @@ func TestLastDeployed(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got := LastDeployed(dir, "prod"); got != c.want {
-				t.Errorf("LastDeployed = %q, want %q", got, c.want)
+				t.Errorf("LastDeployed = %+v, want %+v", got, c.want)
 			}
 		})
 	}
@@ -42,20 +45,20 @@ func TestLastDeployed(t *testing.T) {
 
 func TestRecordDeployed(t *testing.T) {
 	dir := t.TempDir()
-	if got := LastDeployed(dir, "prod"); got != "" {
-		t.Fatalf("nothing recorded, got %q", got)
+	if got := LastDeployed(dir, "prod"); got != (Deployed{}) {
+		t.Fatalf("nothing recorded, got %+v", got)
 	}
-	rev := strings.Repeat("1", 40)
+	d := Deployed{Revision: strings.Repeat("1", 40), Release: "20261201T120000Z-1111111"}
 	for _, env := range []string{"prod", "eu/west", ".."} {
-		if err := RecordDeployed(dir, env, rev); err != nil {
+		if err := RecordDeployed(dir, env, d); err != nil {
 			t.Fatal(err)
 		}
-		if got := LastDeployed(dir, env); got != rev {
-			t.Errorf("%s: LastDeployed = %q, want %q", env, got, rev)
+		if got := LastDeployed(dir, env); got != d {
+			t.Errorf("%s: LastDeployed = %+v, want %+v", env, got, d)
 		}
 	}
-	if got := LastDeployed(dir, "staging"); got != "" {
-		t.Errorf("another environment's record was read: %q", got)
+	if got := LastDeployed(dir, "staging"); got != (Deployed{}) {
+		t.Errorf("another environment's record was read: %+v", got)
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(deployedDir)))
 	if err != nil {
@@ -63,6 +66,11 @@ func TestRecordDeployed(t *testing.T) {
 	}
 	if len(entries) != 3 {
 		t.Errorf("%d files under %s, want one per environment and no temporary one", len(entries), deployedDir)
+	}
+	for _, bad := range []Deployed{{Revision: "abc", Release: d.Release}, {Revision: d.Revision}, {Revision: d.Revision, Release: "a b"}} {
+		if err := RecordDeployed(dir, "prod", bad); err == nil {
+			t.Errorf("RecordDeployed(%+v) took it", bad)
+		}
 	}
 }
 

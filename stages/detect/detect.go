@@ -410,10 +410,11 @@ func adopt(rc *run.Context, plan *run.Plan, manifest *archive.Manifest) {
 }
 
 // Ahead is Detect run before the hosts answered, against previous, the
-// revision this checkout last deployed to the environment: the plan Step
-// would make if the hosts record that revision. Confirm tells.
-func Ahead(ctx context.Context, rc *run.Context, previous string, log *ui.Logger) (*run.Plan, error) {
-	return Detect(ctx, rc.Cfg, DetectOptions{Previous: previous, AllowDirty: rc.Opts.AllowDirty, Force: rc.Opts.Force}, log)
+// revision this checkout last deployed to the environment as release
+// after: the plan Step would make if the hosts still run that. Confirm
+// tells.
+func Ahead(ctx context.Context, rc *run.Context, previous, after string, log *ui.Logger) (*run.Plan, error) {
+	return Detect(ctx, rc.Cfg, DetectOptions{Previous: previous, After: after, AllowDirty: rc.Opts.AllowDirty, Force: rc.Opts.Force}, log)
 }
 
 // Confirm makes plan, made by Ahead, the run's plan when the hosts, now

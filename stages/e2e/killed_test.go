@@ -57,9 +57,12 @@ func TestKilledDeployRecovers(t *testing.T) {
 	}
 	pid := cmd.Process.Pid
 	t.Cleanup(func() { cmd.Process.Kill() })
-	waitFor(t, "the killed deploy's build", func() bool {
+	// The build may begin before the lock is taken (it runs ahead while
+	// the deploy connects): wait for both.
+	waitFor(t, "the killed deploy's build and lock", func() bool {
 		data, err := os.ReadFile(building)
-		return err == nil && strings.HasSuffix(string(data), "\n")
+		lock, lerr := os.ReadFile(filepath.Join(lockDir(p.Root), "info.json"))
+		return err == nil && strings.HasSuffix(string(data), "\n") && lerr == nil && json.Valid(lock)
 	})
 	info := lockInfo(t, p.Root)
 	if info.PID != pid || info.BootID != fleet.BootID() || info.Holder != fleet.WhoAmI() {

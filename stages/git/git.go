@@ -41,8 +41,11 @@ func (e *Error) Unwrap() error { return e.Err }
 func (r Repo) Run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = r.Dir
-	// Never prompt, never page, and keep messages parseable.
-	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "LC_ALL=C")
+	// Never prompt, never page, and keep messages parseable. Take no
+	// optional lock (git status refreshing the index): a deploy only
+	// reads, and must not make the user's own git commands fail, or leave
+	// a stale index.lock when it is stopped.
+	cmd.Env = append(cmd.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "LC_ALL=C", "GIT_OPTIONAL_LOCKS=0")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

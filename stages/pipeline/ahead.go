@@ -56,7 +56,7 @@ func (r *Run) goAhead(ctx context.Context) *ahead {
 		}
 	}
 	guess := checkout.LastDeployed(r.Cfg.Dir, r.Env.Name)
-	if guess == "" {
+	if guess.Revision == "" {
 		return nil
 	}
 	lock, err := checkout.TryLock(r.Cfg.Dir)
@@ -69,7 +69,9 @@ func (r *Run) goAhead(ctx context.Context) *ahead {
 	go func() {
 		defer close(a.done)
 		a.detectStart = time.Now()
-		plan, err := detect.Ahead(ctx, r.Context, guess, a.log.Logger)
+		// The detect, which takes milliseconds, is never cut short: git
+		// killed mid-write could leave its locks behind.
+		plan, err := detect.Ahead(context.WithoutCancel(ctx), r.Context, guess.Revision, guess.Release, a.log.Logger)
 		a.detectTook = time.Since(a.detectStart)
 		if err == nil {
 			a.plan = plan

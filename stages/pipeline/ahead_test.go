@@ -66,7 +66,7 @@ func TestDeployAheadWrongGuess(t *testing.T) {
 	e.Commit(t, "v3")
 	// Recorded as deployed, though no host runs it.
 	v2 := strings.TrimSpace(gitOut(t, e, "rev-parse", "HEAD~1"))
-	if err := checkout.RecordDeployed(e.Dir, "test", v2); err != nil {
+	if err := checkout.RecordDeployed(e.Dir, "test", checkout.Deployed{Revision: v2, Release: "20200101T000000Z-" + v2[:7]}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := deploy(context.Background(), t, e, run.Options{})
@@ -76,8 +76,8 @@ func TestDeployAheadWrongGuess(t *testing.T) {
 	if r.Plan.Previous != live {
 		t.Errorf("plan diffs against %s, want the hosts' %s", r.Plan.Previous, live)
 	}
-	if got := checkout.LastDeployed(e.Dir, "test"); got != r.Plan.Revision {
-		t.Errorf("recorded %q, want the deployed %s", got, r.Plan.Revision)
+	if got, want := checkout.LastDeployed(e.Dir, "test"), (checkout.Deployed{Revision: r.Plan.Revision, Release: r.Plan.Release}); got != want {
+		t.Errorf("recorded %+v, want the deployed %+v", got, want)
 	}
 	if n := strings.Count(e.Log.String(), "build web: done"); n != 2 {
 		t.Errorf("log has %d builds of web, want 2 (the dropped one is not logged):\n%s", n, e.Log)

@@ -417,9 +417,13 @@ func (r *Run) finish(err error, result string) error {
 	if r.Plan != nil {
 		r.prunePackages()
 	}
-	if r.Plan != nil && (result == server.ResultSuccess || result == server.ResultNoChange) {
+	if r.Plan != nil && (result == server.ResultSuccess || result == server.ResultNoChange) && len(r.Hosts) > 0 {
 		// The next deploy's detect and build run ahead against it.
-		if err := checkout.RecordDeployed(r.Cfg.Dir, r.Env.Name, r.Plan.Revision); err != nil {
+		d := checkout.Deployed{Revision: r.Plan.Revision, Release: r.Plan.Release}
+		if result == server.ResultNoChange {
+			d.Release = r.Hosts[0].Live
+		}
+		if err := checkout.RecordDeployed(r.Cfg.Dir, r.Env.Name, d); err != nil {
 			r.Log.Debugf("%v", err)
 		}
 	}

@@ -71,12 +71,14 @@ func TestDeployInterrupted(t *testing.T) {
 			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "ship", discarded: true,
 		},
 		{
+			// Staging runs in the ship's last round trip, which the
+			// interrupt stops.
 			name: "staging",
 			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
 				e.Fake(1).On("stage release").Then(cancel)
 				return nil
 			},
-			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "swap", discarded: true,
+			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "ship", discarded: true,
 		},
 		{
 			name: "activation",

@@ -9,7 +9,10 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/fleet"
 	"github.com/stagecoach/stagecoach/stages/pack"
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/ship"
+	"github.com/stagecoach/stagecoach/stages/swap"
 )
 
 // errNotWritten is the package's result when the ship failed before the
@@ -56,6 +59,8 @@ func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
 		err := pack.Write(ctx, p, r.Log, w)
 		written = time.Now()
 		return err
+	}, func(h *fleet.Host, p *run.Packaged) ([]remote.Command, func([]remote.Result, []error), error) {
+		return swap.StageBatch(r.Context, h, p.Manifest)
 	})
 	if werr == nil {
 		r.Packaged = p

@@ -55,7 +55,7 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	}
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
-	return finish(ctx, h, p, place)
+	return finish(ctx, h, p, place, nil)
 }
 
 // upload sends release id's archive from r into h's incoming directory.
@@ -103,8 +103,8 @@ const preparedFor = 30 * time.Second
 
 // finish moves the uploaded archive into place when place is set (see
 // upload), verifies its SHA-256 on h, then writes the release's lists and
-// manifest there, in one round trip.
-func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.Command) error {
+// manifest there, then runs then's commands, in one round trip.
+func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.Command, then Then) error {
 	m := p.Manifest
 	sums, links, err := server.TreeLists(treeEntries(m.Files))
 	if err != nil {
@@ -127,6 +127,14 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.C
 	if place != nil {
 		cmds = append([]remote.Command{*place}, cmds...)
 	}
+	var receive func([]remote.Result, []error)
+	if then != nil {
+		// Should the commands not build, the step they belong to runs
+		// them itself, and says why they fail.
+		if more, recv, err := then(h, p); err == nil {
+			cmds, receive = append(cmds, more...), recv
+		}
+	}
 	results, errs := h.RunBatch(ctx, cmds...)
 	if place != nil {
 		if errs[0] != nil {
@@ -143,6 +151,9 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.C
 	}
 	if err := errs[1]; err != nil {
 		return h.DiskFullOr(err)
+	}
+	if receive != nil {
+		receive(results[2:], errs[2:])
 	}
 	h.BytesSent += sent
 	h.Shipped = true

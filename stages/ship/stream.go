@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/stagecoach/stagecoach/stages/fleet"
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/run"
 )
 
@@ -24,13 +25,19 @@ func Prepare(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.P
 	})
 }
 
+// Then is work for a host's last ship round trip, run once its archive is
+// verified: commands, and the receiver of their results, which reports
+// them itself. Staging goes there, sparing a round trip of its own.
+type Then func(h *fleet.Host, p *run.Packaged) (cmds []remote.Command, receive func([]remote.Result, []error), err error)
+
 // Stream runs write, which writes the archive of p, and uploads what it
 // writes to every host of hosts at once, so compressing and uploading
 // overlap instead of following each other; once written, each host
-// verifies its copy and gets the release's metadata. A host whose upload
-// fails is dropped from the stream while the others go on. It returns
-// write's error and the joined errors of the hosts.
-func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Packaged, write func(io.Writer) error) (writeErr, shipErr error) {
+// verifies its copy and gets the release's metadata, then runs then's
+// commands (nil: none) in the same round trip. A host whose upload fails
+// is dropped from the stream while the others go on. It returns write's
+// error and the joined errors of the hosts.
+func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Packaged, write func(io.Writer) error, then Then) (writeErr, shipErr error) {
 	// One pipe per host, fed by the fan-out: a host whose upload fails
 	// closes its pipe with the error, which drops it from the fan-out.
 	readers := make(map[*fleet.Host]*io.PipeReader, len(hosts))
@@ -50,7 +57,7 @@ func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Pa
 	all.Parallel = max(all.Parallel, len(hosts))
 	go func() {
 		shipped <- all.Each(ctx, hosts, "ship "+p.Manifest.Release+" to", func(ctx context.Context, h *fleet.Host) error {
-			return streamTo(ctx, h, p, readers[h], written, &ok)
+			return streamTo(ctx, h, p, readers[h], written, &ok, then)
 		})
 	}()
 	out := newFanOut(streamDepth, dests...)
@@ -68,7 +75,7 @@ func Stream(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.Pa
 // written is closed, verifies it there and sends the release's metadata.
 // It closes pr with the upload's error, so that the writer stops feeding a
 // host that failed.
-func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeReader, written <-chan struct{}, ok *bool) error {
+func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeReader, written <-chan struct{}, ok *bool, then Then) error {
 	// The compressed size is unknown while it is written: no total.
 	bar := h.Log.NewProgress(ctx, "upload", -1)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
@@ -84,7 +91,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 		return errors.New("the archive was not written")
 	}
 	h.BytesSent += p.Manifest.Archive.Size
-	return finish(ctx, h, p, place)
+	return finish(ctx, h, p, place, then)
 }
 
 // archiveBound is an upper bound of the archive's size before it is

@@ -34,7 +34,7 @@ func streamed(t *testing.T, r *pipeline.Run, hosts []*fleet.Host, write func(io.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		writeErr, shipErr = ship.Stream(ctx, r.Context, hosts, r.Packaged, write)
+		writeErr, shipErr = ship.Stream(ctx, r.Context, hosts, r.Packaged, write, nil)
 	}()
 	select {
 	case <-done:

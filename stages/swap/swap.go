@@ -79,36 +79,66 @@ func MigrateOnceFirst(rc *run.Context) bool {
 
 // Stage assembles releases/<id> on h from the shipped archive and the live
 // release's unchanged files, verifies it against the manifest and
-// furnishes it, in one round trip. Nothing live changes.
+// furnishes it, in one round trip. Nothing live changes. When the ship's
+// last round trip staged it already (StageBatch), it reports how that went.
 func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
-	m := rc.Packaged.Manifest
+	if h.StagedWithShip {
+		h.StagedWithShip = false
+		return h.StageErr
+	}
+	cmds, decode, err := stageBatch(rc, h, rc.Packaged.Manifest)
+	if err != nil {
+		return err
+	}
+	results, errs := h.RunBatch(ctx, cmds...)
+	return decode(results, errs)
+}
+
+// StageBatch is Stage of the release of m as commands for the ship's last
+// round trip, which runs them once the archive is verified, sparing one of
+// their own: receive takes their results, which Stage then reports.
+func StageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) (cmds []remote.Command, receive func([]remote.Result, []error), err error) {
+	cmds, decode, err := stageBatch(rc, h, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cmds, func(results []remote.Result, errs []error) {
+		h.StagedWithShip, h.StageErr = true, decode(results, errs)
+	}, nil
+}
+
+// stageBatch is the round trip that stages the release of m on h, and the
+// decoder of its results.
+func stageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) ([]remote.Command, func([]remote.Result, []error) error, error) {
 	spec := server.StageSpec{ID: m.Release, PrevID: m.Base}
 	for _, re := range m.Reuse {
 		spec.Reuse = append(spec.Reuse, server.LinkPair{From: re.From, To: re.Path})
 	}
 	stage, err := server.StageRelease(h.Layout, spec)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	furnish, err := furnishing(rc, h)
+	furnish, err := furnishing(rc, h, m)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cmds := []remote.Command{stage.Cmd}
 	if furnish.Script != "" {
 		cmds = append(cmds, furnish)
 	}
-	results, errs := h.RunBatch(ctx, cmds...)
-	if _, err := stage.Decode(results[0], errs[0]); err != nil {
-		var mismatch *server.TreeMismatchError
-		var unsafe *server.UnsafeArchiveError
-		if errors.As(err, &mismatch) || errors.As(err, &unsafe) {
-			return fmt.Errorf("unpack %s: %w", m.Release, err)
+	decode := func(results []remote.Result, errs []error) error {
+		if _, err := stage.Decode(results[0], errs[0]); err != nil {
+			var mismatch *server.TreeMismatchError
+			var unsafe *server.UnsafeArchiveError
+			if errors.As(err, &mismatch) || errors.As(err, &unsafe) {
+				return fmt.Errorf("unpack %s: %w", m.Release, err)
+			}
+			return h.DiskFullOr(err)
 		}
-		return h.DiskFullOr(err)
+		h.Staged = true
+		return h.DiskFullOr(remote.FirstError(errs[1:]))
 	}
-	h.Staged = true
-	return h.DiskFullOr(remote.FirstError(errs[1:]))
+	return cmds, decode, nil
 }
 
 // Discard removes the release, staged, shipped or half uploaded, from
@@ -488,7 +518,7 @@ func assetSources(a assetHistory, id, live string, versions int) []string {
 // round trip: links to the shared paths, the assets of the frontend
 // versions before it (assetSources), and shared/.env (owner-only, when the environment sets variables;
 // secret values never pass through the log).
-func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
+func furnishing(rc *run.Context, h *fleet.Host, m *archive.Manifest) (remote.Command, error) {
 	id, l := rc.Plan.Release, h.Layout
 	var steps []remote.Command
 	if len(rc.Env.Shared) > 0 {
@@ -499,7 +529,7 @@ func furnishing(rc *run.Context, h *fleet.Host) (remote.Command, error) {
 		steps = append(steps, c)
 	}
 	if dir := rc.Env.Assets.Dir; dir != "" {
-		sources := assetSources(newAssetHistory(h, rc.Packaged.Manifest, dir), id, h.Live, rc.Env.Assets.Versions)
+		sources := assetSources(newAssetHistory(h, m, dir), id, h.Live, rc.Env.Assets.Versions)
 		c, err := server.CarryAssets(l, id, sources, dir)
 		if err != nil {
 			return c, err
