@@ -39,16 +39,17 @@ type Host struct {
 
 	Shipped  bool // the archive and manifest are on the host, verified
 	Staged   bool // releases/<id> exists, verified
-	// StagedWithShip tells that staging ran in the ship's last round
-	// trip; StageErr is how it went, which the swap stage reports.
-	StagedWithShip bool
-	StageErr       error
 	Migrated bool // migrations ran (and the database was backed up first)
 	Switched bool // current points at the new release
 	// Maintenance says the router serves the maintenance page: checks
 	// through it cannot pass, so the health step and rollbacks skip them.
 	Maintenance bool
 	BytesSent   int64 // archive and metadata bytes uploaded
+
+	// StagedWithShip tells that staging ran in the ship's last round
+	// trip; StageErr is how it went, which the swap stage reports.
+	StagedWithShip bool
+	StageErr       error
 
 	// SwitchedBack is set when a rollback of this run switched current
 	// back from the new release; RollbackErr when rolling h back failed.
