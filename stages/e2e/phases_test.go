@@ -25,18 +25,21 @@ func servicesLog(t *testing.T, root string) []string {
 	return strings.Split(strings.TrimSpace(string(data)), "\n")
 }
 
-// corruptingRunner corrupts the verified upload of the release on its host
-// just before the host stages it, as a failing disk or an intruder would.
+// corruptingRunner keeps the host from staging the release, as a disk
+// gone read-only or an intruder would: just before the round trip that
+// verifies the upload and stages it, something else takes the release's
+// place under releases/. The upload itself verifies.
 type corruptingRunner struct {
 	remote.Runner
 	layout server.Layout
 }
 
 func (c *corruptingRunner) Run(ctx context.Context, cmd remote.Command) (remote.Result, error) {
-	// The release id is the deploy's own, from the command's name.
-	if id, ok := strings.CutPrefix(strings.SplitN(cmd.Desc, ",", 2)[0], "stage release "); ok {
-		archive := c.layout.IncomingPath(id)
-		if _, err := c.Runner.Run(ctx, remote.Cmd("corrupt upload", "sh", "-c", `printf 'not gzip' | dd of="$1" bs=1 seek=100 conv=notrunc 2>/dev/null`, "sh", archive)); err != nil {
+	// The release id is the deploy's own, from the name of the batch that
+	// stages it (the ship's last).
+	if _, rest, ok := strings.Cut(cmd.Desc, "stage release "); ok {
+		id := strings.SplitN(rest, ",", 2)[0]
+		if _, err := c.Runner.Run(ctx, remote.Cmd("block staging", "mkdir", "-p", c.layout.ReleaseDir(id))); err != nil {
 			return remote.Result{}, err
 		}
 	}

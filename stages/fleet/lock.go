@@ -61,7 +61,7 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 	look := server.ReadForeign(h.Layout, f.Databases)
 	// A deploy's first round trip also readies the host for the upload
 	// (ship.Prepare), which then need not take one of its own.
-	prep := server.Prepare(h.Layout)
+	prep := server.PrepareDeployed(h.Layout)
 	var live server.Live
 	var found server.Foreign
 	var readErr, lookErr, prepErr error
@@ -74,9 +74,9 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 		live, readErr = read.Decode(results[1], errs[1])
 		if guard {
 			found, lookErr = look.Decode(results[2], errs[2])
-			var df server.DiskUsage
-			if df, prepErr = prep.Decode(results[3], errs[3]); prepErr == nil {
-				h.Prepared, h.PreparedAt = &df, time.Now()
+			var p server.Prepared
+			if p, prepErr = prep.Decode(results[3], errs[3]); prepErr == nil && p.Done {
+				h.Prepared, h.PreparedAt = &p.Usage, time.Now()
 			}
 		}
 		_, err := take.Decode(results[0], errs[0])

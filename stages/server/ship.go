@@ -42,9 +42,34 @@ func PrepareDirs(l Layout) remote.Command {
 // Prepare checks the tools, creates the directories and reports the free
 // space of the root's filesystem, in one round trip.
 func Prepare(l Layout) Op[DiskUsage] {
+	return op(remote.Script("prepare server", prepareSteps(l)+"\n"), ParseDiskFree)
+}
+
+func prepareSteps(l Layout) string {
 	tools := checkToolsScript.line(append([]string{strconv.Itoa(ExitToolsMissing)}, Tools...)...)
 	steps := []string{tools, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
-	return op(remote.Script("prepare server", strings.Join(steps, " &&\n")+"\n"), ParseDiskFree)
+	return strings.Join(steps, " &&\n")
+}
+
+// Prepared is what PrepareDeployed found.
+type Prepared struct {
+	Done  bool // the root was deployed to before: Prepare ran
+	Usage DiskUsage
+}
+
+// PrepareDeployed is Prepare for a root a deploy made before (it has its
+// releases directory), for the lock's round trip. On any other it does
+// nothing (Done false): a first deploy may be refused for the files it
+// finds in the root, which must then stay as they were.
+func PrepareDeployed(l Layout) Op[Prepared] {
+	script := "if [ -d " + remote.Quote(l.ReleasesDir()) + " ]; then\n" + prepareSteps(l) + "\nfi\n"
+	return op(remote.Script("prepare server", script), func(stdout []byte) (Prepared, error) {
+		if len(stdout) == 0 {
+			return Prepared{}, nil
+		}
+		u, err := ParseDiskFree(stdout)
+		return Prepared{Done: err == nil, Usage: u}, err
+	})
 }
 
 // DiskUsage is one `df -Pk` line.

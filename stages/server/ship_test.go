@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,5 +78,35 @@ func TestIsDiskFull(t *testing.T) {
 	}
 	if ExitCode(errors.New("x")) != -1 || ExitCode(full) != 2 {
 		t.Error("ExitCode")
+	}
+}
+
+// TestPrepareDeployed: the lock's round trip readies only a root deployed
+// to before, and a first deploy's root is left as it was.
+func TestPrepareDeployed(t *testing.T) {
+	for _, deployed := range []bool{false, true} {
+		root := filepath.Join(t.TempDir(), "srv")
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l := Layout{Root: root}
+		if deployed {
+			if err := os.Mkdir(l.ReleasesDir(), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := Run(context.Background(), remote.NewLocal(), PrepareDeployed(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := os.ReadDir(root)
+		switch {
+		case p.Done != deployed:
+			t.Errorf("deployed %v: Done %v", deployed, p.Done)
+		case deployed && (p.Usage.TotalKB == 0 || len(entries) < 2):
+			t.Errorf("deployed root: usage %+v, %d entries in the root, want the usage and the deploy directories", p.Usage, len(entries))
+		case !deployed && len(entries) != 0:
+			t.Errorf("first deploy's root has %d entries, want none made", len(entries))
+		}
 	}
 }
