@@ -118,3 +118,53 @@ func TestRunBatchBatcher(t *testing.T) {
 		t.Errorf("the Batcher got %v", b.got)
 	}
 }
+
+// TestRunBatchScriptsRunAsShC: each script runs as sh -c would run it,
+// though in a subshell of the batch: no positional parameters, options
+// of its own, its exit, exec, traps and syntax errors its own, and more
+// than nine scripts keep their order and outputs.
+func TestRunBatchScriptsRunAsShC(t *testing.T) {
+	cmds := []Command{
+		Script("args", `echo "[$#] [${1-unset}]"`),
+		Script("unset", `echo "[${nothing}]"`),
+		Script("trap", `trap 'echo bye' EXIT; echo hi`),
+		Script("exec", `exec echo execed`),
+		Script("exit in a function", `f() { exit 0; }; f; echo not reached`),
+		Script("set -e", `set -e; false; echo not reached`),
+		Script("syntax", `if then`),
+	}
+	results, errs := RunBatch(context.Background(), NewLocal(), cmds...)
+	want := []string{"[0] [unset]\n", "[]\n", "hi\nbye\n", "execed\n", ""}
+	for i, w := range want {
+		if errs[i] != nil || string(results[i].Stdout) != w {
+			t.Errorf("%s: %q, %v; want %q", cmds[i].Desc, results[i].Stdout, errs[i], w)
+		}
+	}
+	var ee *ExitError
+	if !errors.As(errs[5], &ee) || ee.Code != 1 || len(results[5].Stdout) != 0 {
+		t.Errorf("set -e: %q, %v; want exit 1 and no output", results[5].Stdout, errs[5])
+	}
+	if !errors.Is(errs[6], ErrSkipped) {
+		t.Errorf("after the failure: %v, want skipped", errs[6])
+	}
+
+	many := make([]Command, 12)
+	for i := range many {
+		many[i] = Script("n", "printf '%s' '"+strings.Repeat("x", i)+"'; printf e >&2")
+	}
+	many[4] = Script("silent", ":")
+	results, errs = RunBatch(context.Background(), NewLocal(), many...)
+	for i := range many {
+		wantOut, wantErr := strings.Repeat("x", i), "e"
+		if i == 4 {
+			wantOut, wantErr = "", ""
+		}
+		if errs[i] != nil || string(results[i].Stdout) != wantOut || string(results[i].Stderr) != wantErr {
+			t.Errorf("script %d: %q %q %v", i+1, results[i].Stdout, results[i].Stderr, errs[i])
+		}
+	}
+	syntax, serr := RunBatch(context.Background(), NewLocal(), Script("syntax", "if then"))
+	if !errors.As(serr[0], &ee) || ee.Code != 2 || len(syntax[0].Stderr) == 0 {
+		t.Errorf("syntax error: %v, stderr %q; want exit 2 and a message", serr[0], syntax[0].Stderr)
+	}
+}
