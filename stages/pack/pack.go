@@ -40,9 +40,43 @@ func Package(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *arch
 // diffs them against prev and fills in the manifest, except the archive's
 // size and SHA-256, which Write adds.
 func Plan(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *archive.Manifest, log *ui.Logger) (*run.Packaged, error) {
+	scanned, err := Scan(ctx, cfg, plan)
+	if err != nil {
+		return nil, err
+	}
+	return PlanScanned(cfg, plan, prev, scanned, log)
+}
+
+// Scanned is the files of the changed components' build outputs, hashed,
+// by component name.
+type Scanned map[string][]archive.File
+
+// Scan scans and hashes the build output of every component plan marks
+// changed: the part of Plan that reads the files, which needs no host.
+func Scan(ctx context.Context, cfg *config.Config, plan *run.Plan) (Scanned, error) {
 	if err := checkComponentDests(cfg.Components); err != nil {
 		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
 	}
+	scanned := Scanned{}
+	for _, c := range cfg.Components {
+		if !plan.Changed(c.Name) {
+			continue
+		}
+		out := filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
+		if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("package %s: component %s: output directory %s does not exist (did its build run and write to output: %s?)", plan.Release, c.Name, out, c.Output)
+		}
+		files, err := archive.Scan(ctx, out, componentDest(c))
+		if err != nil {
+			return nil, fmt.Errorf("package %s: component %s: %w", plan.Release, c.Name, err)
+		}
+		scanned[c.Name] = files
+	}
+	return scanned, nil
+}
+
+// PlanScanned is Plan of the files Scan found.
+func PlanScanned(cfg *config.Config, plan *run.Plan, prev *archive.Manifest, scanned Scanned, log *ui.Logger) (*run.Packaged, error) {
 	m := &archive.Manifest{
 		Release:  plan.Release,
 		Revision: plan.Revision,
@@ -54,15 +88,8 @@ func Plan(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *archive
 		var files []archive.File
 		src := archive.Source{Prefix: dest}
 		if plan.Changed(c.Name) {
-			out := filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
-			if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("package %s: component %s: output directory %s does not exist (did its build run and write to output: %s?)", plan.Release, c.Name, out, c.Output)
-			}
-			var err error
-			if files, err = archive.Scan(ctx, out, dest); err != nil {
-				return nil, fmt.Errorf("package %s: component %s: %w", plan.Release, c.Name, err)
-			}
-			src.Dir = out
+			files = scanned[c.Name]
+			src.Dir = filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
 		} else {
 			if prev == nil {
 				return nil, fmt.Errorf("package %s: component %s is unchanged but there is no previous release to reuse it from", plan.Release, c.Name)

@@ -8,6 +8,7 @@ import (
 	"github.com/stagecoach/stagecoach/stages/build"
 	"github.com/stagecoach/stagecoach/stages/checkout"
 	"github.com/stagecoach/stagecoach/stages/detect"
+	"github.com/stagecoach/stagecoach/stages/pack"
 	"github.com/stagecoach/stagecoach/stages/run"
 	"github.com/stagecoach/stagecoach/stages/ui"
 )
@@ -36,11 +37,18 @@ type ahead struct {
 	buildTook  time.Duration
 	built      run.BuildResult
 	buildErr   error
+	scan       *scanAhead // nil unless the scan ran and succeeded
+}
+
+// scanAhead is the package's scan of the build's files, run ahead.
+type scanAhead struct {
+	start time.Time
+	files pack.Scanned
 }
 
 // aheadHooks are the hook points whose plugins run with the locks held:
 // with any of them configured, nothing is run ahead.
-var aheadHooks = []string{"before-detect", "after-detect", "before-build", "after-build"}
+var aheadHooks = []string{"before-detect", "after-detect", "before-build", "after-build", "before-package"}
 
 // goAhead starts the detect and build ahead of the locks, taking the
 // checkout's build lock for them, or returns nil when it cannot: no
@@ -83,6 +91,15 @@ func (r *Run) goAhead(ctx context.Context) *ahead {
 		a.buildStart = time.Now()
 		a.built, a.buildErr = build.Build(ctx, r.Cfg, plan, a.log.Logger)
 		a.buildTook = time.Since(a.buildStart)
+		if a.buildErr != nil {
+			return
+		}
+		// The package's reading and hashing of the files needs no host
+		// either. Should it fail, the package scans again and says why.
+		start := time.Now()
+		if files, err := pack.Scan(ctx, r.Cfg, plan); err == nil {
+			a.scan = &scanAhead{start: start, files: files}
+		}
 	}()
 	return a
 }
@@ -97,6 +114,20 @@ func (a *ahead) stop() {
 		a.cancel()
 		<-a.done
 	})
+}
+
+// changes reports whether the detect run ahead is done and found changes
+// to deploy: the deploy then most likely ships.
+func (a *ahead) changes() bool {
+	if a == nil {
+		return false
+	}
+	select {
+	case <-a.planned:
+		return a.plan != nil && carriesChange(a.plan)
+	default:
+		return false
+	}
 }
 
 // adopt makes the plan made ahead the run's when the hosts confirm it,
@@ -138,6 +169,20 @@ func (a *ahead) build(ctx context.Context, r *Run) error {
 	}
 	r.Report.StageFrom("build", a.buildStart, a.buildTook, err)
 	return err
+}
+
+// scanned is the scan run ahead for an adopted plan, waiting for it; nil
+// when there is none, and the package scans.
+func (a *ahead) scanned(ctx context.Context, adopted bool) *scanAhead {
+	if a == nil || !adopted {
+		return nil
+	}
+	select {
+	case <-a.done:
+		return a.scan
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // lockBuild takes the checkout's build lock for a build that did not run

@@ -30,8 +30,8 @@ func stageStart(t *testing.T, r *Run, stage string) time.Duration {
 }
 
 // TestDeployAhead: a deploy from the checkout that made the live release
-// detects and builds while it takes the locks, and its lines are in the
-// log once, in order.
+// detects, builds and scans the build's files while it takes the locks,
+// and its lines are in the log once, in order.
 func TestDeployAhead(t *testing.T) {
 	t.Parallel()
 	e, old := deployed(t, runtest.Options{Hosts: 2}, false)
@@ -43,7 +43,7 @@ func TestDeployAhead(t *testing.T) {
 	if r.Plan.Previous == "" || r.Previous == nil || r.Previous.Release != old {
 		t.Fatalf("plan diffs against %q with manifest %v, want the live release %s", r.Plan.Previous, r.Previous, old)
 	}
-	for _, stage := range []string{"detect", "build"} {
+	for _, stage := range []string{"detect", "build", "package"} {
 		if at := stageStart(t, r, stage); at >= lockDelay {
 			t.Errorf("%s began %s into the deploy, after the lock (%s): it did not run ahead", stage, at, lockDelay)
 		}

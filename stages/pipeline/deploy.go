@@ -39,6 +39,15 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 	ahead := r.goAhead(ctx)
 	defer ahead.stop()
 	defer r.unlockBuild()
+	if err := r.connect(ctx); err != nil {
+		r.Close()
+		return r.finish(err, failure(ctx, err))
+	}
+	if ahead.changes() {
+		// The upload will take a shell over: the one for the commands
+		// after it starts with the lock's, and is ready when they come.
+		r.warmShells()
+	}
 	release, err := r.Hold(ctx)
 	if err != nil {
 		return r.finish(err, failure(ctx, err))
@@ -65,7 +74,7 @@ func (r *Run) Deploy(ctx context.Context) (err error) {
 		r.record(ctx, result, "build", err)
 		return r.finish(err, result)
 	}
-	stage, err := r.packageAndShip(ctx)
+	stage, err := r.packageAndShip(ctx, ahead.scanned(ctx, adopted))
 	r.unlockBuild()
 	if err != nil {
 		// The hosts that got the archive drop it at once: it is of no use
@@ -136,16 +145,19 @@ func failure(ctx context.Context, err error) string {
 
 // nothingChanged reports whether the plan carries no change at all, so the
 // live release already is what this revision would deploy.
-func (r *Run) nothingChanged() bool {
-	if r.Plan.Previous == "" || r.Plan.Migrations.Pending {
-		return false
+func (r *Run) nothingChanged() bool { return !carriesChange(r.Plan) }
+
+// carriesChange reports whether plan changes anything live.
+func carriesChange(plan *run.Plan) bool {
+	if plan.Previous == "" || plan.Migrations.Pending {
+		return true
 	}
-	for _, c := range r.Plan.Components {
+	for _, c := range plan.Components {
 		if c.Changed {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // failAfterSwap rolls back and records how that went.

@@ -24,14 +24,22 @@ var errNotWritten = errors.New("archive not written: the ship failed first")
 // and uploading overlap instead of following each other. The standalone
 // Package and Ship keep them apart. Each stage keeps its hooks, before the
 // stream starts and after it ends, and its own line in the report: the
-// two durations overlap. It returns the stage that failed, if any.
-func (r *Run) packageAndShip(ctx context.Context) (failed string, err error) {
+// two durations overlap. The files may have been scanned ahead (see
+// ahead): the package then began with that scan. It returns the stage
+// that failed, if any.
+func (r *Run) packageAndShip(ctx context.Context, ahead *scanAhead) (failed string, err error) {
 	pkgStart := time.Now()
 	if err := r.hook(ctx, "before-package"); err != nil {
 		r.Report.Stage("package", time.Since(pkgStart), err)
 		return "package", err
 	}
-	p, err := pack.Plan(ctx, r.Cfg, r.Plan, r.Previous, r.Log)
+	var p *run.Packaged
+	if ahead != nil {
+		pkgStart = ahead.start
+		p, err = pack.PlanScanned(r.Cfg, r.Plan, r.Previous, ahead.files, r.Log)
+	} else {
+		p, err = pack.Plan(ctx, r.Cfg, r.Plan, r.Previous, r.Log)
+	}
 	if err != nil {
 		r.Report.Stage("package", time.Since(pkgStart), err)
 		return "package", err

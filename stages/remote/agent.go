@@ -101,8 +101,11 @@ type agentPool struct {
 	idle   []*shellAgent
 	closed bool
 	// warming is closed when the shell started ahead of need (warm) is
-	// idle or failed; nil while none starts.
+	// idle or failed; nil while none starts. aside says it was started
+	// as the connection's first: it is for the commands after an upload,
+	// and a request that can carry its script starts a shell of its own.
 	warming chan struct{}
+	aside   bool
 }
 
 func newAgentPool(n int) *agentPool {
@@ -164,11 +167,11 @@ func (p *agentPool) free() bool {
 }
 
 // warmingNow returns the channel closed when the shell being started
-// ahead of need is ready, or nil.
-func (p *agentPool) warmingNow() chan struct{} {
+// ahead of need is ready, or nil; and whether it was started aside.
+func (p *agentPool) warmingNow() (chan struct{}, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.warming
+	return p.warming, p.aside
 }
 
 // drop closes an agent whose state is unknown.
@@ -222,8 +225,10 @@ func (s *SSH) getAgent(ctx context.Context, onlyIdle bool, first string) (a *she
 		<-p.busy
 		return nil, false, errNoAgent
 	}
-	// A shell started ahead of need is nearer ready than a new one.
-	if w := p.warmingNow(); w != nil {
+	// A shell started ahead of need is nearer ready than a new one, unless
+	// it was started aside and the new one carries the request on its
+	// command line, answering as soon as the other could be sent it.
+	if w, aside := p.warmingNow(); w != nil && !(aside && first != "") {
 		select {
 		case <-w:
 		case <-ctx.Done():

@@ -117,3 +117,27 @@ func TestWarmKeepsASecondShell(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmBeforeTheFirstCommand: a shell warmed before the connection ran
+// anything is kept aside for after the upload: the first command starts
+// its own rather than wait for it, and after the upload, which takes the
+// first command's shell over, the warmed one serves: two sessions in all.
+func TestWarmBeforeTheFirstCommand(t *testing.T) {
+	h := startWrappedSSHD(t, wrapper{delay: "0.3"})
+	r := h.Dial(t)
+	r.Warm()
+	first := shellPID(t, r)
+	if st := r.Stats(); st.Sessions != 2 {
+		t.Fatalf("after the first command: %d sessions, want 2 (its own and the warmed one)", st.Sessions)
+	}
+	dst := filepath.Join(t.TempDir(), "upload")
+	if err := r.Upload(context.Background(), strings.NewReader("data"), dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := shellPID(t, r); after == first {
+		t.Errorf("the command after the upload ran in the shell the upload took over (%s)", first)
+	}
+	if st, n := r.Stats(), h.sessions(t); st.Sessions != 2 || n != 2 {
+		t.Errorf("runner counted %d sessions, the server started %d; want 2", st.Sessions, n)
+	}
+}

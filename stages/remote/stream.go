@@ -131,7 +131,9 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 // Warm starts a second persistent shell in the background, unless two
 // are idle or one is already starting. Called ahead of a streaming command
 // (an upload), which takes an idle shell over, it keeps the login shell of
-// the commands after it off their path.
+// the commands after it off their path. Called before the connection ran
+// any command, it starts that shell aside: the first command starts its
+// own, carrying its script, and the upload takes that one over.
 func (s *SSH) Warm() {
 	if s.agents.enabled() && !s.closed() {
 		s.warm(2)
@@ -143,6 +145,9 @@ func (s *SSH) Warm() {
 // right after it waits for that shell rather than start another.
 func (s *SSH) warm(spare int) {
 	p := s.agents
+	p.mu.Lock()
+	first := len(p.idle) == 0 && len(p.busy) == 0 // the connection has no shell yet
+	p.mu.Unlock()
 	select {
 	case p.busy <- struct{}{}:
 	default:
@@ -155,12 +160,12 @@ func (s *SSH) warm(spare int) {
 		return
 	}
 	ready := make(chan struct{})
-	p.warming = ready
+	p.warming, p.aside = ready, first
 	p.mu.Unlock()
 	go func() {
 		defer func() {
 			p.mu.Lock()
-			p.warming = nil
+			p.warming, p.aside = nil, false
 			p.mu.Unlock()
 			close(ready)
 		}()
