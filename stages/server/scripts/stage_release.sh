@@ -93,11 +93,11 @@ if [ -n "$prev" ] && [ -n "$prev_sums" ] && [ -f "$prev_sums" ]; then
   # such files are hashed.
   nl='
 '
-  (cd "$prev" && find . -type f ! -newer "$prev_sums" ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') |
-    LC_ALL=C sort > "$tmp/prev-files"
-  (cd "$st" && find . -type f -links +1 ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') |
-    LC_ALL=C sort > "$tmp/linked"
-  LC_ALL=C comm -12 "$tmp/prev-files" "$tmp/linked" | cut -d ' ' -f 2- > "$tmp/trusted"
+  (cd "$prev" && find . -type f ! -newer "$prev_sums" ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') > "$tmp/prev-files"
+  (cd "$st" && find . -type f -links +1 ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') > "$tmp/linked"
+  # The lines (inode and path) both lists have, joined in one pass.
+  LC_ALL=C awk 'FNR == NR { prev[$0] = 1; next } $0 in prev { sub(/^[0-9]+ /, ""); print }' \
+    "$tmp/prev-files" "$tmp/linked" > "$tmp/trusted"
 fi
 vrc=0
 /bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" "$tmp/trusted" || vrc=$?
