@@ -51,7 +51,10 @@ if [ -n "$trusted" ] && [ -s "$trusted" ]; then
 else
   cp "$tmp/sums" "$tmp/hash"
 fi
-if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links"; fi | LC_ALL=C sort > "$tmp/links"
+# The lists are joined in awk, so they need no sorting; only the few
+# differences found are sorted, for a stable report.
+: > "$tmp/links"
+if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links" > "$tmp/links"; fi
 rc=0
 : > "$tmp/check"
 if [ -s "$tmp/hash" ]; then hash_check || rc=$?; fi
@@ -61,12 +64,20 @@ if [ "$rc" -ne 0 ] && [ ! -s "$tmp/report" ]; then
   echo "sha256sum could not check the list $sums" >&2
   exit 2
 fi
-find . -mindepth 1 \( -type f -o -type l \) -printf '%P\n' | awk -v kind=plain "$filter_awk" | LC_ALL=C sort > "$tmp/have"
-{ cut -c67- "$tmp/sums"; sed 's/ -> .*//' "$tmp/links"; } | LC_ALL=C sort > "$tmp/want"
-LC_ALL=C comm -23 "$tmp/have" "$tmp/want" |
-  awk -v ok="$extra_ok" 'ok == "" || index($0, ok "/") != 1 { print "extra " $0 }' >> "$tmp/report"
+# Every file and symlink there must be listed (in the sums, or before
+# " -> " in the links), extra regular files below EXTRA_OK aside.
+find . -mindepth 1 \( -type f -o -type l \) -printf '%P\n' | awk -v kind=plain "$filter_awk" > "$tmp/have"
+LC_ALL=C awk -v ok="$extra_ok" '
+  FILENAME == ARGV[1] { want[substr($0, 67)] = 1; next }
+  FILENAME == ARGV[2] { i = index($0, " -> "); want[i ? substr($0, 1, i - 1) : $0] = 1; next }
+  !($0 in want) && (ok == "" || index($0, ok "/") != 1) { print "extra " $0 }' \
+  "$tmp/sums" "$tmp/links" "$tmp/have" | LC_ALL=C sort >> "$tmp/report"
 find . -mindepth 1 ! -type f ! -type l ! -type d -printf 'extra %P\n' >> "$tmp/report"
-find . -mindepth 1 -type l -printf '%P -> %l\n' | awk -v kind=links "$filter_awk" | LC_ALL=C sort > "$tmp/havelinks"
-LC_ALL=C comm -13 "$tmp/havelinks" "$tmp/links" | sed 's/ -> .*//; s/^/badlink /' >> "$tmp/report"
+# Every listed symlink must be there, pointing where the list says.
+find . -mindepth 1 -type l -printf '%P -> %l\n' | awk -v kind=links "$filter_awk" > "$tmp/havelinks"
+LC_ALL=C awk '
+  FILENAME == ARGV[1] { have[$0] = 1; next }
+  !($0 in have) { i = index($0, " -> "); print "badlink " (i ? substr($0, 1, i - 1) : $0) }' \
+  "$tmp/havelinks" "$tmp/links" | LC_ALL=C sort >> "$tmp/report"
 cat "$tmp/report"
 [ ! -s "$tmp/report" ]
