@@ -505,10 +505,10 @@ func (a *shellAgent) send(id int64, script string, stdin []byte, hasStdin bool) 
 const maxFirstScript = 32 << 10
 
 // firstRequest is the script an agent started for cmd may run as its
-// first request, "" when it must be sent as usual: one reading stdin, or
-// too long for a command line.
+// first request, "" when it must be sent as usual: one not Public, one
+// reading stdin, or one too long for a command line.
 func firstRequest(cmd Command) string {
-	if cmd.Stdin != nil || len(cmd.Script) > maxFirstScript {
+	if !cmd.Public || cmd.Stdin != nil || len(cmd.Script) > maxFirstScript {
 		return ""
 	}
 	return cmd.Script

@@ -6,7 +6,9 @@
 # Started as: agent.sh GROUP [FIRST]. FIRST, when given, is the script of
 # request 1, which runs as soon as the agent greeted, with no stdin, and
 # is answered as any request: the command that starts the agent carries
-# the first request, saving the round trip of sending it afterwards.
+# the first request, saving the round trip of sending it afterwards. As a
+# process's arguments show to the server's other users, only scripts that
+# hold nothing secret come that way (remote.Command's Public).
 #
 # Protocol on this shell's stdin and stdout; lengths are decimal byte counts.
 #   greeting: "stagecoach-agent 2 ready GROUP DIR", GROUP being the

@@ -45,12 +45,14 @@ type wrapper struct {
 	junk   bool   // print a banner to stdout first
 	noDD   bool   // put a dd without byte counts first in PATH
 	refuse bool   // fail on the agent's command line, as a non-POSIX shell would
+	record bool   // keep each session's command line, as the server's ps shows it
 }
 
 // wrappedHost is a test sshd whose sessions all go through a wrapper.
 type wrappedHost struct {
 	*testenv.Host
-	log string // one line per session started
+	log      string // one line per session started
+	commands string // with record, the sessions' command lines
 }
 
 // sessions counts the sessions the server started.
@@ -74,6 +76,10 @@ func startWrappedSSHD(t testing.TB, w wrapper) *wrappedHost {
 	log := filepath.Join(dir, "sessions.log")
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\necho session >> %s\n", remote.Quote(log))
+	commands := filepath.Join(dir, "commands")
+	if w.record {
+		fmt.Fprintf(&b, "printf '%%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> %s\n", remote.Quote(commands))
+	}
 	if w.delay != "" {
 		fmt.Fprintf(&b, "sleep %s\n", w.delay)
 	}
@@ -99,7 +105,7 @@ func startWrappedSSHD(t testing.TB, w wrapper) *wrappedHost {
 	if err := os.WriteFile(script, []byte(b.String()), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &wrappedHost{Host: testenv.StartSSHD(t, testenv.WithConfig("ForceCommand "+script)), log: log}
+	return &wrappedHost{Host: testenv.StartSSHD(t, testenv.WithConfig("ForceCommand "+script)), log: log, commands: commands}
 }
 
 // dialWith dials h with cfg changed by edit.
@@ -563,14 +569,20 @@ func TestAgentDisabled(t *testing.T) {
 }
 
 // TestAgentFirstRequest: the command that starts a shell carries the first
-// request when it reads no stdin and fits a command line: no round trip of
-// its own, whatever its outcome, and the shell serves the next requests.
-// One given up while its shell starts still ends before the shell is used.
+// request when it is Public, reads no stdin and fits a command line: no
+// round trip of its own, whatever its outcome, and the shell serves the
+// next requests. A script not Public never shows on a command line. One
+// given up while its shell starts still ends before the shell is used.
 func TestAgentFirstRequest(t *testing.T) {
-	h := startWrappedSSHD(t, wrapper{delay: "0.3"})
+	h := startWrappedSSHD(t, wrapper{delay: "0.3", record: true})
+	secret := dialWith(t, h.Host, func(*remote.SSHConfig) {})
+	if _, err := secret.Run(context.Background(), remote.Script("secret", "echo hunter22 >/dev/null")); err != nil {
+		t.Fatal(err)
+	}
 	r := h.Dial(t)
 	ctx := context.Background()
-	res, err := r.Run(ctx, remote.Script("fails", "echo out; echo err >&2; exit 3"))
+	public := func(c remote.Command) remote.Command { c.Public = true; return c }
+	res, err := r.Run(ctx, public(remote.Script("fails", "echo out; echo err >&2; exit 3")))
 	var ee *remote.ExitError
 	if !errors.As(err, &ee) || ee.Code != 3 || string(res.Stdout) != "out\n" || strings.TrimSpace(ee.Stderr) != "err" {
 		t.Fatalf("first request: %q, %v; want out, err and exit 3", res.Stdout, err)
@@ -599,7 +611,7 @@ func TestAgentFirstRequest(t *testing.T) {
 	mark := filepath.Join(t.TempDir(), "ran")
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	if _, err := r2.Run(short, remote.Script("mark", "echo first; touch "+remote.Quote(mark))); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := r2.Run(short, public(remote.Script("mark", "echo first; touch "+remote.Quote(mark)))); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("run given up: %v, want the deadline", err)
 	}
 	res, err = r2.Run(ctx, remote.Cmd("echo", "echo", "second"))
@@ -618,5 +630,15 @@ func TestAgentFirstRequest(t *testing.T) {
 		if res, err := r2.Run(ctx, remote.Cmd("echo", "echo", "again")); err != nil || string(res.Stdout) != "again\n" {
 			t.Fatalf("run %d after: %q, %v", i, res.Stdout, err)
 		}
+	}
+	lines, err := os.ReadFile(h.commands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(lines), "echo out; echo err") {
+		t.Errorf("the public first request did not go with the shell's command line:\n%s", lines)
+	}
+	if strings.Contains(string(lines), "hunter22") {
+		t.Errorf("a script not Public showed on a command line:\n%s", lines)
 	}
 }

@@ -103,7 +103,10 @@ func batchCommand(cmds []Command) (Command, error) {
 	argv := append([]string{"/bin/sh", "-c", batchScript, "batch.sh", strings.Join(lengths, " ")}, scripts...)
 	// exec: the shell the runner starts becomes batch.sh, one process
 	// fewer.
-	batch := Command{Desc: strings.Join(descs, ", "), Script: "exec " + Join(argv...)}
+	batch := Command{Desc: strings.Join(descs, ", "), Script: "exec " + Join(argv...), Public: true}
+	for _, c := range cmds {
+		batch.Public = batch.Public && c.Public
+	}
 	if stdin.Len() > 0 {
 		batch.Stdin = &stdin
 	}

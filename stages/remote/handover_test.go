@@ -119,14 +119,20 @@ func TestWarmKeepsASecondShell(t *testing.T) {
 }
 
 // TestWarmBeforeTheFirstCommand: a shell warmed before the connection ran
-// anything is kept aside for after the upload: the first command starts
-// its own rather than wait for it, and after the upload, which takes the
+// anything is kept aside for after the upload: the first command, Public,
+// starts its own carrying it rather than wait for it, and after the upload, which takes the
 // first command's shell over, the warmed one serves: two sessions in all.
 func TestWarmBeforeTheFirstCommand(t *testing.T) {
 	h := startWrappedSSHD(t, wrapper{delay: "0.3"})
 	r := h.Dial(t)
 	r.Warm()
-	first := shellPID(t, r)
+	pid := remote.Script("shell pid", "echo $PPID")
+	pid.Public = true
+	res, err := r.Run(context.Background(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.TrimSpace(string(res.Stdout))
 	if st := r.Stats(); st.Sessions != 2 {
 		t.Fatalf("after the first command: %d sessions, want 2 (its own and the warmed one)", st.Sessions)
 	}

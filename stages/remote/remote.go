@@ -90,6 +90,11 @@ type Command struct {
 	// idle persistent shell over, or runs on a session of its own, as a
 	// persistent shell answering requests returns output only at the end.
 	Stdout, Stderr io.Writer
+	// Public says Script holds nothing secret, so it may travel where the
+	// server's other users can read it: on the command line that starts a
+	// persistent shell (a process's arguments), sparing the request a
+	// round trip of its own. Scripts are otherwise sent on the session.
+	Public bool
 }
 
 // Cmd builds a Command running argv with every argument shell-quoted.

@@ -26,7 +26,7 @@ type LockStatus struct {
 // lock directory's age ("stagecoach-lock created=<epoch>") followed by what
 // Lock prints for a holder, decoded by ParseLock.
 func ReadLock(l Layout) Op[*LockStatus] {
-	return op(lockScript.cmd("read deploy lock", "read", l.LockDir()), ParseLock)
+	return op(lockScript.public("read deploy lock", "read", l.LockDir()), ParseLock)
 }
 
 // ParseLock reads what ReadLock printed.

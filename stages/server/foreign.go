@@ -26,7 +26,7 @@ var readForeignScript = load("read_foreign.sh")
 // directories (see OutsideShared). Run it in the round trip that takes
 // the deploy lock; Foreign.Refusal decides.
 func ReadForeign(l Layout, databases []string) Op[Foreign] {
-	return op(readForeignScript.cmd("look for files not made by stagecoach", append([]string{l.Root}, databases...)...), ParseForeign)
+	return op(readForeignScript.public("look for files not made by stagecoach", append([]string{l.Root}, databases...)...), ParseForeign)
 }
 
 // ParseForeign reads ReadForeign's output.

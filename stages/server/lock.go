@@ -101,7 +101,7 @@ func Lock(l Layout, info LockInfo) (Op[struct{}], error) {
 	if err != nil {
 		return Op[struct{}]{}, fmt.Errorf("lock: %w", err)
 	}
-	o := action(lockScript.cmd("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)))
+	o := action(lockScript.public("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)))
 	o.failed = func(res remote.Result, code int, _ error) error {
 		if code != ExitLockHeld {
 			return nil

@@ -57,3 +57,11 @@ func (s script) line(args ...string) string {
 func (s script) cmd(desc string, args ...string) remote.Command {
 	return remote.Command{Desc: desc, Script: "exec " + s.line(args...)}
 }
+
+// public is cmd for arguments that hold nothing secret (remote.Command's
+// Public): paths, ids, the lock's record.
+func (s script) public(desc string, args ...string) remote.Command {
+	c := s.cmd(desc, args...)
+	c.Public = true
+	return c
+}

@@ -63,7 +63,9 @@ type Prepared struct {
 // finds in the root, which must then stay as they were.
 func PrepareDeployed(l Layout) Op[Prepared] {
 	script := "if [ -d " + remote.Quote(l.ReleasesDir()) + " ]; then\n" + prepareSteps(l) + "\nfi\n"
-	return op(remote.Script("prepare server", script), func(stdout []byte) (Prepared, error) {
+	cmd := remote.Script("prepare server", script)
+	cmd.Public = true // the tools' names and the layout's paths
+	return op(cmd, func(stdout []byte) (Prepared, error) {
 		if len(stdout) == 0 {
 			return Prepared{}, nil
 		}

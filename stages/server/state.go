@@ -286,7 +286,7 @@ func WriteState(l Layout, data []byte) remote.Command {
 // that release's manifest, each possibly empty, separated by NUL bytes
 // (which none of them contains), decoded by ParseLive.
 func ReadLive(l Layout) Op[Live] {
-	return op(readLiveScript.cmd("read deploy state", l.Root), ParseLive)
+	return op(readLiveScript.public("read deploy state", l.Root), ParseLive)
 }
 
 var readLiveScript = load("read_live.sh")

@@ -68,7 +68,7 @@ func Switch(l Layout, id string) (remote.Command, error) {
 // ReadCurrent reads the release current points at, "" when there is no
 // current yet.
 func ReadCurrent(l Layout) Op[string] {
-	return op(readCurrentScript.cmd("read current release", l.CurrentLink()), ParseCurrent)
+	return op(readCurrentScript.public("read current release", l.CurrentLink()), ParseCurrent)
 }
 
 // ParseCurrent returns the release id current points at, "" when none.
