@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stagecoach/stagecoach/stages/run"
 )
 
 // Paths relative to the project root.
@@ -48,24 +50,8 @@ func RecordDeployed(projectDir, env string, d Deployed) error {
 	if !isRevision(d.Revision) || d.Release == "" || strings.ContainsAny(d.Release, " \t\n") {
 		return fmt.Errorf("record the deployed revision: %q at %q is not a revision and a release id", d.Revision, d.Release)
 	}
-	path := deployedPath(projectDir, env)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := run.WriteFileAtomic(deployedPath(projectDir, env), []byte(d.Revision+" "+d.Release+"\n")); err != nil {
 		return fmt.Errorf("record the deployed revision: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".deployed-*")
-	if err != nil {
-		return fmt.Errorf("record the deployed revision: %w", err)
-	}
-	_, werr := tmp.WriteString(d.Revision + " " + d.Release + "\n")
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("record the deployed revision: %w", werr)
 	}
 	return nil
 }

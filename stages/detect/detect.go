@@ -425,16 +425,11 @@ func Confirm(rc *run.Context, plan *run.Plan) bool {
 	if plan == nil || rc.Opts.Previous != "" || len(rc.Hosts) == 0 {
 		return false
 	}
-	first := rc.Hosts[0]
-	for _, h := range rc.Hosts {
-		if liveRevision(h) != plan.Previous || h.Live != first.Live || h.LiveManifest == nil {
-			return false
-		}
-	}
-	if plan.Release <= newestRelease(rc.Hosts) {
+	rev, manifest, odd := agreedLive(rc.Hosts)
+	if odd != nil || rev != plan.Previous || plan.Release <= newestRelease(rc.Hosts) {
 		return false
 	}
-	adopt(rc, plan, first.LiveManifest)
+	adopt(rc, plan, manifest)
 	return true
 }
 
@@ -460,16 +455,27 @@ func previousRevision(rc *run.Context) (string, *archive.Manifest) {
 	if rc.Opts.Previous != "" || len(rc.Hosts) == 0 {
 		return rc.Opts.Previous, nil
 	}
-	first := rc.Hosts[0]
-	for _, h := range rc.Hosts {
+	rev, manifest, odd := agreedLive(rc.Hosts)
+	if odd != nil {
+		if odd.Live != "" {
+			rc.Log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
+		}
+		return "", nil
+	}
+	return rev, manifest
+}
+
+// agreedLive is the revision and manifest of the live release every host
+// of hosts (at least one) runs; odd is the first host that runs another,
+// or has no manifest of it, nil when there is none.
+func agreedLive(hosts []*fleet.Host) (rev string, manifest *archive.Manifest, odd *fleet.Host) {
+	first := hosts[0]
+	for _, h := range hosts {
 		if liveRevision(h) != liveRevision(first) || h.Live != first.Live || h.LiveManifest == nil {
-			if h.Live != "" {
-				rc.Log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
-			}
-			return "", nil
+			return "", nil, h
 		}
 	}
-	return liveRevision(first), first.LiveManifest
+	return liveRevision(first), first.LiveManifest, nil
 }
 
 // liveRevision is the commit of the release h runs, as its state records
