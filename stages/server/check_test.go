@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 func TestParseLock(t *testing.T) {
@@ -112,42 +115,63 @@ func writeRelease(t testing.TB, l Layout, id string, files map[string][]byte) {
 }
 
 // TestVerifyReleaseParallel checks that hashing in several processes finds
-// exactly what one process finds.
+// exactly what one process finds, with openssl's fast pass and with an
+// openssl that fails, whose files sha256sum then checks.
 func TestVerifyReleaseParallel(t *testing.T) {
+	testenv.RequireTool(t, "openssl", "apt-get install openssl")
+	broken := t.TempDir()
+	writeFile(t, filepath.Join(broken, "openssl"), "#!/bin/sh\nexit 1\n")
+	if err := os.Chmod(filepath.Join(broken, "openssl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hashers := map[string]string{"openssl": "", "failing openssl": "PATH=" + broken + ":$PATH\nexport PATH\n"}
 	l := newRoot(t)
 	const id = "20260101T000000Z-aaaaaaa"
 	files := map[string][]byte{}
 	for i := 0; i < 300; i++ {
 		files[fmt.Sprintf("d%d/f %03d.txt", i%7, i)] = []byte(strings.Repeat(fmt.Sprint(i), i))
 	}
+	// A name openssl could take for an option.
+	files["d2/-n.txt"] = []byte("dash")
 	writeRelease(t, l, id, files)
-	for _, jobs := range []int{0, 1, 3} {
-		if _, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})).Cmd); err != nil {
-			t.Fatalf("jobs=%d: intact release fails: %v", jobs, err)
+	verify := func(jobs int, hasher string) (remote.Result, error) {
+		cmd := mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})).Cmd
+		cmd.Script = hashers[hasher] + cmd.Script
+		return run(t, cmd)
+	}
+	for hasher := range hashers {
+		for _, jobs := range []int{0, 1, 3} {
+			if _, err := verify(jobs, hasher); err != nil {
+				t.Fatalf("%s, jobs=%d: intact release fails: %v", hasher, jobs, err)
+			}
 		}
 	}
 	dir := l.ReleaseDir(id)
 	writeFile(t, filepath.Join(dir, "d3/f 010.txt"), "tampered")
 	writeFile(t, filepath.Join(dir, "d5/f 299.txt"), "tampered too")
+	writeFile(t, filepath.Join(dir, "d2/-n.txt"), "dish")
 	writeFile(t, filepath.Join(dir, "d0/new.php"), "<?php")
 	if err := os.Remove(filepath.Join(dir, "d1/f 001.txt")); err != nil {
 		t.Fatal(err)
 	}
-	want := TreeReport{Modified: []string{"d3/f 010.txt", "d5/f 299.txt"}, Missing: []string{"d1/f 001.txt"}, Extra: []string{"d0/new.php"}}
-	for _, jobs := range []int{0, 1, 3} {
-		res, err := run(t, mustCmd(VerifyRelease(l, id, VerifySpec{Jobs: jobs})).Cmd)
-		if ExitCode(err) != ExitTreeMismatch {
-			t.Fatalf("jobs=%d: %v", jobs, err)
-		}
-		if got := ParseTreeReport(res.Stdout); !reflect.DeepEqual(got, want) {
-			t.Errorf("jobs=%d: report %+v, want %+v", jobs, got, want)
+	want := TreeReport{Modified: []string{"d2/-n.txt", "d3/f 010.txt", "d5/f 299.txt"}, Missing: []string{"d1/f 001.txt"}, Extra: []string{"d0/new.php"}}
+	for hasher := range hashers {
+		for _, jobs := range []int{0, 1, 3} {
+			res, err := verify(jobs, hasher)
+			if ExitCode(err) != ExitTreeMismatch {
+				t.Fatalf("%s, jobs=%d: %v", hasher, jobs, err)
+			}
+			if got := ParseTreeReport(res.Stdout); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, jobs=%d: report %+v, want %+v", hasher, jobs, got, want)
+			}
 		}
 	}
 }
 
 // BenchmarkCheckIntegrity verifies a live release of 2,000 files and 50 MB
-// (log-uniform sizes, page cache warm) as the cron check does: one
-// sha256sum process against one per CPU. Its figures are in docs/check.md.
+// (log-uniform sizes, page cache warm) as the cron check does: with
+// sha256sum alone and with openssl's fast pass, in one process and in one
+// per CPU. Its figures are in the README's Cost section.
 func BenchmarkCheckIntegrity(b *testing.B) {
 	l := Layout{Root: filepath.Join(b.TempDir(), "root")}
 	const id = "20260101T000000Z-aaaaaaa"
@@ -168,24 +192,32 @@ func BenchmarkCheckIntegrity(b *testing.B) {
 		size += int64(len(data))
 	}
 	writeRelease(b, l, id, files)
-	for _, jobs := range []int{1, runtime.NumCPU()} {
-		name := "single-sha256sum"
-		if jobs > 1 {
-			name = fmt.Sprintf("parallel-%d", jobs)
-		}
-		b.Run(name, func(b *testing.B) {
-			cmd, err := cmdOf(VerifyRelease(l, id, VerifySpec{Jobs: jobs}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(size)
-			b.ReportMetric(n, "files")
-			for i := 0; i < b.N; i++ {
-				if out, err := runBench(cmd.Script); err != nil {
-					b.Fatalf("verify: %v\n%s", err, out)
+	// The sha256sum runs hide openssl behind one that fails, so that every
+	// file goes to sha256sum as on a server without openssl.
+	noOpenSSL := b.TempDir()
+	if err := os.WriteFile(filepath.Join(noOpenSSL, "openssl"), []byte("#!/bin/sh\nexit 127\n"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, hasher := range []string{"sha256sum", "openssl"} {
+		for _, jobs := range []int{1, runtime.NumCPU()} {
+			name := fmt.Sprintf("%s/jobs-%d", hasher, jobs)
+			b.Run(name, func(b *testing.B) {
+				cmd, err := cmdOf(VerifyRelease(l, id, VerifySpec{Jobs: jobs}))
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				if hasher == "sha256sum" {
+					cmd.Script = "PATH=" + noOpenSSL + ":$PATH\nexport PATH\n" + cmd.Script
+				}
+				b.SetBytes(size)
+				b.ReportMetric(n, "files")
+				for i := 0; i < b.N; i++ {
+					if out, err := runBench(cmd.Script); err != nil {
+						b.Fatalf("verify: %v\n%s", err, out)
+					}
+				}
+			})
+		}
 	}
 }
 

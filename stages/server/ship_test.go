@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 func TestParseDiskFree(t *testing.T) {
@@ -46,25 +47,46 @@ func TestCheckTools(t *testing.T) {
 }
 
 func TestVerifyArchive(t *testing.T) {
+	testenv.RequireTool(t, "openssl", "apt-get install openssl")
+	broken := t.TempDir()
+	writeFile(t, filepath.Join(broken, "openssl"), "#!/bin/sh\necho 'not a hash *stdin'\n")
+	if err := os.Chmod(filepath.Join(broken, "openssl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	l := newRoot(t)
 	id := "20260101T000000Z-aaaaaaa"
 	p := l.IncomingPath(id)
-	writeFile(t, p, "archive bytes")
-	sum := sha256.Sum256([]byte("archive bytes"))
-	good := hex.EncodeToString(sum[:])
-	mustRun(t, VerifyArchive(p, good).Cmd, nil)
-
-	bad := strings.Repeat("0", 64)
-	op := VerifyArchive(p, bad)
-	_, err := op.Decode(run(t, op.Cmd))
-	var mismatch *ArchiveMismatchError
-	if !errors.As(err, &mismatch) || mismatch.Expected != bad || mismatch.Actual != good {
-		t.Fatalf("mismatch: %v", err)
-	}
-	msg := err.Error()
-	want := "archive " + p + " is corrupt or was tampered with in transit: sha256 " + good + ", expected " + bad
-	if msg != want {
-		t.Errorf("got  %s\nwant %s", msg, want)
+	for _, c := range []struct {
+		name, env string
+		size      int
+	}{
+		{"small, sha256sum", "", 100},
+		{"large, openssl", "", fastHashMin},
+		{"large, openssl failing", "PATH=" + broken + ":$PATH\n", fastHashMin},
+	} {
+		data := strings.Repeat("archive bytes ", c.size/14+1)
+		writeFile(t, p, data)
+		sum := sha256.Sum256([]byte(data))
+		good := hex.EncodeToString(sum[:])
+		verify := func(want string) error {
+			op := VerifyArchive(p, want, int64(len(data)))
+			op.Cmd.Script = c.env + op.Cmd.Script
+			_, err := op.Decode(run(t, op.Cmd))
+			return err
+		}
+		if err := verify(good); err != nil {
+			t.Errorf("%s: intact archive: %v", c.name, err)
+		}
+		bad := strings.Repeat("0", 64)
+		err := verify(bad)
+		var mismatch *ArchiveMismatchError
+		if !errors.As(err, &mismatch) || mismatch.Expected != bad || mismatch.Actual != good {
+			t.Fatalf("%s: mismatch: %v", c.name, err)
+		}
+		want := "archive " + p + " is corrupt or was tampered with in transit: sha256 " + good + ", expected " + bad
+		if msg := err.Error(); msg != want {
+			t.Errorf("%s: got  %s\nwant %s", c.name, msg, want)
+		}
 	}
 }
 
