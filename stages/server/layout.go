@@ -123,6 +123,12 @@ func (l Layout) UnpackedDir(id string) string {
 	return l.join(".stagecoach", "incoming", id+".unpacked")
 }
 
+// VerifiedMark is where VerifyArchive writes the SHA-256 of release id's
+// archive once it matched, inside UnpackedDir, which staging removes.
+func (l Layout) VerifiedMark(id string) string {
+	return l.UnpackedDir(id) + "/verified"
+}
+
 // ManifestsDir is <root>/.stagecoach/manifests.
 func (l Layout) ManifestsDir() string { return l.join(".stagecoach", "manifests") }
 

@@ -79,6 +79,10 @@ type StageSpec struct {
 	PrevID  string     // release the Reuse files come from; "" on a first deploy
 	Archive string     // server path of the verified archive, removed once staged; default IncomingPath(ID)
 	Reuse   []LinkPair // regular files only
+	// ArchiveSHA256, when VerifyArchive marked the archive as having it
+	// (Layout.VerifiedMark), lets staging take the files it extracted as
+	// matching their manifest entries without hashing them again.
+	ArchiveSHA256 string
 }
 
 // StageRelease assembles release ID in releases/.staging-<id> (removing a
@@ -92,7 +96,8 @@ type StageSpec struct {
 // the previous release that was not written since that release was
 // verified (its mtime is not newer than the previous SumsPath, which
 // staging touches once a release is verified) is checked for being there
-// but not hashed again. Only then is the
+// but not hashed again, and so is a file extracted from an archive that
+// VerifyArchive marked as having s.ArchiveSHA256. Only then is the
 // directory renamed to releases/<id> and the archive, of no more use,
 // removed. When UnpackWhileUploading unpacked the archive as it arrived,
 // its listing is checked first, before the reused files are linked in,
@@ -141,7 +146,8 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	cmd := stageReleaseScript.cmd("stage release "+s.ID,
 		l.StagingDir(s.ID), l.ReleaseDir(s.ID), archive, l.SumsPath(s.ID), l.LinksPath(s.ID), l.MetaDir(), s.ID, prev,
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
-		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID), prevSums)
+		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID), prevSums,
+		strings.ToLower(s.ArchiveSHA256))
 	cmd.Stdin = &stdin
 	o := action(cmd)
 	o.failed = func(res remote.Result, code int, err error) error {

@@ -120,7 +120,7 @@ func testAwkwardDeploy(t *testing.T, l Layout, x string) {
 	ship(t, l, id1, src, nil, tree(t, src))
 	data := mustRead(t, l.IncomingPath(id1))
 	sum := sha256.Sum256(data)
-	mustRun(t, VerifyArchive(l.IncomingPath(id1), hex.EncodeToString(sum[:]), int64(len(data))).Cmd, nil)
+	mustRun(t, VerifyArchive(l.IncomingPath(id1), hex.EncodeToString(sum[:]), int64(len(data)), "").Cmd, nil)
 	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
 	furnish(t, l, id1, nil, shared, x)
 	spec := VerifySpec{Shared: []string{shared}, AssetsDir: "assets", Jobs: 2}

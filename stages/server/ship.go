@@ -120,12 +120,18 @@ func parseDfLine(line string) (DiskUsage, error) {
 // VerifyArchive checks an uploaded archive's SHA-256 on the server. On a
 // mismatch it prints "expected <sha>" and "actual <sha>" and exits
 // ExitArchiveMismatch, which the Op decodes into an *ArchiveMismatchError.
-// An archive of fastHashMin bytes or more is hashed with openssl
-// where the server has it.
-func VerifyArchive(path, sha256 string, size int64) Op[struct{}] {
-	args := []string{path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch)}
+// An archive of fastHashMin bytes or more is hashed with openssl where the
+// server has it. When mark is set (Layout.VerifiedMark), a match is
+// written there, for StageRelease to trust the files it extracted from
+// this archive.
+func VerifyArchive(path, sha256 string, size int64, mark string) Op[struct{}] {
+	fast := ""
 	if size >= fastHashMin {
-		args = append(args, "fast")
+		fast = "fast"
+	}
+	args := []string{path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch), fast}
+	if mark != "" {
+		args = append(args, mark)
 	}
 	o := action(verifyArchiveScript.cmd("verify archive checksum", args...))
 	o.failed = func(res remote.Result, code int, _ error) error {

@@ -69,7 +69,7 @@ func TestVerifyArchive(t *testing.T) {
 		sum := sha256.Sum256([]byte(data))
 		good := hex.EncodeToString(sum[:])
 		verify := func(want string) error {
-			op := VerifyArchive(p, want, int64(len(data)))
+			op := VerifyArchive(p, want, int64(len(data)), "")
 			op.Cmd.Script = c.env + op.Cmd.Script
 			_, err := op.Decode(run(t, op.Cmd))
 			return err

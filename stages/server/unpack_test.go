@@ -1,8 +1,12 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +166,96 @@ func TestStageReleaseTrustsUnwrittenReusedFiles(t *testing.T) {
 	if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified edited.txt") {
 		t.Errorf("the full check of the release: exit %v, stdout %q; want it to find edited.txt modified", err, res.Stdout)
 	}
+}
+
+// TestStageReleaseTrustsAVerifiedArchive: files extracted from an archive
+// that VerifyArchive marked as having the expected SHA-256 are not hashed
+// again, the rest of the tree check still runs, and without that mark,
+// with a stale one, after a failed verification or with the archive
+// written since, every file is hashed.
+// The manifest list here lies about a.txt, so that only hashing finds it.
+func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), "a")
+	writeFile(t, filepath.Join(src, "index.html"), "v1")
+	lying := tree(t, src)
+	for i := range lying {
+		if lying[i].Path == "a.txt" {
+			lying[i].SHA256 = strings.Repeat("ab", 32)
+		}
+	}
+	setUp := func(t *testing.T, streamed bool) (Layout, string) {
+		l := newRoot(t)
+		ship(t, l, id1, src, nil, lying)
+		if streamed {
+			unpackWhileUploading(t, l, id1)
+		}
+		data, err := os.ReadFile(l.IncomingPath(id1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		return l, hex.EncodeToString(sum[:])
+	}
+	stage := func(t *testing.T, l Layout, sum string) (remote.Result, error) {
+		return run(t, mustCmd(StageRelease(l, StageSpec{ID: id1, ArchiveSHA256: sum})).Cmd)
+	}
+	for _, streamed := range []bool{true, false} {
+		name := map[bool]string{true: "unpacked while uploaded", false: "extracted at staging"}[streamed]
+		t.Run(name, func(t *testing.T) {
+			l, sum := setUp(t, streamed)
+			mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
+			if _, err := stage(t, l, sum); err != nil {
+				t.Fatalf("a verified archive's files are hashed again: %v", err)
+			}
+		})
+		t.Run(name+", no mark", func(t *testing.T) {
+			l, sum := setUp(t, streamed)
+			res, err := stage(t, l, sum)
+			if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified a.txt") {
+				t.Fatalf("exit %v, stdout %q; want a.txt modified", err, res.Stdout)
+			}
+		})
+		t.Run(name+", stale mark", func(t *testing.T) {
+			l, sum := setUp(t, streamed)
+			writeFile(t, l.VerifiedMark(id1), strings.Repeat("cd", 32)+"\n")
+			if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
+				t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+			}
+		})
+		t.Run(name+", failed verification", func(t *testing.T) {
+			l, sum := setUp(t, streamed)
+			writeFile(t, l.VerifiedMark(id1), sum+"\n")
+			op := VerifyArchive(l.IncomingPath(id1), strings.Repeat("0", 64), 0, l.VerifiedMark(id1))
+			if _, err := op.Decode(run(t, op.Cmd)); err == nil {
+				t.Fatal("a wrong checksum passed")
+			}
+			if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
+				t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+			}
+		})
+	}
+	t.Run("archive written since its check", func(t *testing.T) {
+		l, sum := setUp(t, false)
+		mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
+		later := time.Now().Add(time.Second)
+		if err := os.Chtimes(l.IncomingPath(id1), later, later); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
+			t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+		}
+	})
+	t.Run("missing and extra files", func(t *testing.T) {
+		l, sum := setUp(t, true)
+		entries := append(tree(t, src), TreeEntry{Path: "ghost.txt", SHA256: strings.Repeat("ef", 32)})
+		entries = slices.DeleteFunc(entries, func(e TreeEntry) bool { return e.Path == "index.html" })
+		writeLists(t, l, id1, entries)
+		mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
+		res, err := stage(t, l, sum)
+		want := TreeReport{Missing: []string{"ghost.txt"}, Extra: []string{"index.html"}}
+		if got := ParseTreeReport(res.Stdout); ExitCode(err) != ExitTreeMismatch || !reflect.DeepEqual(got, want) {
+			t.Fatalf("exit %v, report %+v; want %+v", err, got, want)
+		}
+	})
 }

@@ -50,8 +50,12 @@ func checkShipped(t *testing.T, e *runtest.Env, r *pipeline.Run, i int) {
 	if got := runtest.ReadFile(t, l.ManifestPath(id)); !strings.Contains(got, `"sha256": "`+p.Manifest.Archive.SHA256+`"`) {
 		t.Errorf("host %d: manifest does not carry the archive's sha256:\n%s", i, got)
 	}
-	if left := dirNames(t, l.IncomingDir()); !slices.Equal(left, []string{id + ".tar.gz"}) {
-		t.Errorf("host %d: incoming/ holds %v, want only the archive", i, left)
+	// The archive, and in the unpack directory the mark of its checksum.
+	if left := dirNames(t, l.IncomingDir()); !slices.Equal(left, []string{id + ".tar.gz", id + ".unpacked"}) {
+		t.Errorf("host %d: incoming/ holds %v, want the archive and its unpack directory", i, left)
+	}
+	if mark := runtest.ReadFile(t, l.VerifiedMark(id)); !strings.HasPrefix(mark, p.Manifest.Archive.SHA256+" ") {
+		t.Errorf("host %d: the archive's mark is %q, want its sha256 first", i, mark)
 	}
 }
 

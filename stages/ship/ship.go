@@ -122,7 +122,7 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.C
 	if err != nil {
 		return err
 	}
-	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size)
+	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size, h.Layout.VerifiedMark(m.Release))
 	cmds := []remote.Command{verify.Cmd, cmd}
 	if place != nil {
 		cmds = append([]remote.Command{*place}, cmds...)

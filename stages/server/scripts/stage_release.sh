@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS ARCHIVE_SHA256
 #
 # Assembles release ID in STAGING: hard-links the files listed on stdin
 # (NUL-separated, as reuse_link.sh takes them) from the previous release
@@ -19,13 +19,17 @@
 # file of the release last matched. A file hard-linked from PREV (same
 # path, same inode) that is not newer than PREV_SUMS has not been written
 # since PREV was verified, so it is checked for being there but not hashed
-# again; any other file is.
+# again. So is a file extracted from ARCHIVE when verify_archive.sh found
+# it has ARCHIVE_SHA256 and left UNPACKED/verified saying so, and ARCHIVE
+# was not written since: the client packed each file only once it matched
+# its manifest entry, so the archive's SHA-256 vouches for every file in
+# it. Any other file is hashed.
 set -eu
 umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
 exit_unsafe=$9 exit_mismatch=${10}
 verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
-unpacked=${15} prev_sums=${16:-}
+unpacked=${15} prev_sums=${16:-} archive_sha=${17:-}
 
 if [ -e "$final" ]; then
   echo "release $id already exists on the server" >&2
@@ -98,6 +102,14 @@ if [ -n "$prev" ] && [ -n "$prev_sums" ] && [ -f "$prev_sums" ]; then
   # The lines (inode and path) both lists have, joined in one pass.
   LC_ALL=C awk 'FNR == NR { prev[$0] = 1; next } $0 in prev { sub(/^[0-9]+ /, ""); print }' \
     "$tmp/prev-files" "$tmp/linked" > "$tmp/trusted"
+fi
+mark=$(cat "$unpacked/verified" 2>/dev/null) || mark=
+if [ -n "$archive_sha" ] && [ -n "$mark" ] && [ "$mark" = "$archive_sha $(stat -c '%i %s %y' -- "$archive" 2>/dev/null)" ]; then
+  # Extracted by tar from the verified archive: one link. A hard link from
+  # PREV has two or more.
+  nl='
+'
+  (cd "$st" && find . -type f -links 1 ! -path "*$nl*" ! -path '*\\*' -printf '%P\n') >> "$tmp/trusted"
 fi
 vrc=0
 /bin/sh -c "$verify_tree_sh" verify_tree.sh "$st" "$sums" "$links" "$tmp" "" "" "" "$filter_awk" "$tmp/trusted" || vrc=$?
