@@ -270,12 +270,17 @@ func TestCheckEntries(t *testing.T) {
 
 func pack(t *testing.T, dir, prefix string) ([]byte, ArchiveInfo) {
 	t.Helper()
+	return packWith(t, dir, prefix, Gzip)
+}
+
+func packWith(t *testing.T, dir, prefix string, c Compression) ([]byte, ArchiveInfo) {
+	t.Helper()
 	files, err := Scan(context.Background(), dir, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	info, err := Write(context.Background(), &b, []Source{{Dir: dir, Prefix: prefix, Files: files}})
+	info, err := Write(context.Background(), &b, []Source{{Dir: dir, Prefix: prefix, Files: files}}, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +418,7 @@ func TestWriteRefuses(t *testing.T) {
 				tt.edit()
 			}
 			var b bytes.Buffer
-			_, err := Write(context.Background(), &b, []Source{{Dir: dir, Prefix: "web", Files: tt.files}})
+			_, err := Write(context.Background(), &b, []Source{{Dir: dir, Prefix: "web", Files: tt.files}}, Gzip)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Write error = %v, want it to contain %q", err, tt.want)
 			}

@@ -2,6 +2,8 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // checkName refuses a release path that is empty, absolute, not clean or
@@ -156,12 +159,13 @@ func (c *checker) add(name string, typ byte, target string, mode int64) error {
 // finish checks what needs the whole archive: where every symlink leads.
 func (c *checker) finish() error { return checkLinks(c.links) }
 
-// CheckEntries reads a tar.gz and refuses it if any entry could write or
-// point outside the directory it is extracted into: absolute paths, ".."
-// components, symlinks or hard links leading out, entries under a symlink,
-// devices and fifos, setuid bits. It reads the whole stream.
+// CheckEntries reads a compressed tar, gzip or zstd, and refuses it if any
+// entry could write or point outside the directory it is extracted into:
+// absolute paths, ".." components, symlinks or hard links leading out,
+// entries under a symlink, devices and fifos, setuid bits. It reads the
+// whole stream.
 func CheckEntries(r io.Reader) error {
-	zr, err := gzip.NewReader(r)
+	zr, err := decompress(r)
 	if err != nil {
 		return fmt.Errorf("check archive: %w", err)
 	}
@@ -192,4 +196,21 @@ func CheckEntries(r io.Reader) error {
 		return fmt.Errorf("check archive: %w", err)
 	}
 	return nil
+}
+
+// decompress reads a gzip or zstd stream, told apart by its magic number.
+func decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(4)
+	if err != nil && len(magic) < 2 {
+		return nil, fmt.Errorf("not a compressed archive: %w", err)
+	}
+	if bytes.Equal(magic, zstdMagic) {
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return gzip.NewReader(br)
 }

@@ -46,6 +46,35 @@ type ArchiveInfo struct {
 	SHA256 string `json:"sha256"` // of the compressed bytes, as shipped
 	Size   int64  `json:"size"`   // compressed bytes
 	Files  int    `json:"files"`  // files and symlinks in the archive (directories not counted)
+	// Compression is Zstd, or empty for Gzip (as manifests had it before
+	// zstd): see Codec.
+	Compression Compression `json:"compression,omitempty"`
+}
+
+// Codec is the archive's compression.
+func (a ArchiveInfo) Codec() Compression {
+	if a.Compression == "" {
+		return Gzip
+	}
+	return a.Compression
+}
+
+// Compression is how an archive's tar stream is compressed.
+type Compression string
+
+const (
+	// Gzip is the compression every server can unpack.
+	Gzip Compression = "gzip"
+	// Zstd unpacks with a tenth of gzip's CPU; only for servers with zstd.
+	Zstd Compression = "zstd"
+)
+
+// Ext is the file name extension of an archive with this compression.
+func (c Compression) Ext() string {
+	if c == Zstd {
+		return ".tar.zst"
+	}
+	return ".tar.gz"
 }
 
 // Manifest is the full content of one release: every file with its hash,

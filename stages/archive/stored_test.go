@@ -13,6 +13,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestStored(t *testing.T) {
@@ -40,8 +42,9 @@ func TestStored(t *testing.T) {
 }
 
 // TestWriteStoresCompressedFiles packs text and already compressed files
-// side by side: the archive is one gzip stream of several members, the
-// compressed files in stored ones, that GNU tar extracts whole.
+// side by side, with each compression: the archive is one stream of
+// several members (gzip) or frames (zstd), the compressed files in stored
+// ones, that GNU tar extracts whole.
 func TestWriteStoresCompressedFiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	noise := func(n int) string {
@@ -61,44 +64,104 @@ func TestWriteStoresCompressedFiles(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeTree(t, dir, tree)
-	data, info := pack(t, dir, "web")
-	again, _ := pack(t, dir, "web")
-	if !bytes.Equal(data, again) {
-		t.Fatal("packing the same tree twice gave different bytes")
-	}
-	if err := CheckEntries(bytes.NewReader(data)); err != nil {
-		t.Errorf("our own archive is refused: %v", err)
-	}
-	// web/ and app.js; b.woff2; c.txt; photo.jpg; tiny.png (too small to
-	// store apart) and the end of the archive.
-	if n := countMembers(t, data); n != 5 {
-		t.Errorf("%d gzip members, want 5", n)
-	}
-	if raw := int64(8<<10 + 64<<10); info.Size < raw || info.Size > raw+8<<10 {
-		t.Errorf("archive of %d bytes: want the %d bytes of the compressed files as they are plus a little text", info.Size, raw)
-	}
+	for _, c := range []struct {
+		codec Compression
+		tar   string // GNU tar's option for it
+		tool  string
+	}{{Gzip, "-z", "gzip"}, {Zstd, "--use-compress-program=zstd", "zstd"}} {
+		t.Run(string(c.codec), func(t *testing.T) {
+			data, info := packWith(t, dir, "web", c.codec)
+			again, _ := packWith(t, dir, "web", c.codec)
+			if !bytes.Equal(data, again) {
+				t.Fatal("packing the same tree twice gave different bytes")
+			}
+			if info.Codec() != c.codec {
+				t.Errorf("the archive says it is %s", info.Codec())
+			}
+			if err := CheckEntries(bytes.NewReader(data)); err != nil {
+				t.Errorf("our own archive is refused: %v", err)
+			}
+			// web/ and app.js; b.woff2; c.txt; photo.jpg; tiny.png (too
+			// small to store apart) and the end of the archive.
+			if c.codec == Gzip {
+				if n := countMembers(t, data); n != 5 {
+					t.Errorf("%d gzip members, want 5", n)
+				}
+			}
+			// A raw block holds up to 128 KiB: each stored file is there
+			// as it is. (Stored deflate blocks end every 64 KiB.)
+			for _, stored := range []string{"b.woff2", "photo.jpg"} {
+				if c.codec == Zstd && !bytes.Contains(data, []byte(tree[stored])) {
+					t.Errorf("%s is not in the archive as it is", stored)
+				}
+			}
+			if raw := int64(8<<10 + 64<<10); info.Size < raw || info.Size > raw+8<<10 {
+				t.Errorf("archive of %d bytes: want the %d bytes of the compressed files as they are plus a little text", info.Size, raw)
+			}
 
-	if _, err := exec.LookPath("tar"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("GNU tar is needed: apt-get install tar")
+			for _, tool := range []string{"tar", c.tool} {
+				if _, err := exec.LookPath(tool); err != nil {
+					if os.Getenv("CI") != "" {
+						t.Fatalf("%s is needed: apt-get install %s", tool, tool)
+					}
+					t.Skipf("%s not found; install %s", tool, tool)
+				}
+			}
+			file := filepath.Join(t.TempDir(), "r"+c.codec.Ext())
+			if err := os.WriteFile(file, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			into := t.TempDir()
+			if out, err := exec.Command("tar", c.tar, "-xf", file, "-C", into).CombinedOutput(); err != nil {
+				t.Fatalf("tar %s -xf: %v\n%s", c.tar, err, out)
+			}
+			back, err := Scan(context.Background(), filepath.Join(into, "web"), "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig, _ := Scan(context.Background(), dir, "web")
+			if !reflect.DeepEqual(back, orig) {
+				t.Errorf("extracted tree differs:\n got %+v\nwant %+v", back, orig)
+			}
+		})
+	}
+}
+
+// TestRawFrame: frames of raw blocks, empty, of one block, and of blocks
+// split at 128 KiB, written in pieces of any size, read back whole by the
+// zstd decoder.
+func TestRawFrame(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, size := range []int{0, 1, rawBlockMax - 1, rawBlockMax, rawBlockMax + 1, 3*rawBlockMax + 77} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
 		}
-		t.Skip("GNU tar not found; install tar")
-	}
-	file := filepath.Join(t.TempDir(), "r.tar.gz")
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	into := t.TempDir()
-	if out, err := exec.Command("tar", "-xzf", file, "-C", into).CombinedOutput(); err != nil {
-		t.Fatalf("tar -xzf: %v\n%s", err, out)
-	}
-	back, err := Scan(context.Background(), filepath.Join(into, "web"), "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, _ := Scan(context.Background(), dir, "web")
-	if !reflect.DeepEqual(back, orig) {
-		t.Errorf("extracted tree differs:\n got %+v\nwant %+v", back, orig)
+		var out bytes.Buffer
+		f := &rawFrame{w: &out}
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 1+rng.IntN(50000))
+			if _, err := f.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		blocks := max(1, (size+rawBlockMax-1)/rawBlockMax)
+		if want := 6 + 3*blocks + size; out.Len() != want {
+			t.Errorf("%d bytes: frame of %d bytes, want %d", size, out.Len(), want)
+		}
+		zr, err := zstd.NewReader(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := io.ReadAll(zr)
+		zr.Close()
+		if err != nil || !bytes.Equal(back, data) {
+			t.Errorf("%d bytes: read back %d bytes, %v", size, len(back), err)
+		}
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Epoch is the modification time of every archive entry. A fixed time makes
@@ -106,21 +105,6 @@ func gzipMembers(w io.Writer) (compressor, error) {
 	return m, m.use(false)
 }
 
-// zstdFrame compresses the whole tar stream as one zstd frame at zstd's
-// fastest level, which stores by itself the blocks it cannot shrink. It
-// is measured against gzipMembers by BenchmarkZstdVsGzip.
-func zstdFrame(w io.Writer) (compressor, error) {
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	return zstdWriter{zw}, nil
-}
-
-type zstdWriter struct{ *zstd.Encoder }
-
-func (zstdWriter) use(bool) error { return nil }
-
 // members writes a multi-member gzip stream, which gunzip and tar xzf read
 // as one: each run of stored files in a member at storedLevel, the rest at
 // packedLevel. Where the members begin depends on the entries alone, so
@@ -176,17 +160,25 @@ func (m *members) Close() error {
 
 const copyBuf = 256 << 10
 
-// Write streams a deterministic tar.gz of the sources' files to w: entries
-// sorted by path, each directory before its content, owner 0:0 without
-// names, every time Epoch, modes normalised (0755 directories and
-// executables, 0644 other files), PAX format, gzip headers with no name or
-// time, and files that are compressed already (Stored) in stored gzip
-// members. The same files give the same bytes whatever their owners, mtimes or
+// Write streams a deterministic compressed tar of the sources' files to w:
+// entries sorted by path, each directory before its content, owner 0:0
+// without names, every time Epoch, modes normalised (0755 directories and
+// executables, 0644 other files), PAX format, and files that are
+// compressed already (Stored) in members of their own, stored as they are
+// (gzip: headers with no name or time; zstd: raw blocks). The same files give the same bytes whatever their owners, mtimes or
 // the umask. Memory does not grow with the size of the files: each is copied
 // through in turn, and the output is hashed as it is written. Every file is
 // hashed again as it is read and must still match its entry's SHA-256.
-func Write(ctx context.Context, w io.Writer, sources []Source) (ArchiveInfo, error) {
-	return write(ctx, w, sources, gzipMembers)
+func Write(ctx context.Context, w io.Writer, sources []Source, c Compression) (ArchiveInfo, error) {
+	newCompressor := gzipMembers
+	if c == Zstd {
+		newCompressor = zstdMembers
+	}
+	info, err := write(ctx, w, sources, newCompressor)
+	if c == Zstd {
+		info.Compression = Zstd
+	}
+	return info, err
 }
 
 // write is Write with the compression newCompressor makes.

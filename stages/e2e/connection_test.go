@@ -90,7 +90,7 @@ type killingRunner struct {
 }
 
 func (k *killingRunner) Upload(ctx context.Context, r io.Reader, path string, progress func(n int)) error {
-	if strings.HasSuffix(path, ".tar.gz") {
+	if strings.HasSuffix(path, ".archive") {
 		r = &killAfter{r: r, left: k.after, kill: k.fire}
 	}
 	return k.Runner.Upload(ctx, r, path, progress)

@@ -164,7 +164,7 @@ type fillingRunner struct {
 }
 
 func (f *fillingRunner) Upload(ctx context.Context, r io.Reader, path string, progress func(n int)) error {
-	if strings.HasSuffix(path, ".tar.gz") {
+	if strings.HasSuffix(path, ".archive") {
 		f.fill()
 	}
 	return f.Runner.Upload(ctx, r, path, progress)

@@ -31,10 +31,11 @@ type Host struct {
 
 	lease *lease
 
-	// Prepared is the root's free space as the lock's round trip found it,
-	// having checked the tools and made the directories a deploy needs;
-	// nil when that did not run.
-	Prepared   *server.DiskUsage
+	// Prepared is the root's free space and whether it has zstd, as the
+	// lock's round trip or the ship's preparation found them, having
+	// checked the tools and made the directories a deploy needs; nil when
+	// neither ran.
+	Prepared   *server.Readiness
 	PreparedAt time.Time
 
 	Shipped  bool // the archive and manifest are on the host, verified

@@ -76,7 +76,7 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 			found, lookErr = look.Decode(results[2], errs[2])
 			var p server.Prepared
 			if p, prepErr = prep.Decode(results[3], errs[3]); prepErr == nil && p.Done {
-				h.Prepared, h.PreparedAt = &p.Usage, time.Now()
+				h.Prepared, h.PreparedAt = &p.Readiness, time.Now()
 			}
 		}
 		_, err := take.Decode(results[0], errs[0])

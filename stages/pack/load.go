@@ -24,7 +24,7 @@ func Load(projectDir, id string) (*run.Packaged, error) {
 		return nil, err
 	}
 	dir := filepath.Join(projectDir, filepath.FromSlash(run.PackagesDir), id)
-	p := &run.Packaged{Dir: dir, ArchivePath: filepath.Join(dir, "release.tar.gz"), ManifestPath: filepath.Join(dir, "manifest.json")}
+	p := &run.Packaged{Dir: dir, ManifestPath: filepath.Join(dir, "manifest.json")}
 	f, err := os.Open(p.ManifestPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("the package of %s is gone from %s (pruned, or made on another machine): deploy again for a new release", id, dir)
@@ -39,6 +39,7 @@ func Load(projectDir, id string) (*run.Packaged, error) {
 	if p.Manifest.Release != id {
 		return nil, fmt.Errorf("load package %s: its manifest is of release %q", id, p.Manifest.Release)
 	}
+	Compress(p, p.Manifest.Archive.Codec())
 	if err := checkArchive(p.ArchivePath, p.Manifest.Archive); err != nil {
 		return nil, fmt.Errorf("load package %s: %w; deploy again for a new release", id, err)
 	}

@@ -123,9 +123,15 @@ func PlanScanned(cfg *config.Config, plan *run.Plan, prev *archive.Manifest, sca
 		m.Reuse = p.Reuse
 	}
 	p.Dir = filepath.Join(cfg.Dir, filepath.FromSlash(run.PackagesDir), plan.Release)
-	p.ArchivePath = filepath.Join(p.Dir, "release.tar.gz")
 	p.ManifestPath = filepath.Join(p.Dir, "manifest.json")
+	Compress(p, archive.Gzip)
 	return p, nil
+}
+
+// Compress sets the compression of the archive planned in p, and its path.
+func Compress(p *run.Packaged, c archive.Compression) {
+	p.Compression = c
+	p.ArchivePath = filepath.Join(p.Dir, "release"+c.Ext())
 }
 
 // Write writes the archive planned in p to p.ArchivePath, and at the
@@ -138,7 +144,7 @@ func Write(ctx context.Context, p *run.Packaged, log *ui.Logger, extra ...io.Wri
 		return fmt.Errorf("package %s: %w", m.Release, err)
 	}
 	err := writePackageFile(p.ArchivePath, func(f *os.File) error {
-		info, err := archive.Write(ctx, io.MultiWriter(append([]io.Writer{f}, extra...)...), p.Sources)
+		info, err := archive.Write(ctx, io.MultiWriter(append([]io.Writer{f}, extra...)...), p.Sources, p.Compression)
 		m.Archive = info
 		return err
 	})
@@ -158,7 +164,7 @@ func Write(ctx context.Context, p *run.Packaged, log *ui.Logger, extra ...io.Wri
 // manifest planned in p by writing the archive to nowhere, through the same
 // writer Write uses: what plan tells without leaving a package behind.
 func Measure(ctx context.Context, p *run.Packaged) error {
-	info, err := archive.Write(ctx, io.Discard, p.Sources)
+	info, err := archive.Write(ctx, io.Discard, p.Sources, p.Compression)
 	if err != nil {
 		return fmt.Errorf("package %s: %w", p.Manifest.Release, err)
 	}

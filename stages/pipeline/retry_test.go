@@ -82,7 +82,7 @@ func TestRetryOnlyTheHostsBehind(t *testing.T) {
 	assertLive(t, e, id)
 	for i := range 2 {
 		for _, c := range e.CallsSince(i, marks[i]) {
-			if strings.Contains(c, ".tar.gz") || strings.Contains(c, "stage release") || strings.Contains(c, "switch current") {
+			if strings.Contains(c, ".archive") || strings.Contains(c, "stage release") || strings.Contains(c, "switch current") {
 				t.Errorf("host %d, which ran %s already, got %q", i, id, c)
 			}
 		}

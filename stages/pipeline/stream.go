@@ -56,6 +56,10 @@ func (r *Run) packageAndShip(ctx context.Context, ahead *scanAhead) (failed stri
 	if err == nil {
 		err = ship.Prepare(ctx, r.Context, streamed, p)
 	}
+	if err == nil {
+		// Every host, streamed or not, must unpack what is written.
+		pack.Compress(p, ship.Compression(r.Hosts))
+	}
 	if err != nil {
 		r.Report.Stage("package", time.Since(pkgStart), errNotWritten)
 		r.Report.Stage("ship", time.Since(shipStart), err)

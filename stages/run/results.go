@@ -67,7 +67,7 @@ const PackagesDir = ".stagecoach/packages"
 // the manifest of the whole release.
 type Packaged struct {
 	Dir          string // <project>/.stagecoach/packages/<release>
-	ArchivePath  string // Dir/release.tar.gz
+	ArchivePath  string // Dir/release.tar.gz, or .tar.zst (see Compression)
 	ManifestPath string // Dir/manifest.json
 	Manifest     *archive.Manifest
 	Send         []archive.File  // in the archive
@@ -75,4 +75,7 @@ type Packaged struct {
 	Bytes        int64           // uncompressed bytes of Send; the archive's size is Manifest.Archive.Size
 	// Sources are what the archive is written from.
 	Sources []archive.Source
+	// Compression is the archive's: gzip unless every host has zstd. Set
+	// it with pack.Compress before the archive is written.
+	Compression archive.Compression
 }

@@ -22,13 +22,13 @@ func TestCleanupIncoming(t *testing.T) {
 	)
 	// Every entry is half an hour old, except "before" and "during", whose
 	// ages the cases set.
-	entries := []string{ours + ".tar.gz", killed + ".tar.gz", partial + ".tar.gz.partial-0a1b2c3d", "metadata.Ab12Cd/"}
+	entries := []string{ours + ".archive", killed + ".archive", partial + ".archive.partial-0a1b2c3d", "metadata.Ab12Cd/"}
 	for _, tc := range []struct {
 		name    string
 		spec    CleanupSpec
 		lockAge time.Duration // a lock of someone else's, taken this long ago; 0: none
-		before  time.Duration // age of before.tar.gz
-		during  time.Duration // age of during.tar.gz
+		before  time.Duration // age of before.archive
+		during  time.Duration // age of during.archive
 		kept    []string      // entries of incoming/ left, sorted
 		removed int
 		// manifests lists the releases whose orphan manifests are left.
@@ -39,7 +39,7 @@ func TestCleanupIncoming(t *testing.T) {
 			spec:      CleanupSpec{Held: true, Current: ours},
 			before:    time.Minute,
 			during:    time.Minute,
-			kept:      []string{ours + ".tar.gz"},
+			kept:      []string{ours + ".archive"},
 			removed:   5,
 			manifests: []string{ours},
 		},
@@ -55,7 +55,7 @@ func TestCleanupIncoming(t *testing.T) {
 			spec:      CleanupSpec{Current: ours},
 			before:    time.Minute,
 			during:    time.Minute,
-			kept:      []string{ours + ".tar.gz"},
+			kept:      []string{ours + ".archive"},
 			removed:   5,
 			manifests: []string{ours, killed, partial},
 		},
@@ -65,7 +65,7 @@ func TestCleanupIncoming(t *testing.T) {
 			lockAge:   10 * time.Minute,
 			before:    20 * time.Minute,
 			during:    5 * time.Minute,
-			kept:      []string{"during.tar.gz"},
+			kept:      []string{"during.archive"},
 			removed:   5,
 			manifests: []string{ours, killed, partial},
 		},
@@ -97,10 +97,10 @@ func TestCleanupIncoming(t *testing.T) {
 				}
 				aged(p, 30*time.Minute)
 			}
-			writeFile(t, filepath.Join(in, "before.tar.gz"), "before")
-			aged(filepath.Join(in, "before.tar.gz"), tc.before)
-			writeFile(t, filepath.Join(in, "during.tar.gz"), "during")
-			aged(filepath.Join(in, "during.tar.gz"), tc.during)
+			writeFile(t, filepath.Join(in, "before.archive"), "before")
+			aged(filepath.Join(in, "before.archive"), tc.before)
+			writeFile(t, filepath.Join(in, "during.archive"), "during")
+			aged(filepath.Join(in, "during.archive"), tc.during)
 			// Manifests shipped for releases never staged, as old as the
 			// entries: younger than the 24 h of incoming_max_age.
 			for _, id := range []string{ours, killed, partial} {

@@ -66,10 +66,10 @@ func TestCleanupScript(t *testing.T) {
 	writeFile(t, filepath.Join(l.StagingDir("20260105T000000Z-eeeeeee"), "half"), "x")
 	writeFile(t, filepath.Join(l.BackupDir("20250101T000000Z-0000000"), "db"), "orphan")
 	// No deploy holds the lock: young or old, no upload is in progress.
-	writeFile(t, filepath.Join(l.IncomingDir(), "old.tar.gz"), "old")
-	writeFile(t, filepath.Join(l.IncomingDir(), "fresh.tar.gz"), "fresh")
+	writeFile(t, filepath.Join(l.IncomingDir(), "old.archive"), "old")
+	writeFile(t, filepath.Join(l.IncomingDir(), "fresh.archive"), "fresh")
 	old := time.Now().Add(-48 * time.Hour)
-	if err := os.Chtimes(filepath.Join(l.IncomingDir(), "old.tar.gz"), old, old); err != nil {
+	if err := os.Chtimes(filepath.Join(l.IncomingDir(), "old.archive"), old, old); err != nil {
 		t.Fatal(err)
 	}
 
@@ -89,7 +89,7 @@ func TestCleanupScript(t *testing.T) {
 		}
 	}
 	for _, gone := range []string{l.ReleaseDir(id3), l.SumsPath(id3), l.BackupDir(id3), l.StagingDir("20260105T000000Z-eeeeeee"),
-		l.BackupDir("20250101T000000Z-0000000"), filepath.Join(l.IncomingDir(), "old.tar.gz"), filepath.Join(l.IncomingDir(), "fresh.tar.gz")} {
+		l.BackupDir("20250101T000000Z-0000000"), filepath.Join(l.IncomingDir(), "old.archive"), filepath.Join(l.IncomingDir(), "fresh.archive")} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s not removed", gone)
 		}

@@ -15,7 +15,7 @@
 //	<root>/.stagecoach/lock/info.json       who holds it (LockInfo); its mtime is the heartbeat
 //	<root>/.stagecoach/lock/token           the holder's token, compared before heartbeat/unlock
 //	<root>/.stagecoach/backups/<id>/        pre-migration copies of files under <root>
-//	<root>/.stagecoach/incoming/<id>.tar.gz uploads in progress and shipped archives
+//	<root>/.stagecoach/incoming/<id>.archive uploads in progress and shipped archives (gzip or zstd: the manifest says)
 //	<root>/.stagecoach/manifests/<id>.json  the release's manifest as packaged
 //	<root>/.stagecoach/manifests/<id>.sha256 sha256sum list of the release's regular files
 //	<root>/.stagecoach/manifests/<id>.links  "path -> target" lines of its symlinks
@@ -114,7 +114,7 @@ func (l Layout) IncomingDir() string { return l.join(".stagecoach", "incoming") 
 
 // IncomingPath is where release id's archive is uploaded.
 func (l Layout) IncomingPath(id string) string {
-	return l.join(".stagecoach", "incoming", id+".tar.gz")
+	return l.join(".stagecoach", "incoming", id+".archive")
 }
 
 // UnpackedDir is where unpacking release id's archive while it is

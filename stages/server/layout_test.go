@@ -56,7 +56,7 @@ func TestLayoutPaths(t *testing.T) {
 		l.StatePath():       "/srv/app/.stagecoach/state.json",
 		l.LockDir():         "/srv/app/.stagecoach/lock",
 		l.BackupDir(id):     "/srv/app/.stagecoach/backups/" + id,
-		IncomingPath(l, id): "/srv/app/.stagecoach/incoming/" + id + ".tar.gz",
+		IncomingPath(l, id): "/srv/app/.stagecoach/incoming/" + id + ".archive",
 		l.ManifestPath(id):  "/srv/app/.stagecoach/manifests/" + id + ".json",
 		l.SumsPath(id):      "/srv/app/.stagecoach/manifests/" + id + ".sha256",
 		l.LinksPath(id):     "/srv/app/.stagecoach/manifests/" + id + ".links",

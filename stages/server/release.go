@@ -83,6 +83,19 @@ type StageSpec struct {
 	// (Layout.VerifiedMark), lets staging take the files it extracted as
 	// matching their manifest entries without hashing them again.
 	ArchiveSHA256 string
+	// Compression is the archive's: "gzip" (also when empty) or "zstd".
+	Compression string
+}
+
+// compressionArg is a compression as the scripts take it.
+func compressionArg(c string) (string, error) {
+	switch c {
+	case "", "gzip":
+		return "gzip", nil
+	case "zstd":
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown archive compression %q (gzip or zstd)", c)
 }
 
 // StageRelease assembles release ID in releases/.staging-<id> (removing a
@@ -119,6 +132,10 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	if len(s.Reuse) > 0 && s.PrevID == "" {
 		return Op[struct{}]{}, errors.New("stage release: files to reuse but no previous release")
 	}
+	compression, err := compressionArg(s.Compression)
+	if err != nil {
+		return Op[struct{}]{}, fmt.Errorf("stage release %s: %w", s.ID, err)
+	}
 	archive := s.Archive
 	if archive == "" {
 		archive = l.IncomingPath(s.ID)
@@ -147,7 +164,7 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 		l.StagingDir(s.ID), l.ReleaseDir(s.ID), archive, l.SumsPath(s.ID), l.LinksPath(s.ID), l.MetaDir(), s.ID, prev,
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
 		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID), prevSums,
-		strings.ToLower(s.ArchiveSHA256))
+		strings.ToLower(s.ArchiveSHA256), compression)
 	cmd.Stdin = &stdin
 	o := action(cmd)
 	o.failed = func(res remote.Result, code int, err error) error {
@@ -162,19 +179,24 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	return o, nil
 }
 
-// UnpackWhileUploading is the script an upload of release id's archive
-// feeds as it arrives (remote.ThroughUploader): it unpacks the archive
+// UnpackWhileUploading is the script an upload of release id's archive,
+// compressed with gzip or zstd, feeds as it arrives
+// (remote.ThroughUploader): it unpacks the archive
 // into releases/.staging-<id> meanwhile, with the listing StageRelease
 // checks, so that StageRelease need not extract it after the upload.
 // Nothing is linked to or switched to the staging directory before
 // StageRelease has checked the listing, the archive's SHA-256 (checked
 // when shipped) and every file; should the unpacking fail, StageRelease
 // extracts the uploaded archive as it does without this script.
-func UnpackWhileUploading(l Layout, id string) (string, error) {
+func UnpackWhileUploading(l Layout, id, compression string) (string, error) {
 	if err := ValidID(id); err != nil {
 		return "", err
 	}
-	return unpackStreamScript.line(l.StagingDir(id), l.UnpackedDir(id)), nil
+	c, err := compressionArg(compression)
+	if err != nil {
+		return "", err
+	}
+	return unpackStreamScript.line(l.StagingDir(id), l.UnpackedDir(id), c), nil
 }
 
 // VerifySpec says which differences a live release may have from its

@@ -39,22 +39,41 @@ func PrepareDirs(l Layout) remote.Command {
 		"mkdir", "-p", l.ReleasesDir(), l.SharedDir(), l.BackupsDir(), l.IncomingDir(), l.ManifestsDir())
 }
 
-// Prepare checks the tools, creates the directories and reports the free
-// space of the root's filesystem, in one round trip.
-func Prepare(l Layout) Op[DiskUsage] {
-	return op(remote.Script("prepare server", prepareSteps(l)+"\n"), ParseDiskFree)
+// Prepare checks the tools, creates the directories, reports the free
+// space of the root's filesystem and whether the server has zstd, in one
+// round trip.
+func Prepare(l Layout) Op[Readiness] {
+	return op(remote.Script("prepare server", prepareSteps(l)+"\n"), ParseReadiness)
 }
+
+// Readiness is what Prepare found.
+type Readiness struct {
+	Usage DiskUsage
+	// Zstd is set when the server can unpack zstd archives: it has zstd.
+	Zstd bool
+}
+
+// hasZstd is the line Prepare prints before df's when zstd is there.
+const hasZstd = "has zstd"
 
 func prepareSteps(l Layout) string {
 	tools := checkToolsScript.line(append([]string{strconv.Itoa(ExitToolsMissing)}, Tools...)...)
-	steps := []string{tools, PrepareDirs(l).Script, remote.Join("df", "-Pk", l.Root)}
+	zstd := "{ ! command -v zstd >/dev/null 2>&1 || echo " + remote.Quote(hasZstd) + "; }"
+	steps := []string{tools, PrepareDirs(l).Script, zstd, remote.Join("df", "-Pk", l.Root)}
 	return strings.Join(steps, " &&\n")
+}
+
+// ParseReadiness reads Prepare's output: a zstd line, then df's.
+func ParseReadiness(stdout []byte) (Readiness, error) {
+	u, err := ParseDiskFree(stdout)
+	zstd := strings.HasPrefix(string(stdout), hasZstd+"\n")
+	return Readiness{Usage: u, Zstd: zstd}, err
 }
 
 // Prepared is what PrepareDeployed found.
 type Prepared struct {
-	Done  bool // the root was deployed to before: Prepare ran
-	Usage DiskUsage
+	Done bool // the root was deployed to before: Prepare ran
+	Readiness
 }
 
 // PrepareDeployed is Prepare for a root a deploy made before (it has its
@@ -69,8 +88,8 @@ func PrepareDeployed(l Layout) Op[Prepared] {
 		if len(stdout) == 0 {
 			return Prepared{}, nil
 		}
-		u, err := ParseDiskFree(stdout)
-		return Prepared{Done: err == nil, Usage: u}, err
+		r, err := ParseReadiness(stdout)
+		return Prepared{Done: err == nil, Readiness: r}, err
 	})
 }
 

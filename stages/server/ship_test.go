@@ -132,3 +132,24 @@ func TestPrepareDeployed(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareReportsZstd: Prepare says whether the server can unpack zstd
+// archives, beside the free space.
+func TestPrepareReportsZstd(t *testing.T) {
+	testenv.RequireTool(t, "zstd", "apt-get install zstd")
+	for _, c := range []struct {
+		name string
+		path string
+		want bool
+	}{{"with zstd", os.Getenv("PATH"), true}, {"without", pathWithout(t, "zstd"), false}} {
+		l := newRoot(t)
+		ready, err := Prepare(l).Decode(run(t, withPath(Prepare(l).Cmd, c.path)))
+		if err != nil || ready.Zstd != c.want || ready.Usage.AvailKB <= 0 {
+			t.Errorf("%s: %+v, %v; want Zstd %v", c.name, ready, err, c.want)
+		}
+		prepared, err := PrepareDeployed(l).Decode(run(t, withPath(PrepareDeployed(l).Cmd, c.path)))
+		if err != nil || !prepared.Done || prepared.Zstd != c.want {
+			t.Errorf("%s, deployed root: %+v, %v; want Zstd %v", c.name, prepared, err, c.want)
+		}
+	}
+}

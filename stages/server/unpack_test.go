@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -12,13 +13,14 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 // unpackWhileUploading feeds release id's uploaded archive to the script
 // an upload runs it through, as the transport does while it arrives.
 func unpackWhileUploading(t *testing.T, l Layout, id string) {
 	t.Helper()
-	script, err := UnpackWhileUploading(l, id)
+	script, err := UnpackWhileUploading(l, id, "gzip")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,4 +260,42 @@ func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 			t.Fatalf("exit %v, report %+v; want %+v", err, got, want)
 		}
 	})
+}
+
+// TestStageReleaseZstd: a zstd archive is unpacked while uploaded and at
+// staging alike.
+func TestStageReleaseZstd(t *testing.T) {
+	testenv.RequireTool(t, "zstd", "apt-get install zstd")
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "kept/a.txt"), "a")
+	writeFile(t, filepath.Join(src, "index.html"), "v1")
+	for _, streamed := range []bool{true, false} {
+		l := newRoot(t)
+		ship(t, l, id1, src, nil, tree(t, src))
+		if out, err := exec.Command("tar", "--use-compress-program=zstd", "-cf", l.IncomingPath(id1), "-C", src, ".").CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v %s", err, out)
+		}
+		if streamed {
+			script, err := UnpackWhileUploading(l, id1, "zstd")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(l.IncomingPath(id1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustRun(t, remote.Command{Desc: "unpack while uploading", Script: script, Stdin: f}, nil)
+			f.Close()
+			if b, err := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); err != nil || strings.TrimSpace(string(b)) != "0" {
+				t.Fatalf("unpack outcome %q, %v", b, err)
+			}
+		}
+		mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1, Compression: "zstd"})).Cmd, nil)
+		if b, err := os.ReadFile(filepath.Join(l.ReleaseDir(id1), "kept/a.txt")); err != nil || string(b) != "a" {
+			t.Errorf("streamed %v: kept/a.txt = %q, %v", streamed, b, err)
+		}
+	}
+	if _, err := StageRelease(Layout{Root: "/srv/app"}, StageSpec{ID: id1, Compression: "xz"}); err == nil || !strings.Contains(err.Error(), `unknown archive compression "xz"`) {
+		t.Errorf("compression xz: %v", err)
+	}
 }

@@ -51,7 +51,7 @@ func checkShipped(t *testing.T, e *runtest.Env, r *pipeline.Run, i int) {
 		t.Errorf("host %d: manifest does not carry the archive's sha256:\n%s", i, got)
 	}
 	// The archive, and in the unpack directory the mark of its checksum.
-	if left := dirNames(t, l.IncomingDir()); !slices.Equal(left, []string{id + ".tar.gz", id + ".unpacked"}) {
+	if left := dirNames(t, l.IncomingDir()); !slices.Equal(left, []string{id + ".archive", id + ".unpacked"}) {
 		t.Errorf("host %d: incoming/ holds %v, want the archive and its unpack directory", i, left)
 	}
 	if mark := runtest.ReadFile(t, l.VerifiedMark(id)); !strings.HasPrefix(mark, p.Manifest.Archive.SHA256+" ") {

@@ -90,7 +90,7 @@ func TestArchiveBoundHoldsForWrittenArchives(t *testing.T) {
 			for _, f := range files {
 				p.Bytes += f.Size
 			}
-			info, err := archive.Write(ctx, discard{}, []archive.Source{{Dir: dir, Prefix: "web", Files: files}})
+			info, err := archive.Write(ctx, discard{}, []archive.Source{{Dir: dir, Prefix: "web", Files: files}}, archive.Gzip)
 			if err != nil {
 				t.Fatal(err)
 			}

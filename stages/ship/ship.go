@@ -49,7 +49,7 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	defer f.Close()
 	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	place, err := upload(ctx, h, f, m.Release, func(n int) { bar.Add(n) })
+	place, err := upload(ctx, h, f, m.Release, m.Archive.Codec(), func(n int) { bar.Add(n) })
 	if err != nil {
 		return h.DiskFullOr(err)
 	}
@@ -64,10 +64,10 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 // extract it afterwards, and the archive is moved into place by the
 // returned command, which finish batches with the checksum's check; else
 // the returned command is nil and the archive is in place already.
-func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, progress func(n int)) (*remote.Command, error) {
+func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, c archive.Compression, progress func(n int)) (*remote.Command, error) {
 	dest := h.Layout.IncomingPath(id)
 	if u, ok := h.Runner.(remote.ThroughUploader); ok {
-		unpack, err := server.UnpackWhileUploading(h.Layout, id)
+		unpack, err := server.UnpackWhileUploading(h.Layout, id, string(c))
 		if err != nil {
 			return nil, err
 		}
@@ -87,14 +87,29 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 	if m.Base != "" && m.Base != h.Live {
 		return fmt.Errorf("the package reuses files of release %s but this host runs %q; deploy again (the hosts disagree)", m.Base, h.Live)
 	}
-	if h.Prepared != nil && time.Since(h.PreparedAt) < preparedFor {
-		return checkDiskRoom(h, *h.Prepared, need)
+	if h.Prepared == nil || time.Since(h.PreparedAt) >= preparedFor {
+		ready, err := server.Run(ctx, h, server.Prepare(h.Layout))
+		if err != nil {
+			return err
+		}
+		h.Prepared, h.PreparedAt = &ready, time.Now()
 	}
-	df, err := server.Run(ctx, h, server.Prepare(h.Layout))
-	if err != nil {
-		return err
+	if m.Archive.Codec() == archive.Zstd && !h.Prepared.Zstd {
+		return fmt.Errorf("the archive of %s is compressed with zstd, which %s does not have (any more?): install zstd there, or deploy again for a gzip archive", m.Release, h.Name)
 	}
-	return checkDiskRoom(h, df, need)
+	return checkDiskRoom(h, h.Prepared.Usage, need)
+}
+
+// Compression is the compression for an archive streamed to hosts: zstd
+// when every one of them has it (as the lock's round trip or Prepare
+// found), which unpacks with a tenth of gzip's CPU, else gzip.
+func Compression(hosts []*fleet.Host) archive.Compression {
+	for _, h := range hosts {
+		if h.Prepared == nil || !h.Prepared.Zstd {
+			return archive.Gzip
+		}
+	}
+	return archive.Zstd
 }
 
 // preparedFor is how long the free space the lock's round trip measured

@@ -79,7 +79,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 	// The compressed size is unknown while it is written: no total.
 	bar := h.Log.NewProgress(ctx, "upload", -1)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	place, err := upload(ctx, h, pr, p.Manifest.Release, func(n int) { bar.Add(n) })
+	place, err := upload(ctx, h, pr, p.Manifest.Release, p.Compression, func(n int) { bar.Add(n) })
 	pr.CloseWithError(err)
 	if err != nil {
 		return h.DiskFullOr(err)

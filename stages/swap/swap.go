@@ -110,7 +110,7 @@ func StageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) (cmds []rem
 // stageBatch is the round trip that stages the release of m on h, and the
 // decoder of its results.
 func stageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) ([]remote.Command, func([]remote.Result, []error) error, error) {
-	spec := server.StageSpec{ID: m.Release, PrevID: m.Base, ArchiveSHA256: m.Archive.SHA256}
+	spec := server.StageSpec{ID: m.Release, PrevID: m.Base, ArchiveSHA256: m.Archive.SHA256, Compression: string(m.Archive.Codec())}
 	for _, re := range m.Reuse {
 		spec.Reuse = append(spec.Reuse, server.LinkPair{From: re.From, To: re.Path})
 	}

@@ -78,7 +78,7 @@ done
 # the lock, what changed since it took it (the lock directory's mtime),
 # up to MINUTES.
 keep=
-[ -z "$current" ] || keep=$current.tar.gz
+[ -z "$current" ] || keep=$current.archive
 if [ "$held" != 1 ] && [ -d .stagecoach/lock ]; then
   set -- '(' ! -newer .stagecoach/lock -o -mmin "+$minutes" ')'
 else

@@ -9,6 +9,6 @@ if [ "$(readlink "$root/current" 2>/dev/null)" = "releases/$id" ]; then
   echo "release $id is live: not discarded" >&2
   exit 1
 fi
-rm -rf -- "$root/releases/.staging-$id" "$root/releases/$id" "$root/.stagecoach/incoming/$id.tar.gz" \
+rm -rf -- "$root/releases/.staging-$id" "$root/releases/$id" "$root/.stagecoach/incoming/$id.archive" \
   "$root/.stagecoach/incoming/$id.unpacked" \
   "$root/.stagecoach/manifests/$id.json" "$root/.stagecoach/manifests/$id.sha256" "$root/.stagecoach/manifests/$id.links"

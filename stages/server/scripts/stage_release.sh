@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS ARCHIVE_SHA256
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS ARCHIVE_SHA256 COMPRESSION
 #
 # Assembles release ID in STAGING: hard-links the files listed on stdin
 # (NUL-separated, as reuse_link.sh takes them) from the previous release
@@ -23,13 +23,17 @@
 # it has ARCHIVE_SHA256 and left UNPACKED/verified saying so, and ARCHIVE
 # was not written since: the client packed each file only once it matched
 # its manifest entry, so the archive's SHA-256 vouches for every file in
-# it. Any other file is hashed.
+# it. Any other file is hashed. COMPRESSION is the archive's, gzip or zstd.
 set -eu
 umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
 exit_unsafe=$9 exit_mismatch=${10}
 verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
 unpacked=${15} prev_sums=${16:-} archive_sha=${17:-}
+case ${18:-gzip} in
+gzip) z=-z ;;
+*) z=--use-compress-program=zstd ;;
+esac
 
 if [ -e "$final" ]; then
   echo "release $id already exists on the server" >&2
@@ -76,7 +80,7 @@ fi
 # their content is unchanged.
 trc=0
 if [ -z "$streamed" ]; then
-  tar -xzvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
+  tar "$z" -xvv --numeric-owner --quoting-style=escape -f "$archive" -C "$st" \
     --no-same-owner --same-permissions --delay-directory-restore --touch > "$tmp/listing" || trc=$?
   awk "$check_archive_awk" "$tmp/listing" >&2 || exit "$exit_unsafe"
 fi
@@ -86,7 +90,7 @@ if [ "$trc" -ne 0 ]; then
   # every member as it is named: when that listing has an unsafe entry,
   # the archive is refused for it. Only a failed extraction pays for this
   # second pass, and it reads the listing, not tar's messages.
-  if ! tar -tzv --numeric-owner --quoting-style=escape -f "$archive" 2>/dev/null | awk "$check_archive_awk" >&2; then
+  if ! tar "$z" -tv --numeric-owner --quoting-style=escape -f "$archive" 2>/dev/null | awk "$check_archive_awk" >&2; then
     exit "$exit_unsafe"
   fi
   exit "$trc"

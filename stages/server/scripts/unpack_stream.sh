@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# unpack_stream.sh STAGING OUT
+# unpack_stream.sh STAGING OUT COMPRESSION
 #
 # Fed the archive on stdin while it is uploaded: unpacks it into STAGING
 # as it arrives, with the listing stage_release.sh checks, so that staging
@@ -9,14 +9,18 @@
 # archive's SHA-256 and every file. OUT receives the listing and, last,
 # "rc", tar's exit status; without rc 0 stage_release.sh extracts the
 # archive anew. It always reads its input to the end, so the upload goes on
-# whatever tar did.
+# whatever tar did. COMPRESSION is the archive's, gzip or zstd.
 umask 022
-st=$1 out=$2
+st=$1 out=$2 compression=$3
 rm -rf -- "$st" "$out"
 rc=1
+case $compression in
+gzip) z=-z ;;
+*) z=--use-compress-program=zstd ;;
+esac
 if mkdir -p -- "$out" "$st"; then
   rc=0
-  tar -xzvv --numeric-owner --quoting-style=escape -f - -C "$st" \
+  tar "$z" -xvv --numeric-owner --quoting-style=escape -f - -C "$st" \
     --no-same-owner --same-permissions --delay-directory-restore --touch > "$out/listing" 2>/dev/null || rc=$?
 fi
 cat > /dev/null
