@@ -44,6 +44,9 @@ type DetectOptions struct {
 	// After is the newest release id the hosts know, which the new id
 	// must sort after (see NextReleaseID).
 	After string
+	// Release, when set, is the release id, instead of a new one: that of
+	// a plan made earlier for the same commit (see Rebase).
+	Release string
 }
 
 // ErrPreviousUnknown is wrapped by Detect's error when the last deployed
@@ -107,8 +110,11 @@ func Detect(ctx context.Context, cfg *config.Config, opts DetectOptions, log *ui
 	plan := &run.Plan{
 		Revision: sha,
 		Previous: opts.Previous,
-		Release:  NextReleaseID(now, sha, opts.After),
+		Release:  opts.Release,
 		Dirty:    len(dirty) > 0,
+	}
+	if plan.Release == "" {
+		plan.Release = NextReleaseID(now, sha, opts.After)
 	}
 
 	switch {
@@ -386,7 +392,7 @@ func (Step) String() string { return "detect" }
 // Run decides what changed since the last successful deploy and logs the
 // plan table.
 func (Step) Run(ctx context.Context, rc *run.Context) error {
-	previous, manifest := previousRevision(rc)
+	previous, manifest := previousRevision(rc, rc.Log)
 	plan, err := Detect(ctx, rc.Cfg, DetectOptions{
 		Previous:   previous,
 		After:      newestRelease(rc.Hosts),
@@ -433,6 +439,48 @@ func Confirm(rc *run.Context, plan *run.Plan) bool {
 	return true
 }
 
+// Rebase is for a plan made by Ahead that Confirm refused: the hosts run
+// another revision than guessed, or none. It detects what changed since
+// the one they run, for the same commit and release id. When the new plan
+// builds the components plan did, the build made ahead serves it, built
+// as it is from the same commit under the same release id: Rebase makes
+// the new plan the run's and reports true. (A plan that builds fewer
+// would wait for builds it does not need.) Otherwise it logs nothing, and
+// Step runs as usual.
+func Rebase(ctx context.Context, rc *run.Context, plan *run.Plan) bool {
+	if plan == nil || rc.Opts.Previous != "" || len(rc.Hosts) == 0 || plan.Release <= newestRelease(rc.Hosts) {
+		return false
+	}
+	held := rc.Log.Hold()
+	previous, manifest := previousRevision(rc, held.Logger)
+	rebased, err := Detect(ctx, rc.Cfg, DetectOptions{
+		Previous:   previous,
+		Revision:   plan.Revision,
+		Release:    plan.Release,
+		AllowDirty: rc.Opts.AllowDirty,
+		Force:      rc.Opts.Force,
+	}, held.Logger)
+	if err != nil || rebased.Revision != plan.Revision || rebased.Dirty != plan.Dirty || !sameBuilds(rebased, plan) {
+		return false
+	}
+	held.Release()
+	adopt(rc, rebased, manifest)
+	return true
+}
+
+// sameBuilds reports whether plans a and b build the same components.
+func sameBuilds(a, b *run.Plan) bool {
+	if len(a.Components) != len(b.Components) {
+		return false
+	}
+	for _, c := range a.Components {
+		if c.Changed != b.Changed(c.Name) {
+			return false
+		}
+	}
+	return true
+}
+
 // newestRelease is the newest release id any host runs or records.
 func newestRelease(hosts []*fleet.Host) string {
 	newest := ""
@@ -450,15 +498,15 @@ func newestRelease(hosts []*fleet.Host) string {
 // previousRevision is what Detect diffs against: the revision every host
 // recorded for its live release, with that release's manifest. When the
 // hosts disagree, or the live release's manifest is missing, nothing can
-// be reused: deploy everything.
-func previousRevision(rc *run.Context) (string, *archive.Manifest) {
+// be reused: deploy everything, which it warns of on log.
+func previousRevision(rc *run.Context, log *ui.Logger) (string, *archive.Manifest) {
 	if rc.Opts.Previous != "" || len(rc.Hosts) == 0 {
 		return rc.Opts.Previous, nil
 	}
 	rev, manifest, odd := agreedLive(rc.Hosts)
 	if odd != nil {
 		if odd.Live != "" {
-			rc.Log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
+			log.Warnf("hosts disagree on the live release or its manifest is missing: deploying everything")
 		}
 		return "", nil
 	}

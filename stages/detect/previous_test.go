@@ -24,12 +24,12 @@ func TestPreviousIsTheLiveRelease(t *testing.T) {
 	st.AddRelease(server.Release{ID: newer, Revision: "bbbb"})
 	h := &fleet.Host{Name: "web1", State: st, Live: older, LiveManifest: &archive.Manifest{}}
 	rc := &run.Context{Hosts: []*fleet.Host{h}, Log: ui.Discard()}
-	if rev, _ := previousRevision(rc); rev != "aaaa" {
+	if rev, _ := previousRevision(rc, rc.Log); rev != "aaaa" {
 		t.Errorf("previous revision %q, want the live release's, %q", rev, "aaaa")
 	}
 	// A release the state knows no revision of: the last deploy's.
 	h.Live = "20260103T000000Z-ccccccc"
-	if rev, _ := previousRevision(rc); rev != "bbbb" {
+	if rev, _ := previousRevision(rc, rc.Log); rev != "bbbb" {
 		t.Errorf("previous revision %q, want the last deploy's, %q", rev, "bbbb")
 	}
 }

@@ -18,15 +18,19 @@ import (
 // to the environment. When the hosts confirm that revision, the deploy
 // takes the plan and the build instead of starting them once it holds the
 // locks: on a distant host, or one whose login shell is slow to start,
-// that takes them off the critical path. When they do not, both are
-// dropped, lines included, and run again as usual. Neither writes to the
-// run: the deploy adopts what they made.
+// that takes them off the critical path. When they do not, the detect
+// runs again against the revision they run (none on a first deploy), and
+// the build is kept if the new plan builds the same components; else both
+// are dropped, lines included, and run again as usual. Neither writes to
+// the run: the deploy adopts what they made.
 type ahead struct {
-	log     *ui.Held
-	cancel  context.CancelFunc
-	planned chan struct{} // closed once the detect ended
-	done    chan struct{} // closed once the build ended, or the detect failed
-	stopped sync.Once
+	// The detect's lines and the build's are held apart: a rebased plan
+	// drops the first and keeps the second.
+	detectLog, buildLog *ui.Held
+	cancel              context.CancelFunc
+	planned             chan struct{} // closed once the detect ended
+	done                chan struct{} // closed once the build ended, or the detect failed
+	stopped             sync.Once
 
 	// Set before planned is closed.
 	plan        *run.Plan // nil when the detect failed
@@ -73,13 +77,13 @@ func (r *Run) goAhead(ctx context.Context) *ahead {
 	}
 	r.buildLock = lock
 	ctx, cancel := context.WithCancel(ctx)
-	a := &ahead{log: r.Log.Hold(), cancel: cancel, planned: make(chan struct{}), done: make(chan struct{})}
+	a := &ahead{detectLog: r.Log.Hold(), buildLog: r.Log.Hold(), cancel: cancel, planned: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		a.detectStart = time.Now()
 		// The detect, which takes milliseconds, is never cut short: git
 		// killed mid-write could leave its locks behind.
-		plan, err := detect.Ahead(context.WithoutCancel(ctx), r.Context, guess.Revision, guess.Release, a.log.Logger)
+		plan, err := detect.Ahead(context.WithoutCancel(ctx), r.Context, guess.Revision, guess.Release, a.detectLog.Logger)
 		a.detectTook = time.Since(a.detectStart)
 		if err == nil {
 			a.plan = plan
@@ -89,7 +93,7 @@ func (r *Run) goAhead(ctx context.Context) *ahead {
 			return // detect runs again, and says why
 		}
 		a.buildStart = time.Now()
-		a.built, a.buildErr = build.Build(ctx, r.Cfg, plan, a.log.Logger)
+		a.built, a.buildErr = build.Build(ctx, r.Cfg, plan, a.buildLog.Logger)
 		a.buildTook = time.Since(a.buildStart)
 		if a.buildErr != nil {
 			return
@@ -131,7 +135,9 @@ func (a *ahead) changes() bool {
 }
 
 // adopt makes the plan made ahead the run's when the hosts confirm it,
-// waiting for the detect if need be, and logs what ran ahead; else it
+// waiting for the detect if need be, and logs what ran ahead. When they
+// do not, but the plan rebased on what they run builds the components the
+// build ahead did, that plan is the run's and the build is kept. Else it
 // stops what runs ahead and reports false, and detect must run.
 func (a *ahead) adopt(ctx context.Context, r *Run) bool {
 	if a == nil {
@@ -143,13 +149,20 @@ func (a *ahead) adopt(ctx context.Context, r *Run) bool {
 		a.stop()
 		return false
 	}
-	if !detect.Confirm(r.Context, a.plan) {
-		a.stop()
-		return false
+	if detect.Confirm(r.Context, a.plan) {
+		a.detectLog.Release()
+		a.buildLog.Release()
+		r.Report.StageFrom("detect", a.detectStart, a.detectTook, nil)
+		return true
 	}
-	a.log.Release()
-	r.Report.StageFrom("detect", a.detectStart, a.detectTook, nil)
-	return true
+	start := time.Now()
+	if a.plan != nil && carriesChange(a.plan) && detect.Rebase(ctx, r.Context, a.plan) {
+		a.buildLog.Release()
+		r.Report.Stage("detect", time.Since(start), nil)
+		return true
+	}
+	a.stop()
+	return false
 }
 
 // build is the build stage of an adopted plan: it waits for the build run

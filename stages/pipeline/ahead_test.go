@@ -84,6 +84,48 @@ func TestDeployAheadWrongGuess(t *testing.T) {
 	}
 }
 
+// TestDeployAheadRebased: the guess is wrong, but the plan against the
+// hosts' revision builds the same components: the build made ahead is
+// kept (one build), the plan diffs against the hosts' revision, and the
+// release keeps the id it was built under.
+func TestDeployAheadRebased(t *testing.T) {
+	t.Parallel()
+	e, _ := deployed(t, runtest.Options{Hosts: 1}, false)
+	live := e.State(t, 0).Revision
+	// v2, which changed the web component, recorded as deployed though no
+	// host runs it; v3 changes it again.
+	v2 := strings.TrimSpace(gitOut(t, e, "rev-parse", "HEAD"))
+	if err := checkout.RecordDeployed(e.Dir, "test", checkout.Deployed{Revision: v2, Release: "20200101T000000Z-" + v2[:7]}); err != nil {
+		t.Fatal(err)
+	}
+	e.Write(t, "site/index.html", "<h1>v3</h1>\n")
+	e.Commit(t, "v3")
+	r, err := deploy(context.Background(), t, e, run.Options{})
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, e.Log)
+	}
+	if r.Plan.Previous != live {
+		t.Errorf("plan diffs against %s, want the hosts' %s", r.Plan.Previous, live)
+	}
+	// The first deploy's lines, then this one's: one plan, one build.
+	if n := strings.Count(e.Log.String(), "build web: done"); n != 2 {
+		t.Errorf("log has %d builds of web, want 2:\n%s", n, e.Log)
+	}
+	if n := strings.Count(e.Log.String(), "COMPONENT"); n != 2 {
+		t.Errorf("log has %d plan tables, want 2:\n%s", n, e.Log)
+	}
+	// Built ahead: the build began before the detect that planned it.
+	stages := map[string]run.StageReport{}
+	for _, st := range r.Report.Stages {
+		stages[st.Name] = st
+	}
+	if b, d := stages["build"], stages["detect"]; b.Start >= d.Start {
+		t.Errorf("build began at %v, detect at %v: the build ahead was not kept", b.Start, d.Start)
+	}
+	assertLive(t, e, r.Plan.Release)
+	assertIntact(t, e, r.Plan.Release)
+}
+
 // TestDeployWaitsForBuildLock: a deploy whose checkout another deploy is
 // building waits for it rather than build into the same directories.
 func TestDeployWaitsForBuildLock(t *testing.T) {
