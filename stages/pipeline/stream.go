@@ -58,7 +58,7 @@ func (r *Run) packageAndShip(ctx context.Context, ahead *scanAhead) (failed stri
 	}
 	if err == nil {
 		// Every host, streamed or not, must unpack what is written.
-		pack.Compress(p, ship.Compression(r.Hosts))
+		pack.Compress(p, ship.Compression(r.Hosts, p.Bytes))
 	}
 	if err != nil {
 		r.Report.Stage("package", time.Since(pkgStart), errNotWritten)

@@ -20,18 +20,20 @@ func TestCompression(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		hosts []*server.Readiness
+		size  int64
 		want  archive.Compression
 	}{
-		{"every host has zstd", []*server.Readiness{with, with}, archive.Zstd},
-		{"one lacks it", []*server.Readiness{with, without}, archive.Gzip},
-		{"one not prepared", []*server.Readiness{with, nil}, archive.Gzip},
-		{"one host without", []*server.Readiness{without}, archive.Gzip},
+		{"every host has zstd", []*server.Readiness{with, with}, 50 << 20, archive.Zstd},
+		{"a small change", []*server.Readiness{with, with}, 1 << 20, archive.Gzip},
+		{"one lacks it", []*server.Readiness{with, without}, 50 << 20, archive.Gzip},
+		{"one not prepared", []*server.Readiness{with, nil}, 50 << 20, archive.Gzip},
+		{"one host without", []*server.Readiness{without}, 50 << 20, archive.Gzip},
 	} {
 		var hosts []*fleet.Host
 		for _, r := range c.hosts {
 			hosts = append(hosts, &fleet.Host{Prepared: r})
 		}
-		if got := ship.Compression(hosts); got != c.want {
+		if got := ship.Compression(hosts, c.size); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
 	}

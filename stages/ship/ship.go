@@ -100,10 +100,16 @@ func prepare(ctx context.Context, h *fleet.Host, m *archive.Manifest, need int64
 	return checkDiskRoom(h, h.Prepared.Usage, need)
 }
 
-// Compression is the compression for an archive streamed to hosts: zstd
-// when every one of them has it (as the lock's round trip or Prepare
-// found), which unpacks with a tenth of gzip's CPU, else gzip.
-func Compression(hosts []*fleet.Host) archive.Compression {
+// Compression is the compression for an archive of files of size bytes
+// sent to hosts: zstd when it is large and every host has zstd (as the
+// lock's round trip or Prepare found), else gzip. On the benchmark's
+// 50 MB site, zstd took a deploy from 1.13x rsync's time to 1.02x, its
+// server unpacking with 0.4 s of CPU instead of 0.65; on a 1.2 MB change
+// it cost 30-50 ms more than gzip, whose process and encoder start less.
+func Compression(hosts []*fleet.Host, size int64) archive.Compression {
+	if size < zstdMin {
+		return archive.Gzip
+	}
 	for _, h := range hosts {
 		if h.Prepared == nil || !h.Prepared.Zstd {
 			return archive.Gzip
@@ -111,6 +117,9 @@ func Compression(hosts []*fleet.Host) archive.Compression {
 	}
 	return archive.Zstd
 }
+
+// zstdMin is the size of files to send from which zstd is worth it.
+const zstdMin = 8 << 20
 
 // preparedFor is how long the free space the lock's round trip measured
 // (fleet.Host.Prepared) stands for the host's: a long build measures again.
