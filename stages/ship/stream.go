@@ -98,7 +98,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 // written: the files it holds, plus for each its tar header, an extended
 // header for a long name, padding and a gzip member's header and trailer,
 // plus what deflate adds to data it cannot shrink (5 bytes per stored
-// block of at most 64 KiB).
+// block of at most 64 KiB; zstd's raw blocks add 3 per 128 KiB).
 func archiveBound(p *run.Packaged) int64 {
 	return p.Bytes + p.Bytes/4096 + int64(len(p.Send)+1)*3072
 }

@@ -5,11 +5,11 @@
 # ARCHIVE's SHA-256 is not SHA256 (lowercase hex). When it matches and MARK
 # is given, writes into the file MARK (creating its directory) SHA256 and
 # what tells this very file: its inode, size and mtime. Staging then knows
-# the files it extracts from ARCHIVE, unless it was written since, are the
-# client's. With FAST set (a large
-# archive), openssl hashes it where the server has it: it uses the CPU's
-# SHA extensions, 8 times faster than coreutils' sha256sum, but takes
-# about 10 ms to start. Should openssl fail, sha256sum hashes it.
+# that the files it extracts from ARCHIVE, unless ARCHIVE was written
+# since, are the client's. With FAST set (a large archive), openssl hashes
+# it where the server has it: it uses the CPU's SHA extensions, 8 times
+# faster than coreutils' sha256sum, but takes about 10 ms to start. Should
+# openssl fail, sha256sum hashes it.
 set -e
 # A mark left by an earlier check of this release's archive must not
 # vouch for this one.
