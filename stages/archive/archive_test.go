@@ -378,9 +378,16 @@ func TestWriteGNUTar(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("tar -tzvf:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	extractsTo(t, file, "-z", dir)
+}
+
+// extractsTo checks that GNU tar, with option for the compression, extracts
+// archive file to the tree of dir under web/.
+func extractsTo(t *testing.T, file, option, dir string) {
+	t.Helper()
 	into := t.TempDir()
-	if out, err := exec.Command("tar", "-xzf", file, "-C", into).CombinedOutput(); err != nil {
-		t.Fatalf("tar -xzf: %v\n%s", err, out)
+	if out, err := exec.Command("tar", option, "-xf", file, "-C", into).CombinedOutput(); err != nil {
+		t.Fatalf("tar %s -xf: %v\n%s", option, err, out)
 	}
 	back, err := Scan(context.Background(), filepath.Join(into, "web"), "web")
 	if err != nil {

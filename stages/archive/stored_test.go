@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -111,18 +109,7 @@ func TestWriteStoresCompressedFiles(t *testing.T) {
 			if err := os.WriteFile(file, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			into := t.TempDir()
-			if out, err := exec.Command("tar", c.tar, "-xf", file, "-C", into).CombinedOutput(); err != nil {
-				t.Fatalf("tar %s -xf: %v\n%s", c.tar, err, out)
-			}
-			back, err := Scan(context.Background(), filepath.Join(into, "web"), "web")
-			if err != nil {
-				t.Fatal(err)
-			}
-			orig, _ := Scan(context.Background(), dir, "web")
-			if !reflect.DeepEqual(back, orig) {
-				t.Errorf("extracted tree differs:\n got %+v\nwant %+v", back, orig)
-			}
+			extractsTo(t, file, c.tar, dir)
 		})
 	}
 }

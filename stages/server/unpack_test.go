@@ -16,11 +16,19 @@ import (
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
-// unpackWhileUploading feeds release id's uploaded archive to the script
-// an upload runs it through, as the transport does while it arrives.
+// unpackWhileUploading feeds release id's uploaded gzip archive to the
+// script an upload runs it through, as the transport does while it
+// arrives.
 func unpackWhileUploading(t *testing.T, l Layout, id string) {
 	t.Helper()
-	script, err := UnpackWhileUploading(l, id, "gzip")
+	unpackWhileUploadingAs(t, l, id, "gzip")
+}
+
+// unpackWhileUploadingAs is unpackWhileUploading for an archive of that
+// compression.
+func unpackWhileUploadingAs(t *testing.T, l Layout, id, compression string) {
+	t.Helper()
+	script, err := UnpackWhileUploading(l, id, compression)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,16 +284,7 @@ func TestStageReleaseZstd(t *testing.T) {
 			t.Fatalf("tar: %v %s", err, out)
 		}
 		if streamed {
-			script, err := UnpackWhileUploading(l, id1, "zstd")
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := os.Open(l.IncomingPath(id1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mustRun(t, remote.Command{Desc: "unpack while uploading", Script: script, Stdin: f}, nil)
-			f.Close()
+			unpackWhileUploadingAs(t, l, id1, "zstd")
 			if b, err := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); err != nil || strings.TrimSpace(string(b)) != "0" {
 				t.Fatalf("unpack outcome %q, %v", b, err)
 			}
