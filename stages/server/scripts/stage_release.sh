@@ -107,8 +107,9 @@ if [ -n "$prev" ] && [ -n "$prev_sums" ] && [ -f "$prev_sums" ]; then
   LC_ALL=C awk 'FNR == NR { prev[$0] = 1; next } $0 in prev { sub(/^[0-9]+ /, ""); print }' \
     "$tmp/prev-files" "$tmp/linked" > "$tmp/trusted"
 fi
-mark=$(cat "$unpacked/verified" 2>/dev/null) || mark=
-if [ -n "$archive_sha" ] && [ -n "$mark" ] && [ "$mark" = "$archive_sha $(stat -c '%i %s %y' -- "$archive" 2>/dev/null)" ]; then
+mark=
+if [ -n "$archive_sha" ] && [ -f "$unpacked/verified" ]; then read -r mark < "$unpacked/verified" || :; fi
+if [ -n "$mark" ] && [ "$mark" = "$archive_sha $(stat -c '%i %s %y' -- "$archive" 2>/dev/null)" ]; then
   # Extracted by tar from the verified archive: one link. A hard link from
   # PREV has two or more.
   nl='

@@ -13,7 +13,7 @@
 set -e
 # A mark left by an earlier check of this release's archive must not
 # vouch for this one.
-[ -z "${5:-}" ] || rm -f -- "$5"
+if [ -n "${5:-}" ] && [ -e "$5" ]; then rm -f -- "$5"; fi
 sum=
 if [ -n "${4:-}" ] && command -v openssl >/dev/null 2>&1; then
   sum=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) || sum=
@@ -32,6 +32,6 @@ if [ "$sum" != "$2" ]; then
   exit "$3"
 fi
 if [ -n "${5:-}" ]; then
-  mkdir -p -- "${5%/*}"
+  [ -d "${5%/*}" ] || mkdir -p -- "${5%/*}"
   echo "$sum $(stat -c '%i %s %y' -- "$1")" > "$5"
 fi

@@ -82,9 +82,11 @@ fi
 if [ -f "$links" ]; then awk -v kind=links "$filter_awk" "$links" > "$tmp/links"; fi
 rc=0
 : > "$tmp/check"
-n=$jobs
-[ -n "$n" ] || n=$(nproc 2>/dev/null || echo 1)
-if [ -s "$tmp/hash" ]; then fast_pass; fi
+if [ -s "$tmp/hash" ]; then
+  n=$jobs
+  [ -n "$n" ] || n=$(nproc 2>/dev/null || echo 1)
+  fast_pass
+fi
 if [ -s "$tmp/hash" ]; then hash_check || rc=$?; fi
 awk '/: FAILED open or read$/ { sub(/: FAILED open or read$/, ""); print "missing " $0; next }
      /: FAILED$/ { sub(/: FAILED$/, ""); print "modified " $0 }' "$tmp/check" > "$tmp/report"
