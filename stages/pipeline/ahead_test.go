@@ -90,12 +90,14 @@ func TestDeployAheadWrongGuess(t *testing.T) {
 // release keeps the id it was built under.
 func TestDeployAheadRebased(t *testing.T) {
 	t.Parallel()
-	e, _ := deployed(t, runtest.Options{Hosts: 1}, false)
+	e, old := deployed(t, runtest.Options{Hosts: 1}, false)
 	live := e.State(t, 0).Revision
 	// v2, which changed the web component, recorded as deployed though no
-	// host runs it; v3 changes it again.
+	// host runs it; v3 changes it again. The record names the live
+	// release, so that the id made ahead sorts after it even within the
+	// second the first deploy made its own.
 	v2 := strings.TrimSpace(gitOut(t, e, "rev-parse", "HEAD"))
-	if err := checkout.RecordDeployed(e.Dir, "test", checkout.Deployed{Revision: v2, Release: "20200101T000000Z-" + v2[:7]}); err != nil {
+	if err := checkout.RecordDeployed(e.Dir, "test", checkout.Deployed{Revision: v2, Release: old}); err != nil {
 		t.Fatal(err)
 	}
 	e.Write(t, "site/index.html", "<h1>v3</h1>\n")
