@@ -96,6 +96,47 @@ func TestHandoverToADeadShell(t *testing.T) {
 	}
 }
 
+// TestHandoverEndsUnbeknown: an upload's data follows its handover
+// request without waiting for the answer. When the idle shell it took
+// was alive to the runner but never answers (stopped, then killed while
+// the data was being sent), the data it swallowed is sent again on a
+// session of its own, and arrives whole, once.
+func TestHandoverEndsUnbeknown(t *testing.T) {
+	for _, size := range []int{64 << 10, 3 << 20} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			h := startSSHD(t)
+			r := h.Dial(t)
+			pid, err := strconv.Atoi(shellPID(t, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, size)
+			rand.Read(data)
+			dst := filepath.Join(t.TempDir(), "upload")
+			done := make(chan error, 1)
+			go func() { done <- r.Upload(context.Background(), bytes.NewReader(data), dst, nil) }()
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case err := <-done:
+				t.Fatalf("the upload ended (%v) while the shell it took was stopped", err)
+			default:
+			}
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
+			}
+		})
+	}
+}
+
 // TestWarmKeepsASecondShell: a shell started ahead of an upload serves the
 // commands after it, however the two race: two sessions in all.
 func TestWarmKeepsASecondShell(t *testing.T) {

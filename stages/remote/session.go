@@ -426,42 +426,41 @@ func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string,
 }
 
 // upload receives r under a temporary name next to p and returns the
-// command that moves it into place.
+// command that moves it into place. It goes on an idle persistent shell
+// when there is one, the data following the request at once; should that
+// shell turn out to have ended, the data read so far is sent again on a
+// session of its own.
 func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (Command, error) {
 	fail := func(err error) (Command, error) {
 		return Command{}, fmt.Errorf("upload %s to %s: %w", p, s.target, err)
 	}
 	tmp := partialName(p)
-	var stdout, stderr bytes.Buffer
-	run, err := s.startStreaming(ctx, uploadScript(p, tmp, through), &stdout, &stderr, true)
+	script := uploadScript(p, tmp, through)
+	stdout, stderr := new(bytes.Buffer), new(bytes.Buffer)
+	run, err := s.startStreamingEarly(ctx, script, stdout, stderr)
 	if err != nil {
 		return fail(err)
 	}
-	defer run.release()
 	src := &countingReader{r: r, progress: progress}
-	copied := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(run.stdin, src)
-		if err != nil {
-			// Report first, so the failed Wait below finds the cause; then
-			// stop the remote side (closing stdin would look like success).
-			copied <- err
-			run.sess.Signal(ssh.SIGTERM)
-			run.sess.Close()
-			return
+	var in io.Reader = src
+	var kept *replayReader
+	if run.taken != nil {
+		kept = &replayReader{r: src, taken: run.taken}
+		in = kept
+	}
+	werr, cerr, lost := feed(ctx, s, run, in)
+	if lost {
+		// The shell had ended: no byte reached a script. Its session may
+		// still write to the old buffers.
+		run.release()
+		stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
+		if run, err = s.startSession(ctx, script, stdout, stderr, true); err != nil {
+			return fail(err)
 		}
-		copied <- run.stdin.Close()
-	}()
-	werr := s.wait(ctx, run, false)
+		werr, cerr, _ = feed(ctx, s, run, io.MultiReader(bytes.NewReader(kept.kept), src))
+	}
+	defer run.release()
 	if werr != nil {
-		// The session is over, so the copy ends once the source's current
-		// Read returns; wait for it a little to report its cause.
-		run.sess.Close()
-		var cerr error
-		select {
-		case cerr = <-copied:
-		case <-time.After(closeGrace):
-		}
 		sent := src.stop()
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
@@ -478,7 +477,7 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 		return fail(s.exitErr("receive upload", &res, werr))
 	}
 	// The remote shell ended cleanly, so it read our end of input: the copy is over.
-	if cerr := <-copied; cerr != nil {
+	if cerr != nil {
 		return fail(cerr)
 	}
 	sent := src.stop()
@@ -487,4 +486,82 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), sent))
 	}
 	return Script("move upload into place", renameScript(p, tmp, sent)), nil
+}
+
+// feed copies in to run's input, closing it at the end, and returns how
+// the command ended (werr) and how the copy did (cerr). When the command
+// failed, the copy is given closeGrace to report its cause. lost tells a
+// shell handed over that turned out to have ended (running.taken), with
+// the deploy not interrupted: the input is to be sent again, and feed
+// waited for the copy to stop, so that nothing reads in any more.
+func feed(ctx context.Context, s *SSH, run *running, in io.Reader) (werr, cerr error, lost bool) {
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(run.stdin, in)
+		if err != nil {
+			// Report first, so the failed Wait below finds the cause; then
+			// stop the remote side (closing stdin would look like success).
+			copied <- err
+			run.sess.Signal(ssh.SIGTERM)
+			run.sess.Close()
+			return
+		}
+		copied <- run.stdin.Close()
+	}()
+	werr = s.wait(ctx, run, false)
+	if werr == nil {
+		return nil, <-copied, false
+	}
+	// The session is over, so the copy ends once the source's current
+	// Read returns; wait for it a little to report its cause.
+	run.sess.Close()
+	if run.taken != nil && ctx.Err() == nil {
+		if known, err := run.taken.known(); known && err != nil {
+			return werr, <-copied, true
+		}
+	}
+	select {
+	case cerr = <-copied:
+	case <-time.After(closeGrace):
+	}
+	return werr, cerr, false
+}
+
+// replayReader reads through r for the input of a shell handed over
+// without waiting for its answer (running.taken), keeping what it read
+// until the answer came: should the shell turn out to have ended, that
+// input never reached a script and is sent again. It keeps at most
+// maxReplay bytes, then waits for the answer.
+type replayReader struct {
+	r     io.Reader
+	taken *answer
+	kept  []byte // read while the answer was awaited
+	done  bool   // the shell took the script: read through
+}
+
+// maxReplay bounds what an upload keeps while the handover's answer is
+// on its way: a round trip's worth of data on a fast link.
+const maxReplay = 8 << 20
+
+// errHandoverLost stops the copy into a shell that had ended.
+var errHandoverLost = errors.New("the persistent shell had ended")
+
+func (k *replayReader) Read(p []byte) (int, error) {
+	if !k.done {
+		known, err := k.taken.known()
+		if !known && len(k.kept)+len(p) > maxReplay {
+			known, err = true, k.taken.wait()
+		}
+		switch {
+		case known && err != nil:
+			return 0, errHandoverLost
+		case known:
+			k.done, k.kept = true, nil
+		}
+	}
+	n, err := k.r.Read(p)
+	if !k.done {
+		k.kept = append(k.kept, p[:n]...)
+	}
+	return n, err
 }

@@ -19,6 +19,40 @@ type running struct {
 	group   *groupCapture  // its stderr; knows its process group
 	done    <-chan error   // how it ended, once its output is all in
 	release func()
+	// taken, for a shell handed over without waiting (handOverEarly), is
+	// decided once the agent answered: nil when it runs the script, an
+	// error wrapping errNoAgent when it had ended, in which case no byte
+	// of input reached a script. Nil for the other ways to start.
+	taken *answer
+}
+
+// answer is a result that comes once and can be awaited by several.
+type answer struct {
+	ready chan struct{}
+	err   error
+}
+
+func newAnswer() *answer { return &answer{ready: make(chan struct{})} }
+
+func (a *answer) set(err error) {
+	a.err = err
+	close(a.ready)
+}
+
+// known reports whether the answer came, and what it is.
+func (a *answer) known() (bool, error) {
+	select {
+	case <-a.ready:
+		return true, a.err
+	default:
+		return false, nil
+	}
+}
+
+// wait blocks until the answer came.
+func (a *answer) wait() error {
+	<-a.ready
+	return a.err
 }
 
 // startStreaming starts script with its output going to stdout and stderr
@@ -32,6 +66,16 @@ func (s *SSH) startStreaming(ctx context.Context, script string, stdout, stderr 
 		return r, err
 	}
 	return s.startSession(ctx, script, stdout, stderr, withStdin)
+}
+
+// startStreamingEarly is startStreaming for input the caller can send
+// again: a handed-over shell's input may be written at once, without
+// waiting a round trip for the agent's answer (see running.taken).
+func (s *SSH) startStreamingEarly(ctx context.Context, script string, stdout, stderr io.Writer) (*running, error) {
+	if r, err := s.handOverEarly(script, stdout, stderr); !errors.Is(err, errNoAgent) {
+		return r, err
+	}
+	return s.startSession(ctx, script, stdout, stderr, true)
 }
 
 // startSession starts script on a session of its own.
@@ -126,6 +170,61 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 		r.stdin = a.in
 	}
 	return r, nil
+}
+
+// handOverEarly is handOver with input, returning as soon as the request
+// is sent: the script's input can follow it at once, which saves the
+// round trip of the agent's answer. It returns errNoAgent, having used
+// nothing, when no shell is idle or the one it took is known to have
+// ended. One that ended unbeknown to the runner is found out by its
+// answer (running.taken): the caller then sends the input again,
+// elsewhere.
+func (s *SSH) handOverEarly(script string, stdout, stderr io.Writer) (*running, error) {
+	a, _, err := s.getAgent(context.Background(), true, "")
+	if err != nil {
+		return nil, err
+	}
+	if a.dead() {
+		s.agents.drop(a)
+		return nil, errNoAgent
+	}
+	a.seq++
+	id := a.seq
+	req := append(requestHeader("hand", id, script, -1), fmt.Sprintf("end %d\n", id)...)
+	s.roundTrips.Add(1)
+	group := &groupCapture{w: stderr, done: true}
+	group.pgid.Store(a.group)
+	a.stderr.set(group)
+	if _, err := a.in.Write(req); err != nil {
+		a.stderr.set(a.diag)
+		s.agents.drop(a)
+		return nil, fmt.Errorf("%w: %w", errNoAgent, err)
+	}
+	// The session is the script's from here, or nobody's: either way it
+	// leaves the pool, whose slot goes to a shell for the commands after.
+	<-s.agents.busy
+	s.warm(1)
+
+	taken := newAnswer()
+	done := make(chan error, 1)
+	go func() {
+		line, err := a.out.ReadString('\n')
+		if want := fmt.Sprintf("hand %d\n", id); err != nil || line != want {
+			err := fmt.Errorf("%w: no handover (%q, %v)%s", errNoAgent, strings.TrimSpace(line), err, a.stderrNote())
+			taken.set(err)
+			a.close()
+			done <- err
+			return
+		}
+		taken.set(nil)
+		if stdout == nil {
+			stdout = io.Discard
+		}
+		io.Copy(stdout, a.out)
+		<-a.exited
+		done <- a.waitErr
+	}()
+	return &running{sess: a.sess, stdin: a.in, group: group, done: done, release: a.close, taken: taken}, nil
 }
 
 // Warm starts a second persistent shell in the background, unless two
