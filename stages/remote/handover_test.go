@@ -137,6 +137,53 @@ func TestHandoverEndsUnbeknown(t *testing.T) {
 	}
 }
 
+// TestUploadThroughReturnsBeforeItsAnswer: UploadThrough returns once
+// every byte is sent, before the receiving end on the target is done (its
+// script sleeps). The move it returns waits there for that end, so the
+// file moved is whole; received then reports the upload's own outcome,
+// the one to tell when the move failed too.
+func TestUploadThroughReturnsBeforeItsAnswer(t *testing.T) {
+	r := startSSHD(t).Dial(t)
+	ctx := context.Background()
+	shellPID(t, r) // an idle shell to hand over, as a deploy has one
+	var u remote.ThroughUploader = r
+
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "upload")
+	start := time.Now()
+	place, received, err := u.UploadThrough(ctx, bytes.NewReader(data), dst, "cat >/dev/null; sleep 0.5", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= 500*time.Millisecond {
+		t.Errorf("UploadThrough took %s: it waited for the receiving end", took)
+	}
+	if _, err := r.Run(ctx, place); err != nil {
+		t.Fatal(err)
+	}
+	if err := received(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+
+	shellPID(t, r)
+	missing := filepath.Join(dir, "nope", "upload")
+	place, received, err = u.UploadThrough(ctx, strings.NewReader("x"), missing, "cat >/dev/null", nil)
+	if err == nil {
+		if _, err = r.Run(ctx, place); err == nil {
+			t.Fatalf("the move of an upload into a missing directory succeeded")
+		}
+		err = received()
+	}
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("error %v, want the upload's own, naming the missing directory", err)
+	}
+}
+
 // TestWarmKeepsASecondShell: a shell started ahead of an upload serves the
 // commands after it, however the two race: two sessions in all.
 func TestWarmKeepsASecondShell(t *testing.T) {

@@ -40,9 +40,13 @@ type Runner interface {
 // a script on the target as well (SSH.UploadThrough). The upload is left
 // under a temporary name: the returned command moves it into place, for
 // the caller to run alone or in the batch of what follows (RunBatch), so
-// that the move costs no round trip of its own.
+// that the move costs no round trip of its own. It may return before the
+// upload's answer came, with place waiting on the target for the upload
+// to end: received then tells how the upload went. The caller runs place
+// and then calls received, whose error, when place failed too, is the
+// one to report.
 type ThroughUploader interface {
-	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) (place Command, err error)
+	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) (place Command, received func() error, err error)
 }
 
 // PatientRunner is a Runner that can hold a command back a little rather

@@ -347,6 +347,13 @@ func uploadScript(p, tmp, through string) string {
 	}, "\n")
 }
 
+// waitScript waits until process pid, the one receiving an upload, has
+// ended (GNU tail polls it every 10 ms), so that the commands after the
+// upload can be sent before its answer: they find it done.
+func waitScript(pid int64) string {
+	return fmt.Sprintf("tail --pid=%d -s 0.01 -f /dev/null", pid)
+}
+
 // renameScript moves a complete upload into place, checking its size once
 // more so that only a whole file ever appears at p.
 func renameScript(p, tmp string, size int64) string {
@@ -390,6 +397,13 @@ func (c *countingReader) sourceFailed() bool {
 	return c.srcErr != nil
 }
 
+// count returns the bytes read so far.
+func (c *countingReader) count() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
 // stop ends progress reports and returns the bytes read.
 func (c *countingReader) stop() int64 {
 	c.mu.Lock()
@@ -401,7 +415,7 @@ func (c *countingReader) stop() int64 {
 // Upload streams r into p under a temporary name and renames it into place
 // once complete. An interrupted upload leaves nothing at p.
 func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n int)) error {
-	place, err := s.upload(ctx, r, p, "", progress)
+	place, _, err := s.upload(ctx, r, p, "", progress, false)
 	if err != nil {
 		return err
 	}
@@ -421,107 +435,166 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 // its size once more and moves it to p, is for the caller to run, on its
 // own or first in a batch (see ThroughUploader). Until then nothing is at
 // p; a temporary file place never moved is a leftover cleanup removes.
-func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (place Command, err error) {
-	return s.upload(ctx, r, p, through, progress)
+//
+// It returns as soon as every byte is sent, when it can tell the process
+// receiving them on the target: place then first waits there for that
+// process to end, and received waits here for the upload's own outcome,
+// which says best why it failed. The commands after the upload thus go
+// out without waiting a round trip for its answer.
+func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (place Command, received func() error, err error) {
+	return s.upload(ctx, r, p, through, progress, true)
 }
 
 // upload receives r under a temporary name next to p and returns the
-// command that moves it into place. It goes on an idle persistent shell
-// when there is one, the data following the request at once; should that
-// shell turn out to have ended, the data read so far is sent again on a
-// session of its own.
-func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (Command, error) {
-	fail := func(err error) (Command, error) {
-		return Command{}, fmt.Errorf("upload %s to %s: %w", p, s.target, err)
-	}
+// command that moves it into place, with early as UploadThrough says. It
+// goes on an idle persistent shell when there is one, the data following
+// the request at once; should that shell turn out to have ended, the data
+// read so far is sent again on a session of its own.
+func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int), early bool) (Command, func() error, error) {
 	tmp := partialName(p)
-	script := uploadScript(p, tmp, through)
-	stdout, stderr := new(bytes.Buffer), new(bytes.Buffer)
-	run, err := s.startStreamingEarly(ctx, script, stdout, stderr)
-	if err != nil {
-		return fail(err)
+	u := &uploading{s: s, p: p, tmp: tmp, script: uploadScript(p, tmp, through),
+		stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
+	var err error
+	if u.run, err = s.startStreamingEarly(ctx, u.script, u.stdout, u.stderr); err != nil {
+		return Command{}, nil, u.fail(err)
 	}
-	src := &countingReader{r: r, progress: progress}
-	var in io.Reader = src
-	var kept *replayReader
-	if run.taken != nil {
-		kept = &replayReader{r: src, taken: run.taken}
-		in = kept
+	u.src = &countingReader{r: r, progress: progress}
+	var in io.Reader = u.src
+	if u.run.taken != nil {
+		u.kept = &replayReader{r: u.src, taken: u.run.taken}
+		in = u.kept
 	}
-	werr, cerr, lost := feed(ctx, s, run, in)
-	if lost {
+	u.feed = startFeed(u.run, in)
+	if early {
+		select {
+		case <-u.feed.sent:
+			if pid := u.run.group.pgid.Load(); pid > 0 {
+				place := Script("move upload into place", waitScript(pid)+"\n"+renameScript(p, tmp, u.src.count()))
+				return place, func() error { _, err := u.end(ctx, false); return err }, nil
+			}
+		case <-u.feed.ended:
+		case <-ctx.Done():
+		}
+	}
+	place, err := u.end(ctx, true)
+	return place, func() error { return err }, err
+}
+
+// uploading is an upload under way.
+type uploading struct {
+	s              *SSH
+	p, tmp, script string
+	run            *running
+	src            *countingReader
+	kept           *replayReader // nil unless run is a shell handed over early
+	feed           *feeding
+	stdout, stderr *bytes.Buffer
+}
+
+func (u *uploading) fail(err error) error {
+	return fmt.Errorf("upload %s to %s: %w", u.p, u.s.target, err)
+}
+
+// end waits for the upload to end and returns the command that moves it
+// into place. With resend, data a shell that had ended swallowed is sent
+// again on a session of its own; without, as once place went out, that
+// is an error.
+func (u *uploading) end(ctx context.Context, resend bool) (Command, error) {
+	s := u.s
+	werr, cerr, lost := u.feed.finish(ctx, s, u.run)
+	if lost && resend {
 		// The shell had ended: no byte reached a script. Its session may
 		// still write to the old buffers.
-		run.release()
-		stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
-		if run, err = s.startSession(ctx, script, stdout, stderr, true); err != nil {
-			return fail(err)
+		u.run.release()
+		u.stdout, u.stderr = new(bytes.Buffer), new(bytes.Buffer)
+		var err error
+		if u.run, err = s.startSession(ctx, u.script, u.stdout, u.stderr, true); err != nil {
+			return Command{}, u.fail(err)
 		}
-		werr, cerr, _ = feed(ctx, s, run, io.MultiReader(bytes.NewReader(kept.kept), src))
+		u.feed = startFeed(u.run, io.MultiReader(bytes.NewReader(u.kept.kept), u.src))
+		werr, cerr, _ = u.feed.finish(ctx, s, u.run)
 	}
-	defer run.release()
+	defer u.run.release()
 	if werr != nil {
-		sent := src.stop()
+		sent := u.src.stop()
 		if ctx.Err() != nil {
-			return fail(ctx.Err())
+			return Command{}, u.fail(ctx.Err())
 		}
 		if cerr != nil && !errors.Is(cerr, io.EOF) {
 			cause := fmt.Errorf("after %d bytes: %w", sent, cerr)
-			if src.sourceFailed() {
-				return fail(cause) // a broken local archive, not the connection
+			if u.src.sourceFailed() {
+				return Command{}, u.fail(cause) // a broken local archive, not the connection
 			}
-			return fail(s.transportErr(cause))
+			return Command{}, u.fail(s.transportErr(cause))
 		}
-		run.group.flush()
-		res := Result{Stderr: stderr.Bytes()}
-		return fail(s.exitErr("receive upload", &res, werr))
+		u.run.group.flush()
+		res := Result{Stderr: u.stderr.Bytes()}
+		return Command{}, u.fail(s.exitErr("receive upload", &res, werr))
 	}
 	// The remote shell ended cleanly, so it read our end of input: the copy is over.
 	if cerr != nil {
-		return fail(cerr)
+		return Command{}, u.fail(cerr)
 	}
-	sent := src.stop()
-	got, err := strconv.ParseInt(strings.TrimSpace(stdout.String()), 10, 64)
+	sent := u.src.stop()
+	out := strings.TrimSpace(u.stdout.String())
+	got, err := strconv.ParseInt(out, 10, 64)
 	if err != nil || got != sent {
-		return fail(fmt.Errorf("server received %q bytes, sent %d", strings.TrimSpace(stdout.String()), sent))
+		return Command{}, u.fail(fmt.Errorf("server received %q bytes, sent %d", out, sent))
 	}
-	return Script("move upload into place", renameScript(p, tmp, sent)), nil
+	return Script("move upload into place", renameScript(u.p, u.tmp, sent)), nil
 }
 
-// feed copies in to run's input, closing it at the end, and returns how
-// the command ended (werr) and how the copy did (cerr). When the command
-// failed, the copy is given closeGrace to report its cause. lost tells a
-// shell handed over that turned out to have ended (running.taken), with
-// the deploy not interrupted: the input is to be sent again, and feed
-// waited for the copy to stop, so that nothing reads in any more.
-func feed(ctx context.Context, s *SSH, run *running, in io.Reader) (werr, cerr error, lost bool) {
-	copied := make(chan error, 1)
+// feeding copies an input into a running command's stdin.
+type feeding struct {
+	copied chan error    // how the copy ended
+	sent   chan struct{} // closed once every byte was sent and stdin closed
+	ended  chan struct{} // closed when the copy ended, either way
+}
+
+// startFeed copies in to run's input, closing it at the end.
+func startFeed(run *running, in io.Reader) *feeding {
+	f := &feeding{copied: make(chan error, 1), sent: make(chan struct{}), ended: make(chan struct{})}
 	go func() {
+		defer close(f.ended)
 		_, err := io.Copy(run.stdin, in)
 		if err != nil {
 			// Report first, so the failed Wait below finds the cause; then
 			// stop the remote side (closing stdin would look like success).
-			copied <- err
+			f.copied <- err
 			run.sess.Signal(ssh.SIGTERM)
 			run.sess.Close()
 			return
 		}
-		copied <- run.stdin.Close()
+		err = run.stdin.Close()
+		if err == nil {
+			close(f.sent)
+		}
+		f.copied <- err
 	}()
+	return f
+}
+
+// finish returns how the command ended (werr) and how the copy did (cerr).
+// When the command failed, the copy is given closeGrace to report its
+// cause. lost tells a shell handed over that turned out to have ended
+// (running.taken), with the deploy not interrupted: the input is to be
+// sent again, and finish waited for the copy to stop, so that nothing
+// reads the input any more.
+func (f *feeding) finish(ctx context.Context, s *SSH, run *running) (werr, cerr error, lost bool) {
 	werr = s.wait(ctx, run, false)
 	if werr == nil {
-		return nil, <-copied, false
+		return nil, <-f.copied, false
 	}
 	// The session is over, so the copy ends once the source's current
 	// Read returns; wait for it a little to report its cause.
 	run.sess.Close()
 	if run.taken != nil && ctx.Err() == nil {
 		if known, err := run.taken.known(); known && err != nil {
-			return werr, <-copied, true
+			return werr, <-f.copied, true
 		}
 	}
 	select {
-	case cerr = <-copied:
+	case cerr = <-f.copied:
 	case <-time.After(closeGrace):
 	}
 	return werr, cerr, false

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -49,33 +50,54 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	defer f.Close()
 	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	place, err := upload(ctx, h, f, m.Release, m.Archive.Codec(), func(n int) { bar.Add(n) })
+	land, err := upload(ctx, h, f, m.Release, m.Archive.Codec(), func(n int) { bar.Add(n) })
 	if err != nil {
 		return h.DiskFullOr(err)
 	}
+	defer land.outcome()
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
-	return finish(ctx, h, p, place, nil)
+	return finish(ctx, h, p, land, nil)
+}
+
+// landing is how an archive uploaded through a remote.ThroughUploader
+// lands: the command that moves it into place, and the upload's own
+// outcome, which may come after that command went out.
+type landing struct {
+	place    remote.Command
+	received func() error
+	once     sync.Once
+	err      error
+}
+
+// outcome waits for the upload's own outcome, once. Every upload's is
+// awaited, whatever failed first: that also releases its session.
+func (l *landing) outcome() error {
+	if l == nil {
+		return nil
+	}
+	l.once.Do(func() { l.err = l.received() })
+	return l.err
 }
 
 // upload sends release id's archive from r into h's incoming directory.
 // Over a transport that can (remote.ThroughUploader), the host unpacks it
 // into the staging directory as it arrives, so that staging need not
 // extract it afterwards, and the archive is moved into place by the
-// returned command, which finish batches with the checksum's check; else
-// the returned command is nil and the archive is in place already.
-func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, c archive.Compression, progress func(n int)) (*remote.Command, error) {
+// returned landing's command, which finish batches with the checksum's
+// check; else the landing is nil and the archive is in place already.
+func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, c archive.Compression, progress func(n int)) (*landing, error) {
 	dest := h.Layout.IncomingPath(id)
 	if u, ok := h.Runner.(remote.ThroughUploader); ok {
 		unpack, err := server.UnpackWhileUploading(h.Layout, id, string(c))
 		if err != nil {
 			return nil, err
 		}
-		place, err := u.UploadThrough(ctx, r, dest, unpack, progress)
+		place, received, err := u.UploadThrough(ctx, r, dest, unpack, progress)
 		if err != nil {
 			return nil, err
 		}
-		return &place, nil
+		return &landing{place: place, received: received}, nil
 	}
 	return nil, h.Runner.Upload(ctx, r, dest, progress)
 }
@@ -125,10 +147,10 @@ const zstdMin = 8 << 20
 // (fleet.Host.Prepared) stands for the host's: a long build measures again.
 const preparedFor = 30 * time.Second
 
-// finish moves the uploaded archive into place when place is set (see
+// finish moves the uploaded archive into place when land is set (see
 // upload), verifies its SHA-256 on h, then writes the release's lists and
 // manifest there, then runs then's commands, in one round trip.
-func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.Command, then Then) error {
+func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, then Then) error {
 	m := p.Manifest
 	sums, links, err := server.TreeLists(treeEntries(m.Files))
 	if err != nil {
@@ -148,8 +170,8 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.C
 	}
 	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size, h.Layout.VerifiedMark(m.Release))
 	cmds := []remote.Command{verify.Cmd, cmd}
-	if place != nil {
-		cmds = append([]remote.Command{*place}, cmds...)
+	if land != nil {
+		cmds = append([]remote.Command{land.place}, cmds...)
 	}
 	var receive func([]remote.Result, []error)
 	if then != nil {
@@ -160,7 +182,11 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, place *remote.C
 		}
 	}
 	results, errs := h.RunBatch(ctx, cmds...)
-	if place != nil {
+	if land != nil {
+		// The upload's own failure says best why the move failed.
+		if err := land.outcome(); err != nil {
+			return h.DiskFullOr(err)
+		}
 		if errs[0] != nil {
 			return h.DiskFullOr(fmt.Errorf("upload %s to %s: %w", h.Layout.IncomingPath(m.Release), h.Name, errs[0]))
 		}

@@ -79,11 +79,12 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 	// The compressed size is unknown while it is written: no total.
 	bar := h.Log.NewProgress(ctx, "upload", -1)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	place, err := upload(ctx, h, pr, p.Manifest.Release, p.Compression, func(n int) { bar.Add(n) })
+	land, err := upload(ctx, h, pr, p.Manifest.Release, p.Compression, func(n int) { bar.Add(n) })
 	pr.CloseWithError(err)
 	if err != nil {
 		return h.DiskFullOr(err)
 	}
+	defer land.outcome()
 	bar.Finish()
 	<-written
 	if !*ok {
@@ -91,7 +92,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 		return errors.New("the archive was not written")
 	}
 	h.BytesSent += p.Manifest.Archive.Size
-	return finish(ctx, h, p, place, then)
+	return finish(ctx, h, p, land, then)
 }
 
 // archiveBound is an upper bound of the archive's size before it is
