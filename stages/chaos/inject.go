@@ -348,6 +348,8 @@ func (c *conn) Run(ctx context.Context, cmd remote.Command) (remote.Result, erro
 	if desc == "" {
 		desc, _, _ = strings.Cut(strings.TrimSpace(cmd.Script), "\n")
 	}
+	// Script is what a fault is injected into: it alone runs.
+	cmd.Inline = ""
 	err := c.call(ctx, desc, func(ctx context.Context) error {
 		var err error
 		res, err = c.inner.Run(ctx, cmd)

@@ -508,10 +508,10 @@ const maxFirstScript = 32 << 10
 // first request, "" when it must be sent as usual: one not Public, one
 // reading stdin, or one too long for a command line.
 func firstRequest(cmd Command) string {
-	if !cmd.Public || cmd.Stdin != nil || len(cmd.Script) > maxFirstScript {
+	if !cmd.Public || cmd.Stdin != nil || len(cmd.inline()) > maxFirstScript {
 		return ""
 	}
-	return cmd.Script
+	return cmd.inline()
 }
 
 // requestHeader frames a request's verb, id and script, up to its stdin
@@ -565,7 +565,7 @@ func (s *SSH) runAgent(ctx context.Context, cmd Command, stdin []byte, control b
 		}
 		call := &agentCall{id: a.seq}
 		done := make(chan agentReply, 1)
-		go func() { done <- s.exchange(a, call, cmd.Script, stdin, cmd.Stdin != nil, sent) }()
+		go func() { done <- s.exchange(a, call, cmd.inline(), stdin, cmd.Stdin != nil, sent) }()
 		select {
 		case r := <-done:
 			switch {

@@ -91,7 +91,7 @@ func batchCommand(cmds []Command) (Command, error) {
 	var stdin bytes.Buffer
 	scripts := make([]string, len(cmds))
 	for i, c := range cmds {
-		descs[i], scripts[i], lengths[i] = describe(c), c.Script, "-"
+		descs[i], scripts[i], lengths[i] = describe(c), c.inline(), "-"
 		if c.Stdin != nil {
 			n, err := io.Copy(&stdin, c.Stdin)
 			if err != nil {
@@ -100,10 +100,12 @@ func batchCommand(cmds []Command) (Command, error) {
 			lengths[i] = strconv.FormatInt(n, 10)
 		}
 	}
-	argv := append([]string{"/bin/sh", "-c", batchScript, "batch.sh", strings.Join(lengths, " ")}, scripts...)
+	args := append([]string{strings.Join(lengths, " ")}, scripts...)
+	argv := append([]string{"/bin/sh", "-c", batchScript, "batch.sh"}, args...)
 	// exec: the shell the runner starts becomes batch.sh, one process
 	// fewer.
-	batch := Command{Desc: strings.Join(descs, ", "), Script: "exec " + Join(argv...), Public: true}
+	batch := Command{Desc: strings.Join(descs, ", "), Script: "exec " + Join(argv...),
+		Inline: "set -- " + Join(args...) + "\n" + batchScript, Public: true}
 	for _, c := range cmds {
 		batch.Public = batch.Public && c.Public
 	}

@@ -87,6 +87,13 @@ type Command struct {
 	Desc string
 	// Script is the shell source run by `/bin/sh -c` on the target.
 	Script string
+	// Inline, when set, is Script for a /bin/sh that is the command's
+	// alone already (a persistent shell's child, a batch's subshell): it
+	// runs there as it is, where Script would exec one more /bin/sh. A
+	// command whose Script is `exec /bin/sh -c SOURCE NAME ARG...` has
+	// `set -- ARG...` then SOURCE: each process costs a millisecond or
+	// more on a busy host, and a deploy's batches run a dozen scripts.
+	Inline string
 	// Stdin feeds the command; nil means empty input.
 	Stdin io.Reader
 	// Stdout and Stderr, when set, receive output as it arrives in addition
@@ -99,6 +106,14 @@ type Command struct {
 	// persistent shell (a process's arguments), sparing the request a
 	// round trip of its own. Scripts are otherwise sent on the session.
 	Public bool
+}
+
+// inline is what runs cmd in a /bin/sh of its own (see Command.Inline).
+func (c Command) inline() string {
+	if c.Inline != "" {
+		return c.Inline
+	}
+	return c.Script
 }
 
 // Cmd builds a Command running argv with every argument shell-quoted.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,6 +100,64 @@ func TestCleanupScript(t *testing.T) {
 	}
 	if _, err := Cleanup(l, CleanupSpec{Protect: []string{"../x"}}); err == nil {
 		t.Error("bad protected id accepted")
+	}
+}
+
+// TestCleanupOrderAndExpect: the releases removed come newest first, as
+// the state written beside the cleanup expects them, whatever the
+// protected ones between them; an expectation that differs fails with
+// ExitCleanupUnexpected, the releases removed all the same. Entries of
+// releases/ that are not release ids are never touched.
+func TestCleanupOrderAndExpect(t *testing.T) {
+	ids := []string{id1, id2, id3, id4}
+	for _, tc := range []struct {
+		name    string
+		keep    int
+		protect []string
+		expect  []string
+		ok      bool
+	}{
+		{"all but current", 1, nil, []string{id3, id2, id1}, true},
+		{"protected between", 1, []string{id2}, []string{id3, id1}, true},
+		{"keep more than there are", 9, nil, []string{}, true},
+		{"wrong order", 1, nil, []string{id1, id2, id3}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newRoot(t)
+			for _, id := range ids {
+				writeFile(t, filepath.Join(l.ReleaseDir(id), "f"), id)
+				writeFile(t, l.SumsPath(id), "")
+			}
+			writeFile(t, filepath.Join(l.ReleasesDir(), "20260101T000000Z-NOTHEX0", "f"), "x")
+			writeFile(t, filepath.Join(l.ReleasesDir(), "notes.txt"), "x")
+			mustRun(t, mustCmd(Switch(l, id4)), nil)
+			op, err := Cleanup(l, CleanupSpec{Keep: tc.keep, Protect: tc.protect, Expect: tc.expect})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := op.Decode(run(t, op.Cmd))
+			var unexpected *CleanupUnexpectedError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("cleanup: %v", err)
+			case !tc.ok && !errors.As(err, &unexpected):
+				t.Fatalf("cleanup: %v, want it to say it removed other releases than expected", err)
+			case !tc.ok:
+				rep = unexpected.Report
+			}
+			want := PlanCleanup(ids, tc.keep, append(tc.protect, id4))
+			if len(want) == 0 {
+				want = nil
+			}
+			if !reflect.DeepEqual(rep.Removed, want) {
+				t.Errorf("removed %v, want %v (newest first)", rep.Removed, want)
+			}
+			for _, name := range []string{"20260101T000000Z-NOTHEX0", "notes.txt"} {
+				if _, err := os.Stat(filepath.Join(l.ReleasesDir(), name)); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			}
+		})
 	}
 }
 

@@ -55,7 +55,13 @@ func (s script) line(args ...string) string {
 // Script is thus a whole script, not a line to join with others: see
 // line.
 func (s script) cmd(desc string, args ...string) remote.Command {
-	return remote.Command{Desc: desc, Script: "exec " + s.line(args...)}
+	return remote.Command{Desc: desc, Script: "exec " + s.line(args...), Inline: s.inline(args...)}
+}
+
+// inline is s with args for a /bin/sh of its own (remote.Command's
+// Inline): the arguments set, then the source.
+func (s script) inline(args ...string) string {
+	return remote.Join(append([]string{"set", "--"}, args...)...) + "\n" + s.src
 }
 
 // public is cmd for arguments that hold nothing secret (remote.Command's

@@ -26,26 +26,70 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
 }
 
+# Each process costs a fork and an exec, a millisecond or more on a busy
+# host (and a fleet's hosts may share one): directories are listed with
+# globs, ids checked with case, the free space split by the shell. A
+# cleanup with nothing to remove starts three processes.
+
 # usage prints the free space; not the releases' size, which would walk
-# every file of every release kept.
+# every file of every release kept. df -P prints one line per file system,
+# "available" third from its end.
 usage() {
-  echo "$1 free_kb=$(df -Pk . | awk 'END { print $(NF-2) }')"
+  label=$1
+  set -f
+  # shellcheck disable=SC2046 # split into words on purpose
+  set -- $(df -Pk .)
+  set +f
+  if [ $# -ge 3 ]; then shift $(($# - 3)); else set -- ''; fi
+  echo "$label free_kb=$1"
 }
 
-# ids lists the release ids among the entries of directory $1, oldest first.
-ids() {
-  find "$1" -mindepth 1 -maxdepth 1 -printf '%f\n' | grep -E '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}$' | LC_ALL=C sort
+# is_id tells whether $1 is a release id: ^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{7,40}$.
+is_id() {
+  case $1 in
+  [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z-*) ;;
+  *) return 1 ;;
+  esac
+  hex=${1#*Z-}
+  case $hex in
+  '' | *[!0-9a-f]*) return 1 ;;
+  esac
+  [ "${#hex}" -ge 7 ] && [ "${#hex}" -le 40 ]
+}
+
+# exists tells whether $1, a glob's word, names an entry: a glob that
+# matched nothing stays as it was written.
+exists() {
+  [ -e "$1" ] || [ -L "$1" ]
 }
 
 cd "$root"
-mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
+for d in releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests; do
+  if [ ! -d "$d" ]; then
+    mkdir -p releases .stagecoach/backups .stagecoach/incoming .stagecoach/manifests
+    break
+  fi
+done
 usage before
 cur=$(readlink current 2>/dev/null || true)
 cur=${cur#releases/}
-removed=$(ids releases | LC_ALL=C sort -r |
-  awk -v keep="$keep" -v protect="$protect $cur" '
-    BEGIN { n = split(protect, p, " "); for (i = 1; i <= n; i++) prot[p[i]] = 1 }
-    NR > keep && !($0 in prot)')
+# Globs sort: the ids come oldest first. All but the KEEP newest go,
+# newest first, unless protected.
+n=0
+for d in releases/*; do
+  if is_id "${d#releases/}"; then n=$((n + 1)); fi
+done
+i=0 removed=
+for d in releases/*; do
+  id=${d#releases/}
+  is_id "$id" || continue
+  i=$((i + 1))
+  [ $((n - i)) -ge "$keep" ] || continue
+  case " $protect $cur " in
+  *" $id "*) continue ;;
+  esac
+  removed="$id${removed:+ $removed}"
+done
 for id in $removed; do
   rm -rf "releases/$id" ".stagecoach/manifests/$id.json" ".stagecoach/manifests/$id.sha256" ".stagecoach/manifests/$id.links"
   if [ "$release_images" = 1 ]; then
@@ -55,23 +99,44 @@ for id in $removed; do
   fi
   echo "removed $id"
 done
-ids .stagecoach/backups | while read -r id; do
-  if [ ! -d "releases/$id" ]; then
-    rm -rf ".stagecoach/backups/$id"
+for d in .stagecoach/backups/*; do
+  id=${d#.stagecoach/backups/}
+  if is_id "$id" && [ ! -d "releases/$id" ]; then
+    rm -rf "$d"
     echo "removed-backup $id"
   fi
 done
-rm -rf releases/.staging-*
-find . -maxdepth 1 -name '.current-*.tmp' -type l -exec rm -f {} +
-find .stagecoach -maxdepth 1 \( -name 'stage.*' -o -name 'lock.breaking-*' \) -mmin "+$minutes" -exec rm -rf {} +
+for d in releases/.staging-*; do
+  if exists "$d"; then
+    rm -rf releases/.staging-*
+    break
+  fi
+done
+for f in .current-*.tmp; do
+  if [ -L "$f" ]; then rm -f "$f"; fi
+done
+for e in .stagecoach/stage.* .stagecoach/lock.breaking-*; do
+  if exists "$e"; then
+    find .stagecoach -maxdepth 1 \( -name 'stage.*' -o -name 'lock.breaking-*' \) -mmin "+$minutes" -exec rm -rf {} +
+    break
+  fi
+done
 # Manifests of releases never staged: under the caller's lock all but
 # CURRENT's, else those older than MINUTES.
-if [ "$held" = 1 ]; then set --; else set -- -mmin "+$minutes"; fi
-find .stagecoach/manifests -maxdepth 1 -type f -name '*T*Z-*.*' "$@" | while read -r f; do
-  id=${f##*/}
+orphan() {
+  id=${1##*/}
   id=${id%.*}
-  [ -d "releases/$id" ] || [ "$id" = "$current" ] || rm -f "$f"
-done
+  [ -d "releases/$id" ] || [ "$id" = "$current" ] || rm -f "$1"
+}
+if [ "$held" = 1 ]; then
+  for f in .stagecoach/manifests/*T*Z-*.*; do
+    if [ -f "$f" ]; then orphan "$f"; fi
+  done
+else
+  find .stagecoach/manifests -maxdepth 1 -type f -name '*T*Z-*.*' -mmin "+$minutes" | while read -r f; do
+    orphan "$f"
+  done
+fi
 # Uploads: what deploys killed or failed while shipping left, partial
 # uploads and metadata directories included, goes at once, whatever its
 # age. Only the archive of CURRENT is kept, and, when another deploy holds
@@ -80,11 +145,18 @@ done
 keep=
 [ -z "$current" ] || keep=$current.archive
 if [ "$held" != 1 ] && [ -d .stagecoach/lock ]; then
-  set -- '(' ! -newer .stagecoach/lock -o -mmin "+$minutes" ')'
+  gone=$(find .stagecoach/incoming -mindepth 1 -maxdepth 1 ! -name "$keep" '(' ! -newer .stagecoach/lock -o -mmin "+$minutes" ')' \
+    -print -exec rm -rf {} + | wc -l)
 else
-  set --
+  gone=0
+  for e in .stagecoach/incoming/* .stagecoach/incoming/.[!.]* .stagecoach/incoming/..?*; do
+    if exists "$e" && [ "${e##*/}" != "$keep" ]; then
+      rm -rf "$e"
+      gone=$((gone + 1))
+    fi
+  done
 fi
-echo "removed-incoming $(find .stagecoach/incoming -mindepth 1 -maxdepth 1 ! -name "$keep" "$@" -print -exec rm -rf {} + | wc -l)"
+echo "removed-incoming $gone"
 if [ "$docker_logs" = 1 ]; then
   as_root sh -c 'truncate -c -s 0 /var/lib/docker/containers/*/*-json.log' ||
     echo "warning: could not truncate docker logs" >&2
@@ -93,8 +165,7 @@ if [ "$docker_prune" = 1 ]; then
   docker system prune -f >/dev/null || echo "warning: docker system prune failed" >&2
 fi
 usage after
-# Release ids hold no blanks: tr joins them with single spaces.
-if [ -n "$unexpected" ] && [ "$(printf '%s' "$removed" | tr '\n' ' ')" != "$expect" ]; then
+if [ -n "$unexpected" ] && [ "$removed" != "$expect" ]; then
   echo "removed other releases than expected ($expect)" >&2
   exit "$unexpected"
 fi

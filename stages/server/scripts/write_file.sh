@@ -15,9 +15,16 @@ if [ "$keep" = keep ] && [ -e "$file" ]; then
   exit 0
 fi
 umask 077
-mkdir -p "$(dirname "$file")"
+# Processes are few (each costs a millisecond or more on a busy host): the
+# directory is made only when missing, the temporary file removed only
+# when left.
+case $file in
+*/*) dir=${file%/*} ;;
+*) dir=. ;;
+esac
+[ -d "${dir:-/}" ] || mkdir -p "${dir:-/}"
 tmp=$file.tmp.$$
-cleanup() { rm -f "$tmp"; }
+cleanup() { if [ -e "$tmp" ]; then rm -f "$tmp"; fi; }
 trap cleanup EXIT
 cat > "$tmp"
 got=$(wc -c < "$tmp")
