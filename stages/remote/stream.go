@@ -113,15 +113,7 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 	if err != nil {
 		return nil, err
 	}
-	a.seq++
-	id := a.seq
-	req := append(requestHeader("hand", id, script, -1), fmt.Sprintf("end %d\n", id)...)
-	s.roundTrips.Add(1)
-	// The script's stderr may come before the reply on stdout is read:
-	// the agent writes none of its own, so it goes to the script's at once.
-	group := &groupCapture{w: stderr, done: true}
-	group.pgid.Store(a.group)
-	a.stderr.set(group)
+	id, req, group := s.handRequest(a, script, stderr)
 	acked := make(chan error, 1)
 	go func() {
 		if _, err := a.in.Write(req); err != nil {
@@ -172,6 +164,21 @@ func (s *SSH) handOver(ctx context.Context, script string, stdout, stderr io.Wri
 	return r, nil
 }
 
+// handRequest frames the request that hands agent a over to script, and
+// gives the agent's stderr to the script's, whose process group it is.
+func (s *SSH) handRequest(a *shellAgent, script string, stderr io.Writer) (id int64, req []byte, group *groupCapture) {
+	a.seq++
+	id = a.seq
+	req = append(requestHeader("hand", id, script, -1), fmt.Sprintf("end %d\n", id)...)
+	s.roundTrips.Add(1)
+	// The script's stderr may come before the reply on stdout is read:
+	// the agent writes none of its own, so it goes to the script's at once.
+	group = &groupCapture{w: stderr, done: true}
+	group.pgid.Store(a.group)
+	a.stderr.set(group)
+	return id, req, group
+}
+
 // handOverEarly is handOver with input, returning as soon as the request
 // is sent: the script's input can follow it at once, which saves the
 // round trip of the agent's answer. It returns errNoAgent, having used
@@ -188,13 +195,7 @@ func (s *SSH) handOverEarly(script string, stdout, stderr io.Writer) (*running, 
 		s.agents.drop(a)
 		return nil, errNoAgent
 	}
-	a.seq++
-	id := a.seq
-	req := append(requestHeader("hand", id, script, -1), fmt.Sprintf("end %d\n", id)...)
-	s.roundTrips.Add(1)
-	group := &groupCapture{w: stderr, done: true}
-	group.pgid.Store(a.group)
-	a.stderr.set(group)
+	id, req, group := s.handRequest(a, script, stderr)
 	if _, err := a.in.Write(req); err != nil {
 		a.stderr.set(a.diag)
 		s.agents.drop(a)
