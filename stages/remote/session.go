@@ -439,8 +439,9 @@ func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n
 // It returns as soon as every byte is sent, when it can tell the process
 // receiving them on the target: place then first waits there for that
 // process to end, and received waits here for the upload's own outcome,
-// which says best why it failed. The commands after the upload thus go
-// out without waiting a round trip for its answer.
+// which says best why it failed; it may be called more than once. The
+// commands after the upload thus go out without waiting a round trip for
+// its answer.
 func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (place Command, received func() error, err error) {
 	return s.upload(ctx, r, p, through, progress, true)
 }
@@ -470,7 +471,7 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 		case <-u.feed.sent:
 			if pid := u.run.group.pgid.Load(); pid > 0 {
 				place := Script("move upload into place", waitScript(pid)+"\n"+renameScript(p, tmp, u.src.count()))
-				return place, func() error { _, err := u.end(ctx, false); return err }, nil
+				return place, sync.OnceValue(func() error { _, err := u.end(ctx, false); return err }), nil
 			}
 		case <-u.feed.ended:
 		case <-ctx.Done():

@@ -13,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -66,18 +65,15 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 type landing struct {
 	place    remote.Command
 	received func() error
-	once     sync.Once
-	err      error
 }
 
-// outcome waits for the upload's own outcome, once. Every upload's is
-// awaited, whatever failed first: that also releases its session.
+// outcome waits for the upload's own outcome. Every upload's is awaited,
+// whatever failed first: that also releases its session.
 func (l *landing) outcome() error {
 	if l == nil {
 		return nil
 	}
-	l.once.Do(func() { l.err = l.received() })
-	return l.err
+	return l.received()
 }
 
 // upload sends release id's archive from r into h's incoming directory.
