@@ -214,6 +214,7 @@ type measure struct {
 	Sessions    int                      `json:"sessions"`              // each starts the login shell
 	RoundTrips  int                      `json:"round_trips,omitempty"` // Stagecoach's own count
 	CPU         time.Duration            `json:"client_cpu_ns"`         // user + system, the build's included
+	ServerCPU   time.Duration            `json:"server_cpu_ns"`         // the sshd's and all it started, user + system
 	MaxRSS      int64                    `json:"client_max_rss_bytes"`  // the largest client process
 	Stages      map[string]time.Duration `json:"stages_ns,omitempty"`
 	Critical    []run.PathStep           `json:"critical_path,omitempty"` // Stagecoach's report's
@@ -462,7 +463,9 @@ func (bn *bench) stagecoach(p *benchProfile, scenario string) measure {
 	if scenario != "none" {
 		bn.commit(version[scenario])
 	}
+	server := p.host.CPU()
 	rep, wall, use, err := deployInChild(filepath.Join(bn.proj, "stagecoach.yml"), envName(p), filepath.Join(bn.dir, "report.json"))
+	server = p.host.CPU() - server
 	if err != nil {
 		b.Fatalf("stagecoach %s deploy (%s): %v", scenario, p.Name, err)
 	}
@@ -475,7 +478,7 @@ func (bn *bench) stagecoach(p *benchProfile, scenario string) measure {
 	}
 	h := rep.Hosts[0]
 	m := measure{Wall: wall, BytesSent: h.BytesSent, Connections: int(h.Connections), Sessions: int(h.Sessions),
-		RoundTrips: int(h.RoundTrips), CPU: use.cpu, MaxRSS: use.maxRSS, Stages: map[string]time.Duration{}}
+		RoundTrips: int(h.RoundTrips), CPU: use.cpu, ServerCPU: server, MaxRSS: use.maxRSS, Stages: map[string]time.Duration{}}
 	for _, s := range rep.Stages {
 		m.Stages[s.Name] = s.Duration
 	}
@@ -493,6 +496,7 @@ func (bn *bench) bash(p *benchProfile, scenario string) measure {
 	dist := filepath.Join(bn.dir, "bash-dist")
 	tgz := filepath.Join(bn.dir, "bash-"+id+".tgz")
 	bn.use = usage{}
+	server := p.host.CPU()
 	start := time.Now()
 	bn.sh(bn.buildCmd(dist, version[scenario]))
 	build := time.Since(start)
@@ -504,12 +508,13 @@ func (bn *bench) bash(p *benchProfile, scenario string) measure {
 		"set -e; cd %s; mkdir releases/%s; tar xzf %s.tgz -C releases/%s; rm %s.tgz; ln -sfn releases/%s current.tmp; mv -T current.tmp current",
 		remote.Quote(root), id, id, id, id, id))...)
 	wall := time.Since(start)
+	server = p.host.CPU() - server
 	st, err := os.Stat(tgz)
 	if err != nil {
 		bn.b.Fatal(err)
 	}
 	os.Remove(tgz)
-	return measure{Wall: wall, Build: build, BytesSent: st.Size(), Connections: 2, Sessions: 2, CPU: bn.use.cpu, MaxRSS: bn.use.maxRSS}
+	return measure{Wall: wall, Build: build, BytesSent: st.Size(), Connections: 2, Sessions: 2, CPU: bn.use.cpu, ServerCPU: server, MaxRSS: bn.use.maxRSS}
 }
 
 var rsyncSent = regexp.MustCompile(`Total bytes sent: ([0-9,.]+)`)
@@ -528,6 +533,7 @@ func (bn *bench) rsync(p *benchProfile, scenario string) measure {
 	}
 	args = append(args, dist+"/", p.route.User+"@"+p.route.Addr+":"+root+"/releases/"+id+"/")
 	bn.use = usage{}
+	server := p.host.CPU()
 	start := time.Now()
 	bn.sh(bn.buildCmd(dist, version[scenario]))
 	build := time.Since(start)
@@ -535,6 +541,7 @@ func (bn *bench) rsync(p *benchProfile, scenario string) measure {
 	bn.run("ssh", append(slices.Clone(p.ssh), p.route.User+"@"+p.route.Addr, fmt.Sprintf(
 		"set -e; cd %s; ln -sfn releases/%s current.tmp; mv -T current.tmp current", remote.Quote(root), id))...)
 	wall := time.Since(start)
+	server = p.host.CPU() - server
 	m := rsyncSent.FindStringSubmatch(out)
 	if m == nil {
 		bn.b.Fatalf("rsync --stats printed no total:\n%s", out)
@@ -543,7 +550,7 @@ func (bn *bench) rsync(p *benchProfile, scenario string) measure {
 	if err != nil {
 		bn.b.Fatal(err)
 	}
-	return measure{Wall: wall, Build: build, BytesSent: sent, Connections: 2, Sessions: 2, CPU: bn.use.cpu, MaxRSS: bn.use.maxRSS}
+	return measure{Wall: wall, Build: build, BytesSent: sent, Connections: 2, Sessions: 2, CPU: bn.use.cpu, ServerCPU: server, MaxRSS: bn.use.maxRSS}
 }
 
 // scpArgs turns ssh options into scp's: the port is -P there.
@@ -652,6 +659,7 @@ type summaryLine struct {
 	Sessions    int                      `json:"sessions"`
 	RoundTrips  int                      `json:"round_trips"`
 	CPU         time.Duration            `json:"client_cpu_ns"`
+	ServerCPU   time.Duration            `json:"server_cpu_ns"`
 	MaxRSS      int64                    `json:"client_max_rss_bytes"`
 	Stages      map[string]time.Duration `json:"stages_ns,omitempty"`
 	// Critical is the critical path of the run whose wall time is the
@@ -689,7 +697,7 @@ func (r *benchResult) finish() {
 // sessions and round trips any run needed, and the critical path of the
 // run nearest the median.
 func summarize(ms []measure) summaryLine {
-	var walls, noBuild, cpu []time.Duration
+	var walls, noBuild, cpu, serverCPU []time.Duration
 	var bytes, rss []int64
 	line := summaryLine{Runs: len(ms)}
 	stageTimes := map[string][]time.Duration{}
@@ -697,6 +705,7 @@ func summarize(ms []measure) summaryLine {
 		walls = append(walls, m.Wall)
 		noBuild = append(noBuild, m.Wall-m.Build)
 		cpu = append(cpu, m.CPU)
+		serverCPU = append(serverCPU, m.ServerCPU)
 		bytes = append(bytes, m.BytesSent)
 		rss = append(rss, m.MaxRSS)
 		line.Connections = max(line.Connections, m.Connections)
@@ -708,7 +717,7 @@ func summarize(ms []measure) summaryLine {
 	}
 	slices.Sort(bytes)
 	slices.Sort(rss)
-	line.Wall, line.NoBuild, line.CPU = median(walls), median(noBuild), median(cpu)
+	line.Wall, line.NoBuild, line.CPU, line.ServerCPU = median(walls), median(noBuild), median(cpu), median(serverCPU)
 	closest := time.Duration(-1)
 	for _, m := range ms {
 		if d := max(m.Wall-line.Wall, line.Wall-m.Wall); closest < 0 || d < closest {
@@ -733,20 +742,21 @@ var scenarioNames = map[string]string{"full": "full deploy (empty root)", "small
 
 // markdown renders a table per profile and the targets.
 func (r *benchResult) markdown(w io.Writer) {
-	fmt.Fprintf(w, "## Deploy benchmark\n\nSite: %d files, %s; the next version changes %d files, %s. Medians of up to %d runs per scenario and profile. Wall times include the build (a copy giving every file a new mtime), which Stagecoach skips when nothing changed. Sessions start the login shell; each baseline deploy opens 2 (ssh + scp or rsync). Client CPU is user + system time of the deploy's processes, the build's included; memory is the largest one's peak RSS.\n\n",
+	fmt.Fprintf(w, "## Deploy benchmark\n\nSite: %d files, %s; the next version changes %d files, %s. Medians of up to %d runs per scenario and profile. Wall times include the build (a copy giving every file a new mtime), which Stagecoach skips when nothing changed. Sessions start the login shell; each baseline deploy opens 2 (ssh + scp or rsync). Client CPU is user + system time of the deploy's processes, the build's included; server CPU that of the sshd and everything it started for the deploy (the two share the machine's cores); memory is the largest one's peak RSS.\n\n",
 		r.Site.Files, mib(r.Site.Bytes), r.Site.ChangedFiles, mib(r.Site.ChangedBytes), r.Rounds)
 	for _, p := range r.Profiles {
 		m := r.Medians[p.Name]
 		fmt.Fprintf(w, "### %s: %s\n\n", p.Name, p.describe(r.LoginDelay))
-		fmt.Fprintln(w, "| scenario | runs | Stagecoach | bash tar+scp+ssh | rsync --link-dest | vs bash | vs rsync | vs rsync w/o build | sessions S/b/r | round trips S | bytes S/b/r | client CPU S/b/r | client RSS S/b/r |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- |")
+		fmt.Fprintln(w, "| scenario | runs | Stagecoach | bash tar+scp+ssh | rsync --link-dest | vs bash | vs rsync | vs rsync w/o build | sessions S/b/r | round trips S | bytes S/b/r | client CPU S/b/r | server CPU S/b/r | client RSS S/b/r |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- | --- | --- |")
 		for _, sc := range scenarios {
 			s, bs, rs := m["stagecoach"][sc], m["bash"][sc], m["rsync"][sc]
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.2f× | %.2f× | %.2f× | %d/%d/%d | %d | %s/%s/%s | %s/%s/%s | %s/%s/%s |\n", scenarioNames[sc], s.Runs,
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.2f× | %.2f× | %.2f× | %d/%d/%d | %d | %s/%s/%s | %s/%s/%s | %s/%s/%s | %s/%s/%s |\n", scenarioNames[sc], s.Runs,
 				secs(s.Wall), secs(bs.Wall), secs(rs.Wall), ratio(s.Wall, bs.Wall), ratio(s.Wall, rs.Wall), ratio(s.NoBuild, rs.NoBuild),
 				s.Sessions, bs.Sessions, rs.Sessions, s.RoundTrips,
 				mibShort(s.BytesSent), mibShort(bs.BytesSent), mibShort(rs.BytesSent),
 				secs(s.CPU), secs(bs.CPU), secs(rs.CPU),
+				secs(s.ServerCPU), secs(bs.ServerCPU), secs(rs.ServerCPU),
 				mibShort(s.MaxRSS), mibShort(bs.MaxRSS), mibShort(rs.MaxRSS))
 		}
 		fmt.Fprintln(w, "\nStagecoach stages (median):")
