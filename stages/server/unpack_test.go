@@ -116,6 +116,30 @@ func TestStageReleaseChecksTheStreamedUnpack(t *testing.T) {
 			t.Fatalf("exit %v, want %d naming ../escape\nstderr: %s", err, ExitUnsafeArchive, res.Stderr)
 		}
 	})
+	// gunzip finds the wrong CRC only after writing out every byte, so tar
+	// unpacked the whole tree and succeeds: the decompressor's failure
+	// alone must fail the unpack.
+	t.Run("corrupt compression after the last entry", func(t *testing.T) {
+		l := newRoot(t)
+		writeArchive(t, l.IncomingPath(id1), archiveEntry{name: "a.txt", body: "a"})
+		b, err := os.ReadFile(l.IncomingPath(id1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-8] ^= 0xff // the CRC-32 of the last member
+		writeFile(t, l.IncomingPath(id1), string(b))
+		writeLists(t, l, id1, []TreeEntry{{Path: "a.txt", SHA256: "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"}})
+		unpackWhileUploading(t, l, id1)
+		if b, _ := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); strings.TrimSpace(string(b)) == "0" {
+			t.Fatal("an archive gunzip fails on unpacked with rc 0")
+		}
+		if _, err := os.ReadFile(filepath.Join(l.StagingDir(id1), "a.txt")); err != nil {
+			t.Fatalf("tar did not get to unpack the entry, so the case is not the one meant: %v", err)
+		}
+		if _, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd); err == nil {
+			t.Fatal("staged a release from an archive gunzip fails on")
+		}
+	})
 }
 
 func writeLists(t *testing.T, l Layout, id string, entries []TreeEntry) {
