@@ -12,9 +12,15 @@ import (
 // frames of raw blocks, which cost a copy on both sides. Where gunzip
 // spends about 300 ms of CPU on 50 MB of stored gzip blocks (CRC-32 and
 // inflate's copy), zstd -d takes 30 ms.
+//
+// The encoder's window is 256 KiB. On 14 MB of the deploy benchmark's
+// generated text, compressed in 32 KiB writes, the fastest level took
+// 165-174 ms with it against 182-192 ms with the default window and
+// 220-238 ms with WithLowerEncoderMem, for the same ratio (2.37): its
+// history and tables are smaller to keep and to reset.
 func zstdMembers(w io.Writer) (compressor, error) {
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true), zstd.WithLowerEncoderMem(true))
+		zstd.WithEncoderCRC(true), zstd.WithWindowSize(256<<10))
 	if err != nil {
 		return nil, err
 	}
