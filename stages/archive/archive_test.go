@@ -90,6 +90,108 @@ func TestScan(t *testing.T) {
 	}
 }
 
+// TestListLeavesTheHashesToWrite: List hashes only empty files; Write
+// fills in the others' SHA-256 as it reads them, the same as Scan's, and
+// keeps those it was given.
+func TestListLeavesTheHashesToWrite(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sample)
+	scanned, err := Scan(context.Background(), dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := List(context.Background(), dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range listed {
+		switch {
+		case f.Size == 0 && !f.IsLink() && f.SHA256 != hexsum(""):
+			t.Errorf("%s: empty file listed with SHA-256 %q", f.Path, f.SHA256)
+		case f.Size > 0 && f.SHA256 != "":
+			t.Errorf("%s: hashed by List", f.Path)
+		}
+	}
+	listed[0].SHA256 = scanned[0].SHA256 // as a stopped hashing leaves some
+	var b bytes.Buffer
+	if _, err := Write(context.Background(), &b, []Source{{Dir: dir, Prefix: "web", Files: listed}}, Gzip); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(listed, scanned) {
+		t.Errorf("after Write:\n got %+v\nwant %+v", listed, scanned)
+	}
+}
+
+// TestHashing: Wait fills in what Scan would; a file whose size is not the
+// one listed fails it; Stop keeps what was hashed and leaves the rest.
+func TestHashing(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, sample)
+	scanned, err := Scan(context.Background(), dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := List(context.Background(), dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Hash(context.Background(), dir, "", listed)
+	if err := h.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(listed, scanned) {
+		t.Errorf("after Wait:\n got %+v\nwant %+v", listed, scanned)
+	}
+
+	listed, _ = List(context.Background(), dir, "")
+	h = Hash(context.Background(), dir, "", listed)
+	h.Stop()
+	h.Stop() // as the run's end does after a plan stopped it
+	for i, f := range listed {
+		if f.SHA256 != "" && f.SHA256 != scanned[i].SHA256 {
+			t.Errorf("%s: stopped hashing left SHA-256 %s, want %s or none", f.Path, f.SHA256, scanned[i].SHA256)
+		}
+	}
+
+	listed, _ = List(context.Background(), dir, "")
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("<html>longer</html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Hash(context.Background(), dir, "", listed).Wait()
+	if err == nil || !strings.Contains(err.Error(), "hash index.html: ") || !strings.Contains(err.Error(), "changed while it was scanned") {
+		t.Errorf("Wait after a file grew: %v", err)
+	}
+}
+
+func TestMayReuse(t *testing.T) {
+	f := func(p string, size int64, mode uint32) File {
+		return File{Path: p, Size: size, Mode: mode}
+	}
+	prev := &Manifest{Files: []File{f("a.js", 10, 0o644), f("server", 20, 0o755), f("empty", 0, 0o644),
+		{Path: "l", Mode: ModeLink, Link: "a.js"}}}
+	tests := []struct {
+		name  string
+		files []File
+		prev  *Manifest
+		want  bool
+	}{
+		{"first deploy", []File{f("a.js", 10, 0o644)}, nil, false},
+		{"same size and mode elsewhere", []File{f("b.js", 10, 0o644)}, prev, true},
+		{"same size, other mode", []File{f("a.js", 10, 0o755)}, prev, false},
+		{"new sizes only", []File{f("a.js", 11, 0o644), f("server", 21, 0o755)}, prev, false},
+		{"empty files are always sent", []File{f("empty", 0, 0o644)}, prev, false},
+		{"links are always sent", []File{{Path: "l", Mode: ModeLink, Link: "a.js"}}, prev, false},
+		{"one of many", []File{f("x", 1, 0o644), f("server", 20, 0o755)}, prev, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MayReuse(tt.files, tt.prev); got != tt.want {
+				t.Errorf("MayReuse = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestScanErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -418,6 +520,8 @@ func TestWriteRefuses(t *testing.T) {
 		{"not under prefix", []File{{Path: "api/a.txt", Size: 3, Mode: 0o644, SHA256: files[0].SHA256}}, nil, "not under web"},
 		{"changed since scan", files, func() { os.WriteFile(filepath.Join(dir, "a.txt"), []byte("bbb"), 0o644) }, "changed since it was scanned"},
 		{"shrunk since scan", files, func() { os.WriteFile(filepath.Join(dir, "a.txt"), []byte("b"), 0o644) }, "changed since it was scanned"},
+		{"grown since scan", files, func() { os.WriteFile(filepath.Join(dir, "a.txt"), []byte("aaab"), 0o644) }, "changed since it was scanned"},
+		{"grown since listed, not hashed", []File{{Path: "web/a.txt", Size: 3, Mode: 0o644}}, func() { os.WriteFile(filepath.Join(dir, "a.txt"), []byte("aaab"), 0o644) }, "changed since it was scanned"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

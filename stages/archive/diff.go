@@ -16,7 +16,7 @@ func Diff(next []File, prev *Manifest) (send []File, reuse []Reuse) {
 	byKey := map[key]string{}
 	if prev != nil {
 		for _, f := range prev.Files {
-			if f.IsLink() || f.Size == 0 {
+			if !linkable(f) {
 				continue
 			}
 			k := key{f.SHA256, f.Size, f.Mode}
@@ -26,7 +26,7 @@ func Diff(next []File, prev *Manifest) (send []File, reuse []Reuse) {
 		}
 	}
 	for _, f := range next {
-		if f.IsLink() || f.Size == 0 {
+		if !linkable(f) {
 			send = append(send, f)
 			continue
 		}
@@ -42,4 +42,33 @@ func Diff(next []File, prev *Manifest) (send []File, reuse []Reuse) {
 		reuse = append(reuse, Reuse{File: f, From: from})
 	}
 	return send, reuse
+}
+
+// linkable reports whether Diff may take f from a previous release: a
+// regular file with content.
+func linkable(f File) bool { return !f.IsLink() && f.Size > 0 }
+
+// MayReuse reports whether Diff could find one of files in prev, going by
+// size and mode alone: only then must their SHA-256 be known before they
+// are packed. Write hashes the others as it reads them.
+func MayReuse(files []File, prev *Manifest) bool {
+	if prev == nil {
+		return false
+	}
+	type key struct {
+		size int64
+		mode uint32
+	}
+	held := map[key]bool{}
+	for _, f := range prev.Files {
+		if linkable(f) {
+			held[key{f.Size, f.Mode}] = true
+		}
+	}
+	for _, f := range files {
+		if linkable(f) && held[key{f.Size, f.Mode}] {
+			return true
+		}
+	}
+	return false
 }

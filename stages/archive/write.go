@@ -165,10 +165,13 @@ const copyBuf = 256 << 10
 // without names, every time Epoch, modes normalised (0755 directories and
 // executables, 0644 other files), PAX format, and files that are
 // compressed already (Stored) in members of their own, stored as they are
-// (gzip: headers with no name or time; zstd: raw blocks). The same files give the same bytes whatever their owners, mtimes or
-// the umask. Memory does not grow with the size of the files: each is copied
-// through in turn, and the output is hashed as it is written. Every file is
-// hashed again as it is read and must still match its entry's SHA-256.
+// (gzip: headers with no name or time; zstd: raw blocks). The same files
+// give the same bytes whatever their owners, mtimes or the umask. Memory
+// does not grow with the size of the files: each is copied through in
+// turn, and the output is hashed as it is written. Every file is hashed as
+// it is read and must still have the size of its entry and, when it has
+// one, its SHA-256; a file with none yet (List leaves them so) gets the
+// one read, filled into its entry in sources.
 func Write(ctx context.Context, w io.Writer, sources []Source, c Compression) (ArchiveInfo, error) {
 	newCompressor := gzipMembers
 	if c == Zstd {
@@ -184,13 +187,13 @@ func Write(ctx context.Context, w io.Writer, sources []Source, c Compression) (A
 // write is Write with the compression newCompressor makes.
 func write(ctx context.Context, w io.Writer, sources []Source, newCompressor codec) (ArchiveInfo, error) {
 	type entry struct {
-		f   File
-		src int
+		f        File
+		src, idx int // f is sources[src].Files[idx]
 	}
 	var entries []entry
 	for i, s := range sources {
-		for _, f := range s.Files {
-			entries = append(entries, entry{f, i})
+		for j, f := range s.Files {
+			entries = append(entries, entry{f, i, j})
 		}
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].f.Path < entries[j].f.Path })
@@ -271,9 +274,11 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 			return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 		}
 		if f.Size > 0 {
-			if err := copyFile(ctx, tw, sources[e.src], f, copyBuffer); err != nil {
+			sum, err := copyFile(ctx, tw, sources[e.src], f, copyBuffer)
+			if err != nil {
 				return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 			}
+			sources[e.src].Files[e.idx].SHA256 = sum
 		}
 		info.Files++
 	}
@@ -294,34 +299,40 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 	return info, nil
 }
 
-// copyFile copies f's content into the archive and checks it still has the
-// size and hash it was scanned with, so the archive matches the manifest.
-func copyFile(ctx context.Context, w io.Writer, s Source, f File, buf []byte) error {
+// copyFile copies f's content into the archive and returns its SHA-256.
+// The file must still have the size it was listed with and, when it was
+// hashed before, that hash, so the archive matches the manifest.
+func copyFile(ctx context.Context, w io.Writer, s Source, f File, buf []byte) (string, error) {
 	name, err := s.local(f)
 	if err != nil {
-		return err
+		return "", err
 	}
 	file, err := os.Open(name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer file.Close()
 	st, err := file.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file any more", f.Path)
+		return "", fmt.Errorf("%s: not a regular file any more", f.Path)
+	}
+	changed := func() error { return fmt.Errorf("%s changed since it was scanned (build still running?)", f.Path) }
+	if st.Size() != f.Size {
+		return "", changed()
 	}
 	h := sha256.New()
 	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(ctxReader{ctx, file}, f.Size), buf)
 	if err != nil {
-		return fmt.Errorf("%s: %w", f.Path, err)
+		return "", fmt.Errorf("%s: %w", f.Path, err)
 	}
-	if n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-		return fmt.Errorf("%s changed since it was scanned (build still running?)", f.Path)
+	sum := hex.EncodeToString(h.Sum(nil))
+	if n != f.Size || (f.SHA256 != "" && sum != f.SHA256) {
+		return "", changed()
 	}
-	return nil
+	return sum, nil
 }
 
 type counter struct{ n int64 }

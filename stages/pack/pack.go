@@ -36,9 +36,10 @@ func Package(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *arch
 	return p, nil
 }
 
-// Plan is Package up to the archive: it scans and hashes the files,
-// diffs them against prev and fills in the manifest, except the archive's
-// size and SHA-256, which Write adds.
+// Plan is Package up to the archive: it scans the files, hashes those
+// prev may hold, diffs them against prev and fills in the manifest, except
+// the archive's size and SHA-256 and the hashes of the files left to
+// Write, which Write adds.
 func Plan(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *archive.Manifest, log *ui.Logger) (*run.Packaged, error) {
 	scanned, err := Scan(ctx, cfg, plan)
 	if err != nil {
@@ -47,32 +48,70 @@ func Plan(ctx context.Context, cfg *config.Config, plan *run.Plan, prev *archive
 	return PlanScanned(cfg, plan, prev, scanned, log)
 }
 
-// Scanned is the files of the changed components' build outputs, hashed,
-// by component name.
-type Scanned map[string][]archive.File
+// Scanned is the files of the changed components' build outputs, by
+// component name, as listed, with their hashing under way: PlanScanned
+// ends it, and Stop when no plan will.
+type Scanned struct {
+	files   map[string][]archive.File
+	hashing []*archive.Hashing
+}
 
-// Scan scans and hashes the build output of every component plan marks
-// changed: the part of Plan that reads the files, which needs no host.
+// Scan lists the build output of every component plan marks changed and
+// starts hashing it: the part of Plan that reads the files, which needs no
+// host.
 func Scan(ctx context.Context, cfg *config.Config, plan *run.Plan) (Scanned, error) {
 	if err := checkComponentDests(cfg.Components); err != nil {
-		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+		return Scanned{}, fmt.Errorf("package %s: %w", plan.Release, err)
 	}
-	scanned := Scanned{}
+	scanned := Scanned{files: map[string][]archive.File{}}
 	for _, c := range cfg.Components {
 		if !plan.Changed(c.Name) {
 			continue
 		}
 		out := filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
 		if _, err := os.Stat(out); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("package %s: component %s: output directory %s does not exist (did its build run and write to output: %s?)", plan.Release, c.Name, out, c.Output)
+			scanned.Stop()
+			return Scanned{}, fmt.Errorf("package %s: component %s: output directory %s does not exist (did its build run and write to output: %s?)", plan.Release, c.Name, out, c.Output)
 		}
-		files, err := archive.Scan(ctx, out, componentDest(c))
+		files, err := archive.List(ctx, out, componentDest(c))
 		if err != nil {
-			return nil, fmt.Errorf("package %s: component %s: %w", plan.Release, c.Name, err)
+			scanned.Stop()
+			return Scanned{}, fmt.Errorf("package %s: component %s: %w", plan.Release, c.Name, err)
 		}
-		scanned[c.Name] = files
+		scanned.files[c.Name] = files
+		scanned.hashing = append(scanned.hashing, archive.Hash(ctx, out, componentDest(c), files))
 	}
 	return scanned, nil
+}
+
+// settle ends the hashing. Only a file of the size and mode of one of
+// prev's can be reused from it, so only then are the hashes waited for;
+// else the hashing stops where it is, and the archive's writer hashes the
+// rest as it reads them. On a first deploy the upload thus starts without
+// reading the files twice.
+func (s Scanned) settle(prev *archive.Manifest) error {
+	may := false
+	for _, files := range s.files {
+		may = may || archive.MayReuse(files, prev)
+	}
+	if !may {
+		s.Stop()
+		return nil
+	}
+	for _, h := range s.hashing {
+		if err := h.Wait(); err != nil {
+			s.Stop()
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop ends the hashing the scan started, keeping the hashes made.
+func (s Scanned) Stop() {
+	for _, h := range s.hashing {
+		h.Stop()
+	}
 }
 
 // PlanScanned is Plan of the files Scan found.
@@ -83,12 +122,15 @@ func PlanScanned(cfg *config.Config, plan *run.Plan, prev *archive.Manifest, sca
 		Created:  time.Now().UTC().Format(time.RFC3339),
 	}
 	p := &run.Packaged{Manifest: m}
+	if err := scanned.settle(prev); err != nil {
+		return nil, fmt.Errorf("package %s: %w", plan.Release, err)
+	}
 	for _, c := range cfg.Components {
 		dest := componentDest(c)
 		var files []archive.File
 		src := archive.Source{Prefix: dest}
 		if plan.Changed(c.Name) {
-			files = scanned[c.Name]
+			files = scanned.files[c.Name]
 			src.Dir = filepath.Join(cfg.Dir, filepath.FromSlash(c.Output))
 		} else {
 			if prev == nil {
@@ -146,6 +188,7 @@ func Write(ctx context.Context, p *run.Packaged, log *ui.Logger, extra ...io.Wri
 	err := writePackageFile(p.ArchivePath, func(f *os.File) error {
 		info, err := archive.Write(ctx, io.MultiWriter(append([]io.Writer{f}, extra...)...), p.Sources, p.Compression)
 		m.Archive = info
+		recordHashes(p)
 		return err
 	})
 	if err != nil {
@@ -169,7 +212,27 @@ func Measure(ctx context.Context, p *run.Packaged) error {
 		return fmt.Errorf("package %s: %w", p.Manifest.Release, err)
 	}
 	p.Manifest.Archive = info
+	recordHashes(p)
 	return nil
+}
+
+// recordHashes copies into the manifest and the files to send the SHA-256
+// that the archive's writer filled into p.Sources for files the plan did
+// not need hashed (see Scanned.settle).
+func recordHashes(p *run.Packaged) {
+	read := map[string]string{}
+	for _, src := range p.Sources {
+		for _, f := range src.Files {
+			read[f.Path] = f.SHA256
+		}
+	}
+	for _, files := range [][]archive.File{p.Manifest.Files, p.Send} {
+		for i := range files {
+			if files[i].SHA256 == "" {
+				files[i].SHA256 = read[files[i].Path]
+			}
+		}
+	}
 }
 
 // KeepPackages is how many packages of earlier releases Prune keeps

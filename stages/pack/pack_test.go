@@ -140,6 +140,40 @@ func TestPackageFirstDeploy(t *testing.T) {
 	if p.Bytes != 15+17+6+7+18 {
 		t.Errorf("Bytes = %d", p.Bytes)
 	}
+	checkHashes(t, p)
+}
+
+// checkHashes: with no previous release to reuse from, the files are
+// hashed as they are packed; the manifest, written and in memory, and the
+// files sent still have every file's SHA-256.
+func checkHashes(t *testing.T, p *run.Packaged) {
+	t.Helper()
+	want := map[string]string{}
+	for _, src := range p.Sources {
+		files, err := archive.Scan(context.Background(), src.Dir, src.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			want[f.Path] = f.SHA256
+		}
+	}
+	f, err := os.Open(p.ManifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	written, err := archive.ReadManifest(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, files := range map[string][]archive.File{"manifest": p.Manifest.Files, "written manifest": written.Files, "Send": p.Send} {
+		for _, f := range files {
+			if !f.IsLink() && f.SHA256 != want[f.Path] {
+				t.Errorf("%s: %s has SHA-256 %q, want %q", what, f.Path, f.SHA256, want[f.Path])
+			}
+		}
+	}
 }
 
 func TestPackageReusesUnchanged(t *testing.T) {

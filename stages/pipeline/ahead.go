@@ -117,6 +117,9 @@ func (a *ahead) stop() {
 	a.stopped.Do(func() {
 		a.cancel()
 		<-a.done
+		if a.scan != nil {
+			a.scan.files.Stop() // its hashing, should no plan have ended it
+		}
 	})
 }
 
