@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -319,33 +320,21 @@ func partialName(p string) string {
 	return p + ".partial-" + hex.EncodeToString(b[:])
 }
 
-// uploadScript receives stdin into tmp and prints its size. It does not
-// rename: a dropped connection looks like end of input to cat, so the
-// client renames only once it knows every byte arrived. The trap removes
-// the partial file whenever the script does not finish.
-//
-// With through, the data also goes, as it arrives, to the standard input
-// of the script through, run by sh with its output discarded: tee -p goes
-// on writing the file should through stop reading, and the size check
-// catches a file tee could not write whole.
+// uploadScript is upload.sh receiving an upload to p under the temporary
+// name tmp, through the script through if set.
 func uploadScript(p, tmp, through string) string {
-	receive := `cat > "$tmp" || exit 1`
-	if through != "" {
-		receive = `tee -p -- "$tmp" | sh -c ` + Quote(through) + ` >/dev/null 2>&1`
-	}
-	return strings.Join([]string{
-		"dir=" + Quote(path.Dir(p)),
-		"tmp=" + Quote(tmp),
-		`[ -d "$dir" ] || { echo "directory $dir does not exist on the server (create it before uploading)" >&2; exit 3; }`,
-		`keep=`,
-		`trap '[ -n "$keep" ] || rm -f -- "$tmp"' EXIT`,
-		`trap 'exit 1' HUP INT TERM PIPE`,
-		receive,
-		`n=$(wc -c < "$tmp") || exit 1`,
-		`echo $n || exit 1`,
-		`keep=1`,
-	}, "\n")
+	return "set -- " + Join(path.Dir(p), tmp, through) + "\n" + uploadSource
 }
+
+//go:embed upload.sh
+var uploadSource string
+
+// SumSuffix names, beside an upload at p, the file p+SumSuffix that the
+// host left when it hashed the data as it arrived: one line, "SHA256
+// INODE SIZE MTIME", the last three as `stat -c '%i %s %y'` gives them.
+// It vouches for p's content while p is still that file: moving it keeps
+// them, rewriting it does not.
+const SumSuffix = ".sha256"
 
 // waitScript waits until process pid, the one receiving an upload, has
 // ended (GNU tail polls it every 10 ms), so that the commands after the
@@ -355,12 +344,14 @@ func waitScript(pid int64) string {
 }
 
 // renameScript moves a complete upload into place, checking its size once
-// more so that only a whole file ever appears at p.
+// more so that only a whole file ever appears at p, and the hash the host
+// made of it to p+SumSuffix (removing a stale one when there is none).
 func renameScript(p, tmp string, size int64) string {
-	return fmt.Sprintf(`tmp=%s
+	return fmt.Sprintf(`tmp=%s sum=%s
 n=$(wc -c < "$tmp") || exit 1
-[ "$n" -eq %d ] || { rm -f -- "$tmp"; echo "upload arrived with $n bytes, expected %d" >&2; exit 1; }
-mv -f -- "$tmp" %s`, Quote(tmp), size, size, Quote(p))
+[ "$n" -eq %d ] || { rm -f -- "$tmp" "$tmp.sum"; echo "upload arrived with $n bytes, expected %d" >&2; exit 1; }
+mv -f -- "$tmp" %s
+if [ -e "$tmp.sum" ]; then mv -f -- "$tmp.sum" "$sum"; elif [ -e "$sum" ]; then rm -f -- "$sum"; fi`, Quote(tmp), Quote(p+SumSuffix), size, size, Quote(p))
 }
 
 // countingReader reports the bytes read through it. After stop, progress

@@ -10,5 +10,5 @@ if [ "$(readlink "$root/current" 2>/dev/null)" = "releases/$id" ]; then
   exit 1
 fi
 rm -rf -- "$root/releases/.staging-$id" "$root/releases/$id" "$root/.stagecoach/incoming/$id.archive" \
-  "$root/.stagecoach/incoming/$id.unpacked" \
+  "$root/.stagecoach/incoming/$id.archive.sha256" "$root/.stagecoach/incoming/$id.unpacked" \
   "$root/.stagecoach/manifests/$id.json" "$root/.stagecoach/manifests/$id.sha256" "$root/.stagecoach/manifests/$id.links"

@@ -121,5 +121,6 @@ vrc=0
 if [ "$vrc" -eq 1 ]; then exit "$exit_mismatch"; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
 touch -- "$sums" || :
-# Staging verified every file of the archive: it is of no more use.
-rm -f -- "$archive" || :
+# Staging verified every file of the archive: it is of no more use, nor
+# the hash its upload left beside it (remote.SumSuffix).
+rm -f -- "$archive" "$archive.sha256" || :
