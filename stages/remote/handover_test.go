@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
+	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 // shellPID returns the pid of the persistent shell a plain Run used.
@@ -181,6 +184,61 @@ func TestUploadThroughReturnsBeforeItsAnswer(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("error %v, want the upload's own, naming the missing directory", err)
+	}
+}
+
+// TestUploadThroughLeavesItsHash: where the host has openssl, an upload fed
+// through a script is hashed as it arrives, whole, into the hash the move
+// keeps beside the upload, with the file's identity; the script still gets
+// every byte, and a process it leaves behind does not hold the hash up. A
+// plain upload to the same path leaves no stale hash there.
+func TestUploadThroughLeavesItsHash(t *testing.T) {
+	testenv.RequireTool(t, "openssl", "apt-get install -y openssl")
+	r := startSSHD(t).Dial(t)
+	ctx := context.Background()
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	dir := t.TempDir()
+	dst, copied := filepath.Join(dir, "upload"), filepath.Join(dir, "copy")
+	start := time.Now()
+	place, received, err := r.UploadThrough(ctx, bytes.NewReader(data), dst, "sleep 5 & cat > "+remote.Quote(copied), nil)
+	if err == nil {
+		_, err = r.Run(ctx, place)
+	}
+	if err == nil {
+		err = received()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the upload took %s: the script's background process held it up", took)
+	}
+	if got, err := os.ReadFile(copied); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the script got %d bytes, %v; want the %d sent", len(got), err, len(data))
+	}
+	line, err := os.ReadFile(dst + remote.SumSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dst, &st); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	fields := strings.Fields(string(line))
+	if len(fields) < 3 || fields[0] != hex.EncodeToString(sum[:]) || fields[1] != strconv.FormatUint(st.Ino, 10) || fields[2] != strconv.Itoa(len(data)) {
+		t.Errorf("hash beside the upload %q, want the SHA-256 of the bytes sent, inode %d and size %d", line, st.Ino, len(data))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("%d entries beside the upload, want its copy and its hash", len(entries))
+	}
+
+	if err := r.Upload(ctx, strings.NewReader("plain"), dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dst + remote.SumSuffix); !os.IsNotExist(err) {
+		t.Errorf("a plain upload left the earlier hash: %v", err)
 	}
 }
 

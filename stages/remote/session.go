@@ -330,7 +330,8 @@ func uploadScript(p, tmp, through string) string {
 var uploadSource string
 
 // SumSuffix names, beside an upload at p, the file p+SumSuffix that the
-// host left when it hashed the data as it arrived: one line, "SHA256
+// host left when it hashed the data as it arrived (UploadThrough, where
+// the host has openssl): one line, "SHA256
 // INODE SIZE MTIME", the last three as `stat -c '%i %s %y'` gives them.
 // It vouches for p's content while p is still that file: moving it keeps
 // them, rewriting it does not.
