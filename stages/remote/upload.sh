@@ -18,22 +18,31 @@
 dir=$1 tmp=$2 through=$3
 [ -d "$dir" ] || { echo "directory $dir does not exist on the server (create it before uploading)" >&2; exit 3; }
 keep=
-trap '[ -n "$keep" ] || rm -f -- "$tmp" "$tmp.sum"' EXIT
+trap '[ -n "$keep" ] || rm -f -- "$tmp" "$tmp.sum" "$tmp.unhashed"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 hashed=
 if [ -z "$through" ]; then
   cat > "$tmp" || exit 1
 elif command -v openssl >/dev/null 2>&1; then
   hashed=1
-  # tee -p ignores a pipe that stops reading, openssl's included. THROUGH
-  # does not get fd 3: a process it left behind would keep openssl waiting.
-  { tee -p -- "$tmp" /dev/fd/3 | sh -c "$through" >/dev/null 2>&1 3>&-; } 3>&1 |
+  # tee -p ignores a pipe that stops reading, openssl's included; a tee
+  # that could not open or write every output (openssl would then have
+  # hashed less than the file) leaves a mark, and the hash is not kept.
+  # THROUGH does not get fd 3: a process it left behind would keep openssl
+  # waiting.
+  { { tee -p -- "$tmp" /dev/fd/3 || : > "$tmp.unhashed"; } | sh -c "$through" >/dev/null 2>&1 3>&-; } 3>&1 |
     openssl dgst -sha256 -r > "$tmp.sum" 2>/dev/null || hashed=
+  if [ -e "$tmp.unhashed" ]; then
+    rm -f -- "$tmp.unhashed"
+    hashed=
+  fi
 else
   tee -p -- "$tmp" | sh -c "$through" >/dev/null 2>&1
 fi
 n=$(wc -c < "$tmp") || exit 1
-if [ -n "$hashed" ]; then
+if [ -z "$hashed" ]; then
+  [ ! -e "$tmp.sum" ] || rm -f -- "$tmp.sum"
+else
   sum=
   read -r sum _ < "$tmp.sum" || sum=
   case $sum in *[!0-9a-f]*) sum= ;; esac
