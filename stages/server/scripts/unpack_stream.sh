@@ -8,8 +8,9 @@
 # stage_release.sh has checked the listing for unsafe entries, the
 # archive's SHA-256 and every file. OUT receives the listing and, last,
 # "rc", 0 when the decompressor and tar both succeeded; without rc 0
-# stage_release.sh extracts the archive anew. It always reads its input to the end, so the upload goes on
-# whatever tar did. COMPRESSION is the archive's, gzip or zstd.
+# stage_release.sh extracts the archive anew. It always reads its input to
+# the end, so the upload goes on whatever tar did. COMPRESSION is the
+# archive's, gzip or zstd.
 umask 022
 st=$1 out=$2 compression=$3
 rm -rf -- "$st" "$out"
