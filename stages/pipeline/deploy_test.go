@@ -177,7 +177,7 @@ func TestDeployFaults(t *testing.T) {
 		},
 		{
 			name:  "upload fails on one host",
-			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On(".archive").Exit(1, "quota exceeded") },
+			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On("as it arrives").Exit(1, "quota exceeded") },
 			code:  exitcode.Failed, result: server.ResultFailed, stage: "ship", says: []string{"web3", "quota"},
 			hosts:     []string{server.ResultAborted, server.ResultAborted, server.ResultFailed},
 			discarded: true,
@@ -185,7 +185,7 @@ func TestDeployFaults(t *testing.T) {
 		{
 			name:  "upload after the stream fails",
 			shape: shape{env: "    parallel: 1\n"},
-			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On(".archive").Exit(1, "quota exceeded") },
+			fault: func(t *testing.T, e *runtest.Env, _ string) { e.Fake(2).On("as it arrives").Exit(1, "quota exceeded") },
 			code:  exitcode.Failed, result: server.ResultFailed, stage: "ship", says: []string{"web3", "quota"},
 			hosts:     []string{server.ResultAborted, server.ResultAborted, server.ResultFailed},
 			discarded: true,

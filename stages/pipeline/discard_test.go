@@ -16,7 +16,7 @@ import (
 // until cleanup, as it may be what fills their disk.
 func TestShipFailureDiscardsUploads(t *testing.T) {
 	e := runtest.New(t, runtest.Options{Hosts: 2})
-	e.Fake(1).On("verify archive checksum").Exit(1, "No space left on device")
+	e.Fake(1).On("as it arrives").Exit(1, "No space left on device")
 	r := New(e.Open(t, run.Options{}))
 	err := r.Deploy(context.Background())
 	if exitcode.Of(err) != exitcode.Failed {

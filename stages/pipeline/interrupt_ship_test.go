@@ -20,7 +20,7 @@ func TestDeployInterruptedWhileUploading(t *testing.T) {
 	e, old := deployed(t, runtest.Options{Hosts: 2}, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e.Fake(0).On("upload").Then(cancel)
+	e.Fake(0).On("as it arrives").Then(cancel)
 	r, err := deploy(ctx, t, e, run.Options{})
 	assertCode(t, e, err, exitcode.Failed, "deploy test interrupted", "context canceled")
 	assertLive(t, e, old)

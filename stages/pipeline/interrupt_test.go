@@ -65,7 +65,7 @@ func TestDeployInterrupted(t *testing.T) {
 			// interrupt while the hosts receive it stops the ship.
 			name: "ship",
 			at: func(e *runtest.Env, cancel context.CancelFunc) func(*run.Context) {
-				e.Fake(0).On(".archive").Then(cancel)
+				e.Fake(0).On("as it arrives").Then(cancel)
 				return nil
 			},
 			code: exitcode.Failed, says: "deploy test interrupted", result: server.ResultInterrupted, stage: "ship", discarded: true,

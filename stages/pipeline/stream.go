@@ -66,14 +66,16 @@ func (r *Run) packageAndShip(ctx context.Context, ahead *scanAhead) (failed stri
 		return "ship", err
 	}
 
+	// Each host stages the release in its last ship round trip.
+	stage := func(h *fleet.Host, p *run.Packaged) ([]remote.Command, func([]remote.Result, []error) error, error) {
+		return swap.StageBatch(r.Context, h, p.Manifest)
+	}
 	var written time.Time // the package ends with the archive written, not shipped
 	werr, shipErr := ship.Stream(ctx, r.Context, streamed, p, func(w io.Writer) error {
 		err := pack.Write(ctx, p, r.Log, w)
 		written = time.Now()
 		return err
-	}, func(h *fleet.Host, p *run.Packaged) ([]remote.Command, func([]remote.Result, []error), error) {
-		return swap.StageBatch(r.Context, h, p.Manifest)
-	})
+	}, stage)
 	if werr == nil {
 		r.Packaged = p
 	}
@@ -104,7 +106,7 @@ func (r *Run) packageAndShip(ctx context.Context, ahead *scanAhead) (failed stri
 	}
 	if shipErr == nil && len(rest) > 0 {
 		shipErr = r.Fleet.Each(ctx, rest, "ship "+p.Manifest.Release+" to", func(ctx context.Context, h *fleet.Host) error {
-			return ship.To(ctx, h, p)
+			return ship.To(ctx, h, p, stage)
 		})
 	}
 	if shipErr == nil {

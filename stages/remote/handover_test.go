@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
-	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
 // shellPID returns the pid of the persistent shell a plain Run used.
@@ -140,105 +137,53 @@ func TestHandoverEndsUnbeknown(t *testing.T) {
 	}
 }
 
-// TestUploadThroughReturnsBeforeItsAnswer: UploadThrough returns once
-// every byte is sent, before the receiving end on the target is done (its
-// script sleeps). The move it returns waits there for that end, so the
-// file moved is whole; received then reports the upload's own outcome,
-// the one to tell when the move failed too.
-func TestUploadThroughReturnsBeforeItsAnswer(t *testing.T) {
+// TestFeedReturnsBeforeItsAnswer: Feed returns once every byte is sent,
+// before the script it feeds on the target is done (it sleeps). The wait
+// it returns waits there for that end, so the script got every byte by
+// then, and nothing else of the data is left on the target; fed then
+// reports the script's own outcome, its failure included.
+func TestFeedReturnsBeforeItsAnswer(t *testing.T) {
 	r := startSSHD(t).Dial(t)
 	ctx := context.Background()
 	shellPID(t, r) // an idle shell to hand over, as a deploy has one
-	var u remote.ThroughUploader = r
+	var f remote.Feeder = r
 
-	data := make([]byte, 1<<20)
+	data := make([]byte, 3<<20)
 	rand.Read(data)
 	dir := t.TempDir()
-	dst := filepath.Join(dir, "upload")
+	copied := filepath.Join(dir, "copy")
 	start := time.Now()
-	place, received, err := u.UploadThrough(ctx, bytes.NewReader(data), dst, "cat >/dev/null; sleep 0.5", nil)
+	wait, fed, err := f.Feed(ctx, remote.Script("copy the data", "cat > "+remote.Quote(copied)+"; sleep 0.5"), bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took >= 500*time.Millisecond {
-		t.Errorf("UploadThrough took %s: it waited for the receiving end", took)
+		t.Errorf("Feed took %s: it waited for the script's end", took)
 	}
-	if _, err := r.Run(ctx, place); err != nil {
+	if _, err := r.Run(ctx, wait); err != nil {
 		t.Fatal(err)
-	}
-	if err := received(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("uploaded file: %d bytes, %v; want the %d sent", len(got), err, len(data))
-	}
-
-	shellPID(t, r)
-	missing := filepath.Join(dir, "nope", "upload")
-	place, received, err = u.UploadThrough(ctx, strings.NewReader("x"), missing, "cat >/dev/null", nil)
-	if err == nil {
-		if _, err = r.Run(ctx, place); err == nil {
-			t.Fatalf("the move of an upload into a missing directory succeeded")
-		}
-		err = received()
-	}
-	if err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("error %v, want the upload's own, naming the missing directory", err)
-	}
-}
-
-// TestUploadThroughLeavesItsHash: where the host has openssl, an upload fed
-// through a script is hashed as it arrives, whole, into the hash the move
-// keeps beside the upload, with the file's identity; the script still gets
-// every byte, and a process it leaves behind does not hold the hash up. A
-// plain upload to the same path leaves no stale hash there.
-func TestUploadThroughLeavesItsHash(t *testing.T) {
-	testenv.RequireTool(t, "openssl", "apt-get install -y openssl")
-	r := startSSHD(t).Dial(t)
-	ctx := context.Background()
-	data := make([]byte, 3<<20)
-	rand.Read(data)
-	dir := t.TempDir()
-	dst, copied := filepath.Join(dir, "upload"), filepath.Join(dir, "copy")
-	start := time.Now()
-	place, received, err := r.UploadThrough(ctx, bytes.NewReader(data), dst, "sleep 5 & cat > "+remote.Quote(copied), nil)
-	if err == nil {
-		_, err = r.Run(ctx, place)
-	}
-	if err == nil {
-		err = received()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took > 4*time.Second {
-		t.Errorf("the upload took %s: the script's background process held it up", took)
 	}
 	if got, err := os.ReadFile(copied); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the script got %d bytes, %v; want the %d sent", len(got), err, len(data))
 	}
-	line, err := os.ReadFile(dst + remote.SumSuffix)
-	if err != nil {
+	if err := fed(); err != nil {
 		t.Fatal(err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(dst, &st); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	fields := strings.Fields(string(line))
-	if len(fields) < 3 || fields[0] != hex.EncodeToString(sum[:]) || fields[1] != strconv.FormatUint(st.Ino, 10) || fields[2] != strconv.Itoa(len(data)) {
-		t.Errorf("hash beside the upload %q, want the SHA-256 of the bytes sent, inode %d and size %d", line, st.Ino, len(data))
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
-		t.Errorf("%d entries beside the upload, want its copy and its hash", len(entries))
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d entries where the script wrote its copy, want that copy alone", len(entries))
 	}
 
-	if err := r.Upload(ctx, strings.NewReader("plain"), dst, nil); err != nil {
-		t.Fatal(err)
+	shellPID(t, r)
+	failing := remote.Script("refuse the data", "cat >/dev/null; echo 'no room for it' >&2; exit 3")
+	wait, fed, err = f.Feed(ctx, failing, strings.NewReader("x"), nil)
+	if err == nil {
+		if _, err = r.Run(ctx, wait); err != nil {
+			t.Fatalf("the wait for a script that failed: %v", err)
+		}
+		err = fed()
 	}
-	if _, err := os.Stat(dst + remote.SumSuffix); !os.IsNotExist(err) {
-		t.Errorf("a plain upload left the earlier hash: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "no room for it") || !strings.Contains(err.Error(), "refuse the data") {
+		t.Fatalf("error %v, want the script's own, with what it was", err)
 	}
 }
 

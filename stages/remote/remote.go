@@ -36,17 +36,15 @@ type Runner interface {
 	Close() error
 }
 
-// ThroughUploader is a Runner that can feed an upload, as it arrives, to
-// a script on the target as well (SSH.UploadThrough). The upload is left
-// under a temporary name: the returned command moves it into place, for
-// the caller to run alone or in the batch of what follows (RunBatch), so
-// that the move costs no round trip of its own. It may return before the
-// upload's answer came, with place waiting on the target for the upload
-// to end: received then tells how the upload went. The caller runs place
-// and then calls received, whose error, when place failed too, is the
-// one to report.
-type ThroughUploader interface {
-	UploadThrough(ctx context.Context, r io.Reader, path, through string, progress func(n int)) (place Command, received func() error, err error)
+// Feeder is a Runner that can feed data, as it is read, to a script on
+// the target, which keeps only what it makes of it (SSH.Feed). It may
+// return before the script ended, with wait waiting on the target for
+// that end, for the caller to run first in the batch of what follows
+// (RunBatch), so that the feed's answer costs no round trip of its own:
+// fed then tells how the script went. The caller runs wait and then calls
+// fed, whose error, when wait failed too, is the one to report.
+type Feeder interface {
+	Feed(ctx context.Context, cmd Command, r io.Reader, progress func(n int)) (wait Command, fed func() error, err error)
 }
 
 // PatientRunner is a Runner that can hold a command back a little rather

@@ -321,38 +321,28 @@ func partialName(p string) string {
 }
 
 // uploadScript is upload.sh receiving an upload to p under the temporary
-// name tmp, through the script through if set.
-func uploadScript(p, tmp, through string) string {
-	return "set -- " + Join(path.Dir(p), tmp, through) + "\n" + uploadSource
+// name tmp.
+func uploadScript(p, tmp string) string {
+	return "set -- " + Join(path.Dir(p), tmp) + "\n" + uploadSource
 }
 
 //go:embed upload.sh
 var uploadSource string
 
-// SumSuffix names, beside an upload at p, the file p+SumSuffix that the
-// host left when it hashed the data as it arrived (UploadThrough, where
-// the host has openssl): one line, "SHA256
-// INODE SIZE MTIME", the last three as `stat -c '%i %s %y'` gives them.
-// It vouches for p's content while p is still that file: moving it keeps
-// them, rewriting it does not.
-const SumSuffix = ".sha256"
-
-// waitScript waits until process pid, the one receiving an upload, has
+// waitScript waits until process pid, the one a fed script runs in, has
 // ended (GNU tail polls it every 10 ms), so that the commands after the
-// upload can be sent before its answer: they find it done.
+// feed can be sent before its answer: they find it done.
 func waitScript(pid int64) string {
 	return fmt.Sprintf("tail --pid=%d -s 0.01 -f /dev/null", pid)
 }
 
 // renameScript moves a complete upload into place, checking its size once
-// more so that only a whole file ever appears at p, and the hash the host
-// made of it to p+SumSuffix (removing a stale one when there is none).
+// more so that only a whole file ever appears at p.
 func renameScript(p, tmp string, size int64) string {
-	return fmt.Sprintf(`tmp=%s sum=%s
+	return fmt.Sprintf(`tmp=%s
 n=$(wc -c < "$tmp") || exit 1
-[ "$n" -eq %d ] || { rm -f -- "$tmp" "$tmp.sum"; echo "upload arrived with $n bytes, expected %d" >&2; exit 1; }
-mv -f -- "$tmp" %s
-if [ -e "$tmp.sum" ]; then mv -f -- "$tmp.sum" "$sum"; elif [ -e "$sum" ]; then rm -f -- "$sum"; fi`, Quote(tmp), Quote(p+SumSuffix), size, size, Quote(p))
+[ "$n" -eq %d ] || { rm -f -- "$tmp"; echo "upload arrived with $n bytes, expected %d" >&2; exit 1; }
+mv -f -- "$tmp" %s`, Quote(tmp), size, size, Quote(p))
 }
 
 // countingReader reports the bytes read through it. After stop, progress
@@ -407,49 +397,58 @@ func (c *countingReader) stop() int64 {
 // Upload streams r into p under a temporary name and renames it into place
 // once complete. An interrupted upload leaves nothing at p.
 func (s *SSH) Upload(ctx context.Context, r io.Reader, p string, progress func(n int)) error {
-	place, _, err := s.upload(ctx, r, p, "", progress, false)
+	tmp := partialName(p)
+	u := s.stream(ctx, r, uploadScript(p, tmp), "receive upload", fmt.Sprintf("upload %s to %s", p, s.target), progress, true)
+	sent, err := u.end(ctx, true)
 	if err != nil {
 		return err
 	}
-	if _, err := s.Run(ctx, place); err != nil {
+	if _, err := s.Run(ctx, Script("move upload into place", renameScript(p, tmp, sent))); err != nil {
 		return fmt.Errorf("upload %s to %s: %w", p, s.target, err)
 	}
 	return nil
 }
 
-// UploadThrough is Upload that also feeds the data, as it arrives, to the
-// shell script through on the target, in the same session: the receiving
-// end can start on the data (unpack it) while the rest is still on its
-// way. Whatever through does, the upload succeeds only with every byte at
-// p; through's own outcome is for it to leave on the target.
-//
-// The data is left under a temporary name next to p: place, which checks
-// its size once more and moves it to p, is for the caller to run, on its
-// own or first in a batch (see ThroughUploader). Until then nothing is at
-// p; a temporary file place never moved is a leftover cleanup removes.
-//
-// It returns as soon as every byte is sent, when it can tell the process
-// receiving them on the target: place then first waits there for that
-// process to end, and received waits here for the upload's own outcome,
-// which says best why it failed; it may be called more than once. The
-// commands after the upload thus go out without waiting a round trip for
-// its answer.
-func (s *SSH) UploadThrough(ctx context.Context, r io.Reader, p, through string, progress func(n int)) (place Command, received func() error, err error) {
-	return s.upload(ctx, r, p, through, progress, true)
+// Feed runs cmd's script on the target with r, as it is read, on its
+// standard input, and keeps nothing of r there but what the script makes
+// of it: the script must read its input to the end. It returns as soon as
+// every byte is sent, when it can tell the process the script runs in:
+// wait then waits on the target for that process to end, and fed waits
+// here for the script's own outcome, which says best why it failed; it
+// may be called more than once. The commands after the feed thus go out,
+// wait first, without waiting a round trip for its answer.
+func (s *SSH) Feed(ctx context.Context, cmd Command, r io.Reader, progress func(n int)) (wait Command, fed func() error, err error) {
+	u := s.stream(ctx, r, cmd.Script, cmd.Desc, fmt.Sprintf("%s on %s", cmd.Desc, s.target), progress, false)
+	if u.err != nil {
+		return Command{}, nil, u.err
+	}
+	select {
+	case <-u.feed.sent:
+		if pid := u.run.group.pgid.Load(); pid > 0 {
+			wait = Script("wait for "+cmd.Desc, waitScript(pid))
+			return wait, sync.OnceValue(func() error { _, err := u.end(ctx, false); return err }), nil
+		}
+	case <-u.feed.ended:
+	case <-ctx.Done():
+	}
+	if _, err := u.end(ctx, true); err != nil {
+		return Command{}, nil, err
+	}
+	return Script("wait for "+cmd.Desc, ":"), func() error { return nil }, nil
 }
 
-// upload receives r under a temporary name next to p and returns the
-// command that moves it into place, with early as UploadThrough says. It
-// goes on an idle persistent shell when there is one, the data following
-// the request at once; should that shell turn out to have ended, the data
-// read so far is sent again on a session of its own.
-func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progress func(n int), early bool) (Command, func() error, error) {
-	tmp := partialName(p)
-	u := &uploading{s: s, p: p, tmp: tmp, script: uploadScript(p, tmp, through),
+// stream starts script on the target, fed r. It goes on an idle
+// persistent shell when there is one, the data following the request at
+// once; should that shell turn out to have ended, the data read so far is
+// sent again on a session of its own (see streaming.end). desc names the
+// script, doing what it was fed for, in errors. With counted, the script
+// prints the bytes it received, which end checks.
+func (s *SSH) stream(ctx context.Context, r io.Reader, script, desc, doing string, progress func(n int), counted bool) *streaming {
+	u := &streaming{s: s, desc: desc, doing: doing, script: script, counted: counted,
 		stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}
-	var err error
-	if u.run, err = s.startStreamingEarly(ctx, u.script, u.stdout, u.stderr); err != nil {
-		return Command{}, nil, u.fail(err)
+	if u.run, u.err = s.startStreamingEarly(ctx, u.script, u.stdout, u.stderr); u.err != nil {
+		u.err = u.fail(u.err)
+		return u
 	}
 	u.src = &countingReader{r: r, progress: progress}
 	var in io.Reader = u.src
@@ -458,25 +457,16 @@ func (s *SSH) upload(ctx context.Context, r io.Reader, p, through string, progre
 		in = u.kept
 	}
 	u.feed = startFeed(u.run, in)
-	if early {
-		select {
-		case <-u.feed.sent:
-			if pid := u.run.group.pgid.Load(); pid > 0 {
-				place := Script("move upload into place", waitScript(pid)+"\n"+renameScript(p, tmp, u.src.count()))
-				return place, sync.OnceValue(func() error { _, err := u.end(ctx, false); return err }), nil
-			}
-		case <-u.feed.ended:
-		case <-ctx.Done():
-		}
-	}
-	place, err := u.end(ctx, true)
-	return place, func() error { return err }, err
+	return u
 }
 
-// uploading is an upload under way.
-type uploading struct {
+// streaming is a script under way, fed an input.
+type streaming struct {
 	s              *SSH
-	p, tmp, script string
+	desc, doing    string
+	script         string
+	counted        bool
+	err            error // the start's failure
 	run            *running
 	src            *countingReader
 	kept           *replayReader // nil unless run is a shell handed over early
@@ -484,15 +474,18 @@ type uploading struct {
 	stdout, stderr *bytes.Buffer
 }
 
-func (u *uploading) fail(err error) error {
-	return fmt.Errorf("upload %s to %s: %w", u.p, u.s.target, err)
+func (u *streaming) fail(err error) error {
+	return fmt.Errorf("%s: %w", u.doing, err)
 }
 
-// end waits for the upload to end and returns the command that moves it
-// into place. With resend, data a shell that had ended swallowed is sent
-// again on a session of its own; without, as once place went out, that
-// is an error.
-func (u *uploading) end(ctx context.Context, resend bool) (Command, error) {
+// end waits for the script to end and returns the bytes sent. With
+// resend, data a shell that had ended swallowed is sent again on a session
+// of its own; without, as once the commands after it went out, that is an
+// error.
+func (u *streaming) end(ctx context.Context, resend bool) (int64, error) {
+	if u.err != nil {
+		return 0, u.err
+	}
 	s := u.s
 	werr, cerr, lost := u.feed.finish(ctx, s, u.run)
 	if lost && resend {
@@ -502,39 +495,39 @@ func (u *uploading) end(ctx context.Context, resend bool) (Command, error) {
 		u.stdout, u.stderr = new(bytes.Buffer), new(bytes.Buffer)
 		var err error
 		if u.run, err = s.startSession(ctx, u.script, u.stdout, u.stderr, true); err != nil {
-			return Command{}, u.fail(err)
+			return 0, u.fail(err)
 		}
 		u.feed = startFeed(u.run, io.MultiReader(bytes.NewReader(u.kept.kept), u.src))
 		werr, cerr, _ = u.feed.finish(ctx, s, u.run)
 	}
 	defer u.run.release()
+	sent := u.src.stop()
 	if werr != nil {
-		sent := u.src.stop()
 		if ctx.Err() != nil {
-			return Command{}, u.fail(ctx.Err())
+			return 0, u.fail(ctx.Err())
 		}
 		if cerr != nil && !errors.Is(cerr, io.EOF) {
 			cause := fmt.Errorf("after %d bytes: %w", sent, cerr)
 			if u.src.sourceFailed() {
-				return Command{}, u.fail(cause) // a broken local archive, not the connection
+				return 0, u.fail(cause) // a broken local source, not the connection
 			}
-			return Command{}, u.fail(s.transportErr(cause))
+			return 0, u.fail(s.transportErr(cause))
 		}
 		u.run.group.flush()
 		res := Result{Stderr: u.stderr.Bytes()}
-		return Command{}, u.fail(s.exitErr("receive upload", &res, werr))
+		return 0, u.fail(s.exitErr(u.desc, &res, werr))
 	}
 	// The remote shell ended cleanly, so it read our end of input: the copy is over.
 	if cerr != nil {
-		return Command{}, u.fail(cerr)
+		return 0, u.fail(cerr)
 	}
-	sent := u.src.stop()
-	out := strings.TrimSpace(u.stdout.String())
-	got, err := strconv.ParseInt(out, 10, 64)
-	if err != nil || got != sent {
-		return Command{}, u.fail(fmt.Errorf("server received %q bytes, sent %d", out, sent))
+	if u.counted {
+		out := strings.TrimSpace(u.stdout.String())
+		if got, err := strconv.ParseInt(out, 10, 64); err != nil || got != sent {
+			return 0, u.fail(fmt.Errorf("server received %q bytes, sent %d", out, sent))
+		}
 	}
-	return Script("move upload into place", renameScript(u.p, u.tmp, sent)), nil
+	return sent, nil
 }
 
 // feeding copies an input into a running command's stdin.

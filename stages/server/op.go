@@ -96,6 +96,20 @@ func (e *UnsafeArchiveError) Error() string {
 
 func (e *UnsafeArchiveError) Unwrap() error { return e.Err }
 
+// NotUnpackedError is a release whose archive, fed to UnpackStream as it
+// was sent, did not unpack whole, and was not uploaded as a file either:
+// uploaded, its SHA-256 check and the staging from it say why.
+type NotUnpackedError struct {
+	Release string
+	Err     error // the script's failure, whose stderr has the unpacking's messages
+}
+
+func (e *NotUnpackedError) Error() string {
+	return fmt.Sprintf("archive of %s: %v", e.Release, e.Err)
+}
+
+func (e *NotUnpackedError) Unwrap() error { return e.Err }
+
 // ArchiveMismatchError is an upload whose SHA-256 is not the archive's.
 type ArchiveMismatchError struct {
 	Path             string

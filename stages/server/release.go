@@ -16,6 +16,7 @@ import (
 const (
 	ExitTreeMismatch  = 80 // StageRelease, VerifyRelease: stdout lists the differences (ParseTreeReport)
 	ExitUnsafeArchive = 81 // StageRelease: an archive entry is absolute, has "..", escapes by symlink or is not a file, dir or symlink
+	ExitNotUnpacked   = 86 // StageRelease: the archive fed to UnpackStream did not unpack whole, and is not on the host
 	// exitTreeUnchecked is verify_tree.sh's: the tree could not be compared.
 	exitTreeUnchecked = 2
 )
@@ -112,14 +113,16 @@ func compressionArg(c string) (string, error) {
 // but not hashed again, and so is a file extracted from an archive that
 // VerifyArchive marked as having s.ArchiveSHA256. Only then is the
 // directory renamed to releases/<id> and the archive, of no more use,
-// removed. When UnpackWhileUploading unpacked the archive as it arrived,
-// its listing is checked first, before the reused files are linked in,
-// and the archive is not extracted again. Any failure removes the staging directory and keeps the
-// archive (Discard removes it); current is never touched. Extracted files get the time of
-// extraction as mtime, so web servers see changed files as new. Exit
-// codes ExitUnsafeArchive and ExitTreeMismatch decode into an
-// *UnsafeArchiveError and a *TreeMismatchError; other failures are returned
-// as they are (IsDiskFull tells a full disk).
+// removed. When UnpackStream unpacked the archive as it arrived, its
+// listing is checked first, before the reused files are linked in, and
+// the archive is not extracted again; every file it extracted is hashed,
+// as no archive on the host vouches for them. Any failure removes the
+// staging directory and keeps the archive (Discard removes it); current
+// is never touched. Extracted files get the time of extraction as mtime,
+// so web servers see changed files as new. Exit codes ExitUnsafeArchive,
+// ExitTreeMismatch and ExitNotUnpacked decode into an
+// *UnsafeArchiveError, a *TreeMismatchError and a *NotUnpackedError;
+// other failures are returned as they are (IsDiskFull tells a full disk).
 func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 	if err := ValidID(s.ID); err != nil {
 		return Op[struct{}]{}, err
@@ -164,7 +167,7 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 		l.StagingDir(s.ID), l.ReleaseDir(s.ID), archive, l.SumsPath(s.ID), l.LinksPath(s.ID), l.MetaDir(), s.ID, prev,
 		strconv.Itoa(ExitUnsafeArchive), strconv.Itoa(ExitTreeMismatch),
 		verifyTreeScript.src, filterAWK.src, checkArchiveAWK.src, reuseLinkScript.src, l.UnpackedDir(s.ID), prevSums,
-		strings.ToLower(s.ArchiveSHA256), compression)
+		strings.ToLower(s.ArchiveSHA256), compression, strconv.Itoa(ExitNotUnpacked))
 	cmd.Stdin = &stdin
 	o := action(cmd)
 	o.failed = func(res remote.Result, code int, err error) error {
@@ -173,30 +176,30 @@ func StageRelease(l Layout, s StageSpec) (Op[struct{}], error) {
 			return &TreeMismatchError{Release: s.ID, Report: ParseTreeReport(res.Stdout)}
 		case ExitUnsafeArchive:
 			return &UnsafeArchiveError{Release: s.ID, Err: err}
+		case ExitNotUnpacked:
+			return &NotUnpackedError{Release: s.ID, Err: err}
 		}
 		return nil
 	}
 	return o, nil
 }
 
-// UnpackWhileUploading is the script an upload of release id's archive,
-// compressed with gzip or zstd, feeds as it arrives
-// (remote.ThroughUploader): it unpacks the archive
-// into releases/.staging-<id> meanwhile, with the listing StageRelease
-// checks, so that StageRelease need not extract it after the upload.
-// Nothing is linked to or switched to the staging directory before
-// StageRelease has checked the listing, the archive's SHA-256 (checked
-// when shipped) and every file; should the unpacking fail, StageRelease
-// extracts the uploaded archive as it does without this script.
-func UnpackWhileUploading(l Layout, id, compression string) (string, error) {
+// UnpackStream is the script to feed release id's archive, compressed
+// with gzip or zstd, as it is sent (remote.Feeder): it unpacks it into
+// releases/.staging-<id> as it arrives, with the listing StageRelease
+// checks, and keeps no copy of the archive. Nothing is linked to or
+// switched to the staging directory before StageRelease has checked the
+// listing and hashed every file; should the unpacking fail, StageRelease
+// fails with a *NotUnpackedError, for the archive to be uploaded instead.
+func UnpackStream(l Layout, id, compression string) (remote.Command, error) {
 	if err := ValidID(id); err != nil {
-		return "", err
+		return remote.Command{}, err
 	}
 	c, err := compressionArg(compression)
 	if err != nil {
-		return "", err
+		return remote.Command{}, err
 	}
-	return unpackStreamScript.line(l.StagingDir(id), l.UnpackedDir(id), c), nil
+	return unpackStreamScript.cmd("unpack release "+id+" as it arrives", l.StagingDir(id), l.UnpackedDir(id), c), nil
 }
 
 // VerifySpec says which differences a live release may have from its

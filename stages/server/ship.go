@@ -140,9 +140,7 @@ func parseDfLine(line string) (DiskUsage, error) {
 // mismatch it prints "expected <sha>" and "actual <sha>" and exits
 // ExitArchiveMismatch, which the Op decodes into an *ArchiveMismatchError.
 // An archive of fastHashMin bytes or more is hashed with openssl where the
-// server has it, unless the upload hashed it as it arrived and left that
-// hash beside it (remote.SumSuffix), which is taken while the archive is
-// still the file hashed. When mark is set (Layout.VerifiedMark), a match is
+// server has it. When mark is set (Layout.VerifiedMark), a match is
 // written there, for StageRelease to trust the files it extracted from
 // this archive.
 func VerifyArchive(path, sha256 string, size int64, mark string) Op[struct{}] {
@@ -150,7 +148,7 @@ func VerifyArchive(path, sha256 string, size int64, mark string) Op[struct{}] {
 	if size >= fastHashMin {
 		fast = "fast"
 	}
-	args := []string{path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch), fast, mark, path + remote.SumSuffix}
+	args := []string{path, strings.ToLower(sha256), strconv.Itoa(ExitArchiveMismatch), fast, mark}
 	o := action(verifyArchiveScript.cmd("verify archive checksum", args...))
 	o.failed = func(res remote.Result, code int, _ error) error {
 		if code != ExitArchiveMismatch {
@@ -180,9 +178,9 @@ func archiveMismatch(path string, stdout []byte) *ArchiveMismatchError {
 }
 
 // RemoveUpload removes the upload of release id, which failed its check,
-// with what unpacking it while it arrived left (UnpackWhileUploading).
+// with what unpacking it as it arrived left (UnpackStream).
 func RemoveUpload(l Layout, id string) remote.Command {
-	return remote.Cmd("remove corrupt upload", "rm", "-rf", "--", l.IncomingPath(id), l.IncomingPath(id)+remote.SumSuffix, l.UnpackedDir(id), l.StagingDir(id))
+	return remote.Cmd("remove corrupt upload", "rm", "-rf", "--", l.IncomingPath(id), l.UnpackedDir(id), l.StagingDir(id))
 }
 
 // ExitCode returns the exit code of a command error (a *remote.ExitError),

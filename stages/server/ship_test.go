@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/testenv"
@@ -89,53 +87,6 @@ func TestVerifyArchive(t *testing.T) {
 		if msg := err.Error(); msg != want {
 			t.Errorf("%s: got  %s\nwant %s", c.name, msg, want)
 		}
-	}
-}
-
-// TestVerifyArchiveTakesTheUploadsHash: the hash an upload left beside the
-// archive (remote.SumSuffix) is taken while it names this very file, so
-// that one lying about the content passes; once the file is written again,
-// or when the hash is not one, the archive is hashed and found out.
-func TestVerifyArchiveTakesTheUploadsHash(t *testing.T) {
-	l := newRoot(t)
-	id := "20260101T000000Z-aaaaaaa"
-	p := l.IncomingPath(id)
-	data := strings.Repeat("archive bytes ", 1000)
-	sum := sha256.Sum256([]byte(data))
-	good := hex.EncodeToString(sum[:])
-	lie := strings.Repeat("ab", 32)
-	identity := func() string {
-		out, err := exec.Command("stat", "-c", "%i %s %y", "--", p).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	verify := func(want string) error {
-		op := VerifyArchive(p, want, int64(len(data)), l.VerifiedMark(id))
-		_, err := op.Decode(run(t, op.Cmd))
-		return err
-	}
-
-	writeFile(t, p, data)
-	writeFile(t, p+remote.SumSuffix, lie+" "+identity()+"\n")
-	if err := verify(lie); err != nil {
-		t.Fatalf("the upload's hash was not taken: %v", err)
-	}
-	if mark, err := os.ReadFile(l.VerifiedMark(id)); err != nil || string(mark) != lie+" "+identity()+"\n" {
-		t.Errorf("mark %q, %v", mark, err)
-	}
-
-	time.Sleep(10 * time.Millisecond)
-	writeFile(t, p, data) // the same bytes, but written since
-	var mismatch *ArchiveMismatchError
-	if err := verify(lie); !errors.As(err, &mismatch) || mismatch.Actual != good {
-		t.Fatalf("a hash naming the file as it was vouched for it after it was written again: %v", err)
-	}
-
-	writeFile(t, p+remote.SumSuffix, "not-a-hash "+identity()+"\n")
-	if err := verify(good); err != nil {
-		t.Errorf("with a broken hash beside it: %v", err)
 	}
 }
 

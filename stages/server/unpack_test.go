@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,45 +18,59 @@ import (
 	"github.com/stagecoach/stagecoach/stages/testenv"
 )
 
-// unpackWhileUploading feeds release id's uploaded gzip archive to the
-// script an upload runs it through, as the transport does while it
-// arrives.
-func unpackWhileUploading(t *testing.T, l Layout, id string) {
+// unpackOnArrival feeds release id's gzip archive, written where an
+// upload would be, to UnpackStream's script, as the transport does while
+// it arrives, and removes it: a feed leaves no archive on the host.
+func unpackOnArrival(t *testing.T, l Layout, id string) {
 	t.Helper()
-	unpackWhileUploadingAs(t, l, id, "gzip")
+	unpackOnArrivalAs(t, l, id, "gzip")
 }
 
-// unpackWhileUploadingAs is unpackWhileUploading for an archive of that
-// compression.
-func unpackWhileUploadingAs(t *testing.T, l Layout, id, compression string) {
+// unpackOnArrivalAs is unpackOnArrival for an archive of that compression.
+func unpackOnArrivalAs(t *testing.T, l Layout, id, compression string) {
 	t.Helper()
-	script, err := UnpackWhileUploading(l, id, compression)
+	cmd, err := UnpackStream(l, id, compression)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(l.IncomingPath(id))
+	data, err := os.ReadFile(l.IncomingPath(id))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	mustRun(t, remote.Command{Desc: "unpack while uploading", Script: script, Stdin: f}, nil)
+	cmd.Stdin = bytes.NewReader(data)
+	mustRun(t, cmd, nil)
+	if err := os.Remove(l.IncomingPath(id)); err != nil {
+		t.Fatal(err)
+	}
+	// Kept where the test can upload it again, as the client would.
+	writeFile(t, filepath.Join(l.MetaDir(), "sent-"+id), string(data))
 }
 
-// TestStageReleaseTakesTheStreamedUnpack: an archive unpacked as it was
-// uploaded is not extracted again (the archive could be anything by now:
-// its SHA-256 was checked when shipped), the previous release's files are
-// linked in after it, and what the unpack left goes.
+// uploadAfterUnpack puts back the archive unpackOnArrival fed, as the
+// client uploads it when staging from the unpacking failed.
+func uploadAfterUnpack(t *testing.T, l Layout, id string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(l.MetaDir(), "sent-"+id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, l.IncomingPath(id), string(data))
+}
+
+// TestStageReleaseTakesTheStreamedUnpack: an archive unpacked as it
+// arrived, of which the host kept no copy, is staged from what it
+// unpacked, the previous release's files are linked in after it, and what
+// the unpack left goes.
 func TestStageReleaseTakesTheStreamedUnpack(t *testing.T) {
 	l := newRoot(t)
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "kept/a.txt"), "a")
 	writeFile(t, filepath.Join(src, "index.html"), "v1")
 	ship(t, l, id1, src, nil, tree(t, src))
-	unpackWhileUploading(t, l, id1)
+	unpackOnArrival(t, l, id1)
 	if b, err := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); err != nil || strings.TrimSpace(string(b)) != "0" {
 		t.Fatalf("unpack outcome %q, %v", b, err)
 	}
-	writeFile(t, l.IncomingPath(id1), "no longer an archive")
 	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
 	if b, err := os.ReadFile(filepath.Join(l.ReleaseDir(id1), "index.html")); err != nil || string(b) != "v1" {
 		t.Fatalf("index.html = %q, %v", b, err)
@@ -62,7 +78,7 @@ func TestStageReleaseTakesTheStreamedUnpack(t *testing.T) {
 
 	writeFile(t, filepath.Join(src, "index.html"), "v2")
 	ship(t, l, id2, src, []string{"./index.html"}, tree(t, src))
-	unpackWhileUploading(t, l, id2)
+	unpackOnArrival(t, l, id2)
 	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id2, PrevID: id1, Reuse: []LinkPair{{"kept/a.txt", "kept/a.txt"}}})).Cmd, nil)
 	if inode(t, filepath.Join(l.ReleaseDir(id1), "kept/a.txt")) != inode(t, filepath.Join(l.ReleaseDir(id2), "kept/a.txt")) {
 		t.Error("kept/a.txt not hard-linked")
@@ -79,13 +95,15 @@ func TestStageReleaseTakesTheStreamedUnpack(t *testing.T) {
 
 // TestStageReleaseChecksTheStreamedUnpack: a streamed unpack that holds a
 // file the manifest does not, or an escaping entry, fails the stage as an
-// extraction would; an unpack that failed is redone from the archive.
+// extraction would; an unpack that failed fails the stage with
+// ExitNotUnpacked and the unpacking's messages, and once the archive is
+// uploaded, staging extracts it and says what is wrong with it.
 func TestStageReleaseChecksTheStreamedUnpack(t *testing.T) {
 	t.Run("escaping symlink", func(t *testing.T) {
 		l := newRoot(t)
 		writeArchive(t, l.IncomingPath(id1), archiveEntry{name: "a.txt", body: "a"}, archiveEntry{name: "web/passwd", link: "../../../../../etc/passwd"})
 		writeLists(t, l, id1, nil)
-		unpackWhileUploading(t, l, id1)
+		unpackOnArrival(t, l, id1)
 		res, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd)
 		if ExitCode(err) != ExitUnsafeArchive || !strings.Contains(string(res.Stderr), "unsafe archive entry web/passwd:") {
 			t.Fatalf("exit %v, want %d naming web/passwd\nstderr: %s", err, ExitUnsafeArchive, res.Stderr)
@@ -98,7 +116,7 @@ func TestStageReleaseChecksTheStreamedUnpack(t *testing.T) {
 		l := newRoot(t)
 		writeArchive(t, l.IncomingPath(id1), archiveEntry{name: "a.txt", body: "a"}, archiveEntry{name: "extra.txt", body: "x"})
 		writeLists(t, l, id1, []TreeEntry{{Path: "a.txt", SHA256: "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"}})
-		unpackWhileUploading(t, l, id1)
+		unpackOnArrival(t, l, id1)
 		if _, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd); ExitCode(err) != ExitTreeMismatch {
 			t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
 		}
@@ -107,11 +125,26 @@ func TestStageReleaseChecksTheStreamedUnpack(t *testing.T) {
 		l := newRoot(t)
 		writeArchive(t, l.IncomingPath(id1), archiveEntry{name: "a.txt", body: "a"}, archiveEntry{name: "../escape", body: "x"})
 		writeLists(t, l, id1, nil)
-		unpackWhileUploading(t, l, id1)
+		unpackOnArrival(t, l, id1)
 		if b, _ := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); strings.TrimSpace(string(b)) == "0" {
 			t.Fatal("tar unpacked a member with .. without failing")
 		}
-		res, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd)
+		stage := mustCmd(StageRelease(l, StageSpec{ID: id1}))
+		res, err := run(t, stage.Cmd)
+		if ExitCode(err) != ExitNotUnpacked || !strings.Contains(string(res.Stderr), "../escape") {
+			t.Fatalf("exit %v, want %d with tar's message on ../escape\nstderr: %s", err, ExitNotUnpacked, res.Stderr)
+		}
+		var notUnpacked *NotUnpackedError
+		if _, err := stage.Decode(res, err); !errors.As(err, &notUnpacked) || notUnpacked.Release != id1 {
+			t.Errorf("decoded as %v, want a *NotUnpackedError", err)
+		}
+		for _, p := range []string{l.UnpackedDir(id1), l.StagingDir(id1)} {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				t.Errorf("%s left behind", p)
+			}
+		}
+		uploadAfterUnpack(t, l, id1)
+		res, err = run(t, stage.Cmd)
 		if ExitCode(err) != ExitUnsafeArchive || !strings.Contains(string(res.Stderr), "unsafe archive entry ../escape:") {
 			t.Fatalf("exit %v, want %d naming ../escape\nstderr: %s", err, ExitUnsafeArchive, res.Stderr)
 		}
@@ -129,14 +162,19 @@ func TestStageReleaseChecksTheStreamedUnpack(t *testing.T) {
 		b[len(b)-8] ^= 0xff // the CRC-32 of the last member
 		writeFile(t, l.IncomingPath(id1), string(b))
 		writeLists(t, l, id1, []TreeEntry{{Path: "a.txt", SHA256: "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"}})
-		unpackWhileUploading(t, l, id1)
+		unpackOnArrival(t, l, id1)
 		if b, _ := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); strings.TrimSpace(string(b)) == "0" {
 			t.Fatal("an archive gunzip fails on unpacked with rc 0")
 		}
 		if _, err := os.ReadFile(filepath.Join(l.StagingDir(id1), "a.txt")); err != nil {
 			t.Fatalf("tar did not get to unpack the entry, so the case is not the one meant: %v", err)
 		}
-		if _, err := run(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd); err == nil {
+		stage := mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd
+		if res, err := run(t, stage); ExitCode(err) != ExitNotUnpacked || !strings.Contains(string(res.Stderr), "crc error") {
+			t.Fatalf("exit %v, want %d with gzip's message\nstderr: %s", err, ExitNotUnpacked, res.Stderr)
+		}
+		uploadAfterUnpack(t, l, id1)
+		if _, err := run(t, stage); err == nil {
 			t.Fatal("staged a release from an archive gunzip fails on")
 		}
 	})
@@ -205,8 +243,9 @@ func TestStageReleaseTrustsUnwrittenReusedFiles(t *testing.T) {
 // TestStageReleaseTrustsAVerifiedArchive: files extracted from an archive
 // that VerifyArchive marked as having the expected SHA-256 are not hashed
 // again, the rest of the tree check still runs, and without that mark,
-// with a stale one, after a failed verification or with the archive
-// written since, every file is hashed.
+// with a stale one, after a failed verification, with the archive written
+// since, or unpacked on arrival (no archive vouches for them), every file
+// is hashed.
 // The manifest list here lies about a.txt, so that only hashing finds it.
 func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 	src := t.TempDir()
@@ -221,12 +260,12 @@ func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 	setUp := func(t *testing.T, streamed bool) (Layout, string) {
 		l := newRoot(t)
 		ship(t, l, id1, src, nil, lying)
-		if streamed {
-			unpackWhileUploading(t, l, id1)
-		}
 		data, err := os.ReadFile(l.IncomingPath(id1))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if streamed {
+			unpackOnArrival(t, l, id1)
 		}
 		sum := sha256.Sum256(data)
 		return l, hex.EncodeToString(sum[:])
@@ -234,41 +273,46 @@ func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 	stage := func(t *testing.T, l Layout, sum string) (remote.Result, error) {
 		return run(t, mustCmd(StageRelease(l, StageSpec{ID: id1, ArchiveSHA256: sum})).Cmd)
 	}
-	for _, streamed := range []bool{true, false} {
-		name := map[bool]string{true: "unpacked while uploaded", false: "extracted at staging"}[streamed]
-		t.Run(name, func(t *testing.T) {
-			l, sum := setUp(t, streamed)
-			mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
-			if _, err := stage(t, l, sum); err != nil {
-				t.Fatalf("a verified archive's files are hashed again: %v", err)
-			}
-		})
-		t.Run(name+", no mark", func(t *testing.T) {
-			l, sum := setUp(t, streamed)
-			res, err := stage(t, l, sum)
-			if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified a.txt") {
-				t.Fatalf("exit %v, stdout %q; want a.txt modified", err, res.Stdout)
-			}
-		})
-		t.Run(name+", stale mark", func(t *testing.T) {
-			l, sum := setUp(t, streamed)
-			writeFile(t, l.VerifiedMark(id1), strings.Repeat("cd", 32)+"\n")
-			if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
-				t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
-			}
-		})
-		t.Run(name+", failed verification", func(t *testing.T) {
-			l, sum := setUp(t, streamed)
-			writeFile(t, l.VerifiedMark(id1), sum+"\n")
-			op := VerifyArchive(l.IncomingPath(id1), strings.Repeat("0", 64), 0, l.VerifiedMark(id1))
-			if _, err := op.Decode(run(t, op.Cmd)); err == nil {
-				t.Fatal("a wrong checksum passed")
-			}
-			if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
-				t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
-			}
-		})
-	}
+	t.Run("verified", func(t *testing.T) {
+		l, sum := setUp(t, false)
+		mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
+		if _, err := stage(t, l, sum); err != nil {
+			t.Fatalf("a verified archive's files are hashed again: %v", err)
+		}
+	})
+	t.Run("no mark", func(t *testing.T) {
+		l, sum := setUp(t, false)
+		res, err := stage(t, l, sum)
+		if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified a.txt") {
+			t.Fatalf("exit %v, stdout %q; want a.txt modified", err, res.Stdout)
+		}
+	})
+	t.Run("stale mark", func(t *testing.T) {
+		l, sum := setUp(t, false)
+		writeFile(t, l.VerifiedMark(id1), strings.Repeat("cd", 32)+"\n")
+		if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
+			t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+		}
+	})
+	t.Run("failed verification", func(t *testing.T) {
+		l, sum := setUp(t, false)
+		writeFile(t, l.VerifiedMark(id1), sum+"\n")
+		op := VerifyArchive(l.IncomingPath(id1), strings.Repeat("0", 64), 0, l.VerifiedMark(id1))
+		if _, err := op.Decode(run(t, op.Cmd)); err == nil {
+			t.Fatal("a wrong checksum passed")
+		}
+		if _, err := stage(t, l, sum); ExitCode(err) != ExitTreeMismatch {
+			t.Fatalf("exit %v, want %d", err, ExitTreeMismatch)
+		}
+	})
+	t.Run("unpacked on arrival, with a mark", func(t *testing.T) {
+		l, sum := setUp(t, true)
+		writeFile(t, l.VerifiedMark(id1), sum+" 1 2 3\n")
+		res, err := stage(t, l, sum)
+		if ExitCode(err) != ExitTreeMismatch || !strings.Contains(string(res.Stdout), "modified a.txt") {
+			t.Fatalf("exit %v, stdout %q; want a.txt modified", err, res.Stdout)
+		}
+	})
 	t.Run("archive written since its check", func(t *testing.T) {
 		l, sum := setUp(t, false)
 		mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
@@ -285,7 +329,6 @@ func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 		entries := append(tree(t, src), TreeEntry{Path: "ghost.txt", SHA256: strings.Repeat("ef", 32)})
 		entries = slices.DeleteFunc(entries, func(e TreeEntry) bool { return e.Path == "index.html" })
 		writeLists(t, l, id1, entries)
-		mustRun(t, VerifyArchive(l.IncomingPath(id1), sum, 0, l.VerifiedMark(id1)).Cmd, nil)
 		res, err := stage(t, l, sum)
 		want := TreeReport{Missing: []string{"ghost.txt"}, Extra: []string{"index.html"}}
 		if got := ParseTreeReport(res.Stdout); ExitCode(err) != ExitTreeMismatch || !reflect.DeepEqual(got, want) {
@@ -308,7 +351,7 @@ func TestStageReleaseZstd(t *testing.T) {
 			t.Fatalf("tar: %v %s", err, out)
 		}
 		if streamed {
-			unpackWhileUploadingAs(t, l, id1, "zstd")
+			unpackOnArrivalAs(t, l, id1, "zstd")
 			if b, err := os.ReadFile(filepath.Join(l.UnpackedDir(id1), "rc")); err != nil || strings.TrimSpace(string(b)) != "0" {
 				t.Fatalf("unpack outcome %q, %v", b, err)
 			}

@@ -47,7 +47,7 @@ func TestShipRefusesZstdToAHostWithout(t *testing.T) {
 	r.Packaged.Manifest.Archive.Compression = archive.Zstd
 	h := r.Hosts[0]
 	h.Prepared, h.PreparedAt = &server.Readiness{Usage: server.DiskUsage{AvailKB: 1 << 30}}, time.Now()
-	err := ship.To(context.Background(), h, r.Packaged)
+	err := ship.To(context.Background(), h, r.Packaged, nil)
 	if err == nil || !strings.Contains(err.Error(), "compressed with zstd, which "+h.Name+" does not have") {
 		t.Fatalf("ship: %v", err)
 	}

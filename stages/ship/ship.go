@@ -1,6 +1,9 @@
 // Package ship sends a packaged release to the hosts: the archive of new
-// files, streamed while it is written or from the written file, verified
-// by SHA-256 on each host, then the lists the tree is verified against.
+// files, streamed while it is written or from the written file, and the
+// lists the tree is verified against. Over SSH a host unpacks the archive
+// as it arrives, keeping no copy, and staging hashes every file it
+// extracted; should that fail, the archive is uploaded as a file, whose
+// SHA-256 is verified on the host before staging extracts it.
 package ship
 
 import (
@@ -32,12 +35,15 @@ import (
 // the archive by Package; Swap hard-links them.
 func Ship(ctx context.Context, rc *run.Context) error {
 	return rc.Each(ctx, "ship "+rc.Plan.Release+" to", func(ctx context.Context, h *fleet.Host) error {
-		return To(ctx, h, rc.Packaged)
+		return To(ctx, h, rc.Packaged, nil)
 	})
 }
 
-// To sends the written archive of p to h and verifies it there.
-func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
+// To sends the written archive of p to h, then runs then's commands
+// (nil: none) in the same round trip as its checks. Only with then, which
+// stages the release, is the archive unpacked as it arrives: staging
+// later, on its own, extracts the uploaded archive.
+func To(ctx context.Context, h *fleet.Host, p *run.Packaged, then Then) error {
 	m := p.Manifest
 	if err := prepare(ctx, h, m, m.Archive.Size+p.Bytes); err != nil {
 		return err
@@ -49,53 +55,53 @@ func To(ctx context.Context, h *fleet.Host, p *run.Packaged) error {
 	defer f.Close()
 	bar := h.Log.NewProgress(ctx, "upload "+ui.Bytes(m.Archive.Size), m.Archive.Size)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	land, err := upload(ctx, h, f, m.Release, m.Archive.Codec(), func(n int) { bar.Add(n) })
+	land, err := send(ctx, h, f, m.Release, m.Archive.Codec(), then != nil, func(n int) { bar.Add(n) })
 	if err != nil {
 		return h.DiskFullOr(err)
 	}
 	defer land.outcome()
 	bar.Finish()
 	h.BytesSent += m.Archive.Size
-	return finish(ctx, h, p, land, nil)
+	return finish(ctx, h, p, land, then)
 }
 
-// landing is how an archive uploaded through a remote.ThroughUploader
-// lands: the command that moves it into place, and the upload's own
-// outcome, which may come after that command went out.
+// landing is how an archive fed to the host's unpacking (remote.Feeder)
+// lands: the command that waits there for the unpacking to end, and the
+// unpacking's own outcome, which may come after that command went out.
 type landing struct {
-	place    remote.Command
-	received func() error
+	wait remote.Command
+	fed  func() error
 }
 
-// outcome waits for the upload's own outcome. Every upload's is awaited,
+// outcome waits for the unpacking's own outcome. Every feed's is awaited,
 // whatever failed first: that also releases its session.
 func (l *landing) outcome() error {
 	if l == nil {
 		return nil
 	}
-	return l.received()
+	return l.fed()
 }
 
-// upload sends release id's archive from r into h's incoming directory.
-// Over a transport that can (remote.ThroughUploader), the host unpacks it
-// into the staging directory as it arrives, so that staging need not
-// extract it afterwards, and the archive is moved into place by the
-// returned landing's command, which finish batches with the checksum's
-// check; else the landing is nil and the archive is in place already.
-func upload(ctx context.Context, h *fleet.Host, r io.Reader, id string, c archive.Compression, progress func(n int)) (*landing, error) {
-	dest := h.Layout.IncomingPath(id)
-	if u, ok := h.Runner.(remote.ThroughUploader); ok {
-		unpack, err := server.UnpackWhileUploading(h.Layout, id, string(c))
-		if err != nil {
-			return nil, err
-		}
-		place, received, err := u.UploadThrough(ctx, r, dest, unpack, progress)
-		if err != nil {
-			return nil, err
-		}
-		return &landing{place: place, received: received}, nil
+// send sends release id's archive from r to h. When staging follows in
+// finish's batch (staged) and the transport can (remote.Feeder), the host
+// unpacks it into the staging directory as it arrives and keeps no copy:
+// the landing's wait goes first in that batch. Else the landing is nil,
+// and the archive is uploaded into h's incoming directory, for staging to
+// extract.
+func send(ctx context.Context, h *fleet.Host, r io.Reader, id string, c archive.Compression, staged bool, progress func(n int)) (*landing, error) {
+	f, ok := h.Runner.(remote.Feeder)
+	if !ok || !staged {
+		return nil, h.Runner.Upload(ctx, r, h.Layout.IncomingPath(id), progress)
 	}
-	return nil, h.Runner.Upload(ctx, r, dest, progress)
+	unpack, err := server.UnpackStream(h.Layout, id, string(c))
+	if err != nil {
+		return nil, err
+	}
+	wait, fed, err := f.Feed(ctx, unpack, r, progress)
+	if err != nil {
+		return nil, err
+	}
+	return &landing{wait: wait, fed: fed}, nil
 }
 
 // prepare readies h for the archive of m: the host must run the
@@ -143,9 +149,14 @@ const zstdMin = 8 << 20
 // (fleet.Host.Prepared) stands for the host's: a long build measures again.
 const preparedFor = 30 * time.Second
 
-// finish moves the uploaded archive into place when land is set (see
-// upload), verifies its SHA-256 on h, then writes the release's lists and
-// manifest there, then runs then's commands, in one round trip.
+// finish checks the archive shipped to h and writes the release's lists
+// and manifest there, then runs then's commands, in one round trip. With
+// land set (see feed), h unpacked the archive as it arrived: the batch
+// waits for that first, and should then's staging find the unpacking
+// incomplete or the tree not matching, the archive is uploaded, checked
+// whole and staged again from the file (resend), whose SHA-256 tells a
+// corrupt archive from a tree that does not match. Without land, the
+// uploaded archive's SHA-256 is verified first.
 func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, then Then) error {
 	m := p.Manifest
 	sums, links, err := server.TreeLists(treeEntries(m.Files))
@@ -156,7 +167,7 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 	if err := m.Encode(&manifest); err != nil {
 		return err
 	}
-	cmd, sent, err := writeMetadata(h.Layout, []metaFile{
+	meta, sent, err := writeMetadata(h.Layout, []metaFile{
 		{h.Layout.SumsPath(m.Release), sums},
 		{h.Layout.LinksPath(m.Release), links},
 		{h.Layout.ManifestPath(m.Release), manifest.Bytes()},
@@ -165,11 +176,12 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 		return err
 	}
 	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size, h.Layout.VerifiedMark(m.Release))
-	cmds := []remote.Command{verify.Cmd, cmd}
+	first := verify.Cmd
 	if land != nil {
-		cmds = append([]remote.Command{land.place}, cmds...)
+		first = land.wait
 	}
-	var receive func([]remote.Result, []error)
+	cmds := []remote.Command{first, meta}
+	var receive func([]remote.Result, []error) error
 	if then != nil {
 		// Should the commands not build, the step they belong to runs
 		// them itself, and says why they fail.
@@ -179,16 +191,14 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 	}
 	results, errs := h.RunBatch(ctx, cmds...)
 	if land != nil {
-		// The upload's own failure says best why the move failed.
+		// The unpacking's own failure says best why the wait failed.
 		if err := land.outcome(); err != nil {
 			return h.DiskFullOr(err)
 		}
 		if errs[0] != nil {
-			return h.DiskFullOr(fmt.Errorf("upload %s to %s: %w", h.Layout.IncomingPath(m.Release), h.Name, errs[0]))
+			return h.DiskFullOr(fmt.Errorf("unpack %s on %s: %w", m.Release, h.Name, errs[0]))
 		}
-		results, errs = results[1:], errs[1:]
-	}
-	if _, err := verify.Decode(results[0], errs[0]); err != nil {
+	} else if _, err := verify.Decode(results[0], errs[0]); err != nil {
 		var corrupt *server.ArchiveMismatchError
 		if errors.As(err, &corrupt) {
 			h.Run(context.WithoutCancel(ctx), server.RemoveUpload(h.Layout, m.Release))
@@ -198,13 +208,41 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 	if err := errs[1]; err != nil {
 		return h.DiskFullOr(err)
 	}
-	if receive != nil {
-		receive(results[2:], errs[2:])
-	}
 	h.BytesSent += sent
+	if receive != nil {
+		if err := receive(results[2:], errs[2:]); land != nil && unverified(err) {
+			return resend(ctx, h, p, then, err)
+		}
+	}
 	h.Shipped = true
 	h.Log.Infof("shipped %s: %s sent, %d files reused, sha256 verified", m.Release, ui.Bytes(h.BytesSent), len(p.Reuse))
 	return nil
+}
+
+// unverified reports whether staging failed for what the archive, as
+// unpacked on arrival, held: it did not unpack whole, or the tree does not
+// match the manifest. A full disk is not the archive's doing.
+func unverified(err error) bool {
+	var notUnpacked *server.NotUnpackedError
+	var mismatch *server.TreeMismatchError
+	return (errors.As(err, &notUnpacked) || errors.As(err, &mismatch)) && !server.IsDiskFull(err)
+}
+
+// resend uploads the written archive of p to h, whose unpacking of it on
+// arrival did not verify (why), and finishes again from the uploaded file.
+func resend(ctx context.Context, h *fleet.Host, p *run.Packaged, then Then, why error) error {
+	m := p.Manifest
+	h.Log.Warnf("%s did not verify as unpacked on arrival (%v); uploading its archive, to check it whole", m.Release, why)
+	f, err := os.Open(p.ArchivePath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := h.Runner.Upload(ctx, f, h.Layout.IncomingPath(m.Release), nil); err != nil {
+		return h.DiskFullOr(err)
+	}
+	h.BytesSent += m.Archive.Size
+	return finish(ctx, h, p, nil, then)
 }
 
 // metaFile is a file of release metadata to write on the host.

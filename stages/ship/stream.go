@@ -26,9 +26,11 @@ func Prepare(ctx context.Context, rc *run.Context, hosts []*fleet.Host, p *run.P
 }
 
 // Then is work for a host's last ship round trip, run once its archive is
-// verified: commands, and the receiver of their results, which reports
-// them itself. Staging goes there, sparing a round trip of its own.
-type Then func(h *fleet.Host, p *run.Packaged) (cmds []remote.Command, receive func([]remote.Result, []error), err error)
+// checked: commands, and the receiver of their results, which records how
+// they went for the step they belong to to report, and returns that. Staging
+// goes there, sparing a round trip of its own; its failure for the archive
+// unpacked on arrival has the archive sent again (see finish).
+type Then func(h *fleet.Host, p *run.Packaged) (cmds []remote.Command, receive func([]remote.Result, []error) error, err error)
 
 // Stream runs write, which writes the archive of p, and uploads what it
 // writes to every host of hosts at once, so compressing and uploading
@@ -79,7 +81,7 @@ func streamTo(ctx context.Context, h *fleet.Host, p *run.Packaged, pr *io.PipeRe
 	// The compressed size is unknown while it is written: no total.
 	bar := h.Log.NewProgress(ctx, "upload", -1)
 	defer bar.Stop() // a failed upload leaves no bar on the terminal
-	land, err := upload(ctx, h, pr, p.Manifest.Release, p.Compression, func(n int) { bar.Add(n) })
+	land, err := send(ctx, h, pr, p.Manifest.Release, p.Compression, then != nil, func(n int) { bar.Add(n) })
 	pr.CloseWithError(err)
 	if err != nil {
 		return h.DiskFullOr(err)

@@ -179,7 +179,7 @@ func TestStreamThenToTheRest(t *testing.T) {
 		t.Fatalf("write: %v; ship: %v\n%s", werr, err, e.Log)
 	}
 	err := r.Fleet.Each(context.Background(), r.Hosts[1:], "ship", func(ctx context.Context, h *fleet.Host) error {
-		return ship.To(ctx, h, r.Packaged)
+		return ship.To(ctx, h, r.Packaged, nil)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -175,7 +175,7 @@ func TestToFailures(t *testing.T) {
 			if tt.change != nil {
 				tt.change(t, r.Packaged)
 			}
-			err := ship.To(context.Background(), r.Hosts[0], r.Packaged)
+			err := ship.To(context.Background(), r.Hosts[0], r.Packaged, nil)
 			if err == nil {
 				t.Fatal("shipped")
 			}

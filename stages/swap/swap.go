@@ -96,14 +96,16 @@ func Stage(ctx context.Context, rc *run.Context, h *fleet.Host) error {
 
 // StageBatch is Stage of the release of m as commands for the ship's last
 // round trip, which runs them once the archive is verified, sparing one of
-// their own: receive takes their results, which Stage then reports.
-func StageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) (cmds []remote.Command, receive func([]remote.Result, []error), err error) {
+// their own: receive takes their results, which Stage then reports, and
+// returns how staging went.
+func StageBatch(rc *run.Context, h *fleet.Host, m *archive.Manifest) (cmds []remote.Command, receive func([]remote.Result, []error) error, err error) {
 	cmds, decode, err := stageBatch(rc, h, m)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cmds, func(results []remote.Result, errs []error) {
+	return cmds, func(results []remote.Result, errs []error) error {
 		h.StagedWithShip, h.StageErr = true, decode(results, errs)
+		return h.StageErr
 	}, nil
 }
 

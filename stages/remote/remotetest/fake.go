@@ -54,7 +54,10 @@ type Fake struct {
 	conns []*conn // conns[0] is the Fake's own, made on first use
 }
 
-var _ remote.Runner = (*Fake)(nil)
+var (
+	_ remote.Runner = (*Fake)(nil)
+	_ remote.Feeder = (*Fake)(nil)
+)
 
 // New returns a Fake called name passing unanswered calls to inner (nil:
 // they succeed with empty output). The Fake does not close inner.
@@ -153,6 +156,11 @@ func (f *Fake) RunBatch(ctx context.Context, cmds []remote.Command) ([]remote.Re
 // the Fake receives it itself, by Inner when it does.
 func (f *Fake) Upload(ctx context.Context, r io.Reader, path string, progress func(n int)) error {
 	return f.own().Upload(ctx, r, path, progress)
+}
+
+// Feed is remote.Feeder's: see conn.Feed.
+func (f *Fake) Feed(ctx context.Context, cmd remote.Command, r io.Reader, progress func(n int)) (remote.Command, func() error, error) {
+	return f.own().Feed(ctx, cmd, r, progress)
 }
 
 // ReadFile answers by the rules (Stdout is the content) or asks Inner.
@@ -497,6 +505,28 @@ func (c *conn) Upload(ctx context.Context, r io.Reader, path string, progress fu
 		return err
 	}
 	return c.failure(call, &remote.ExitError{Target: c.Target(), Desc: "receive upload", Code: a.code, Stderr: a.stderr})
+}
+
+// Feed runs cmd with r on its input as Run does, then returns: the wait
+// it returns does nothing, and fed returns how cmd went.
+func (c *conn) Feed(ctx context.Context, cmd remote.Command, r io.Reader, progress func(n int)) (remote.Command, func() error, error) {
+	cmd.Stdin = &progressReader{r: r, progress: progress}
+	_, err := c.Run(ctx, cmd)
+	return remote.Script("wait for "+cmd.Desc, ":"), func() error { return err }, nil
+}
+
+// progressReader reports what is read through it.
+type progressReader struct {
+	r        io.Reader
+	progress func(int)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 && p.progress != nil {
+		p.progress(n)
+	}
+	return n, err
 }
 
 func (c *conn) ReadFile(ctx context.Context, path string) (b []byte, err error) {

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS ARCHIVE_SHA256 COMPRESSION
+# stage_release.sh STAGING FINAL ARCHIVE SUMS LINKS META ID PREV EXIT_UNSAFE EXIT_MISMATCH VERIFY_TREE_SH FILTER_AWK CHECK_ARCHIVE_AWK REUSE_LINK_SH UNPACKED PREV_SUMS ARCHIVE_SHA256 COMPRESSION EXIT_NOT_UNPACKED
 #
 # Assembles release ID in STAGING: hard-links the files listed on stdin
 # (NUL-separated, as reuse_link.sh takes them) from the previous release
@@ -13,7 +13,10 @@
 # uploaded and left UNPACKED/rc saying tar succeeded, the archive is not
 # extracted again: its listing is checked first, before anything is
 # linked, then the previous release's files are linked in. Otherwise
-# STAGING is removed and the archive extracted as above.
+# STAGING is removed and the archive extracted as above; when there is no
+# ARCHIVE either (it was only fed to unpack_stream.sh), staging fails with
+# EXIT_NOT_UNPACKED, the unpacking's messages on stderr, for the client to
+# upload the archive.
 #
 # Once verified, the release's SUMS is touched: its mtime says when every
 # file of the release last matched. A file hard-linked from PREV (same
@@ -29,7 +32,7 @@ umask 022
 st=$1 final=$2 archive=$3 sums=$4 links=$5 meta=$6 id=$7 prev=$8
 exit_unsafe=$9 exit_mismatch=${10}
 verify_tree_sh=${11} filter_awk=${12} check_archive_awk=${13} reuse_link_sh=${14}
-unpacked=${15} prev_sums=${16:-} archive_sha=${17:-}
+unpacked=${15} prev_sums=${16:-} archive_sha=${17:-} exit_not_unpacked=${19:-1}
 case ${18:-gzip} in
 gzip) z=-z ;;
 *) z=--use-compress-program=zstd ;;
@@ -61,6 +64,11 @@ link_previous() {
     (cd "$prev" && xargs -0 -r sh -c "$reuse_link_sh" reuse_link.sh "$st")
   fi
 }
+if [ -z "$streamed" ] && [ ! -f "$archive" ]; then
+  echo "not unpacked whole as it arrived, nor uploaded as a file" >&2
+  cat -- "$unpacked/errors" >&2 2>/dev/null || :
+  exit "$exit_not_unpacked"
+fi
 if [ -n "$streamed" ]; then
   # Unpacked while it was uploaded: check what was extracted before
   # linking anything into it.
@@ -121,6 +129,5 @@ vrc=0
 if [ "$vrc" -eq 1 ]; then exit "$exit_mismatch"; elif [ "$vrc" -ne 0 ]; then exit 1; fi
 mv -T "$st" "$final"
 touch -- "$sums" || :
-# Staging verified every file of the archive: it is of no more use, nor
-# the hash its upload left beside it (remote.SumSuffix).
-rm -f -- "$archive" "$archive.sha256" || :
+# Staging verified every file of the archive: it is of no more use.
+rm -f -- "$archive" || :

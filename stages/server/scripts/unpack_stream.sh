@@ -6,11 +6,12 @@
 # finds the files in place instead of extracting them after the upload.
 # Staging is not live: nothing links to it or switches to it until
 # stage_release.sh has checked the listing for unsafe entries, the
-# archive's SHA-256 and every file. OUT receives the listing and, last,
-# "rc", 0 when the decompressor and tar both succeeded; without rc 0
-# stage_release.sh extracts the archive anew. It always reads its input to
-# the end, so the upload goes on whatever tar did. COMPRESSION is the
-# archive's, gzip or zstd.
+# every file. OUT receives the listing, the decompressor's and tar's
+# messages ("errors") and, last, "rc", 0 when both succeeded; without rc 0
+# stage_release.sh extracts the uploaded archive instead, or, when the
+# archive was only fed to this script, fails for the client to upload it.
+# It always reads its input to the end, so the feed goes on whatever tar
+# did. COMPRESSION is the archive's, gzip or zstd.
 umask 022
 st=$1 out=$2 compression=$3
 rm -rf -- "$st" "$out"
@@ -23,15 +24,15 @@ decompress() {
   case $compression in
   gzip) gzip -dc ;;
   *) zstd -dc ;;
-  esac 2>/dev/null || : > "$out/undecompressed"
+  esac || : > "$out/undecompressed"
 }
 rc=1
 if mkdir -p -- "$out" "$st"; then
   rc=0
   # 64 KiB records, the most a pipe gives at a time, where tar's default
   # of 10 KiB takes six reads for as much.
-  decompress | tar -b 128 -xvv --numeric-owner --quoting-style=escape -f - -C "$st" \
-    --no-same-owner --same-permissions --delay-directory-restore --touch > "$out/listing" 2>/dev/null || rc=$?
+  decompress 2>> "$out/errors" | tar -b 128 -xvv --numeric-owner --quoting-style=escape -f - -C "$st" \
+    --no-same-owner --same-permissions --delay-directory-restore --touch > "$out/listing" 2>> "$out/errors" || rc=$?
   if [ -e "$out/undecompressed" ] && [ "$rc" -eq 0 ]; then rc=1; fi
 fi
 cat > /dev/null

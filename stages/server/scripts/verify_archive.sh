@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# verify_archive.sh ARCHIVE SHA256 EXIT_MISMATCH [FAST [MARK [SUM]]]
+# verify_archive.sh ARCHIVE SHA256 EXIT_MISMATCH [FAST [MARK]]
 #
 # Exits EXIT_MISMATCH, printing "expected <sha>" and "actual <sha>", when
 # ARCHIVE's SHA-256 is not SHA256 (lowercase hex). When it matches and MARK
@@ -8,10 +8,7 @@
 # that the files it extracts from ARCHIVE, unless ARCHIVE was written
 # since, are the client's.
 #
-# SUM is the hash the upload made of ARCHIVE as it arrived, with the same
-# identity (see remote.SumSuffix): while ARCHIVE is still that file, its
-# SHA-256 is taken from there instead of reading it again. Otherwise, with
-# FAST set (a large archive), openssl hashes it where the server has it:
+# With FAST set (a large archive), openssl hashes it where the server has it:
 # it uses the CPU's SHA extensions, 8 times faster than coreutils'
 # sha256sum, but takes about 10 ms to start. Should openssl fail,
 # sha256sum hashes it.
@@ -19,14 +16,8 @@ set -e
 # A mark left by an earlier check of this release's archive must not
 # vouch for this one.
 if [ -n "${5:-}" ] && [ -e "$5" ]; then rm -f -- "$5"; fi
-sum='' id=''
-if [ -n "${6:-}" ] && [ -f "$6" ] && read -r line < "$6"; then
-  id=$(stat -c '%i %s %y' -- "$1")
-  made=${line%% *}
-  case $made in *[!0-9a-f]*) made='' ;; esac
-  if [ ${#made} -eq 64 ] && [ "$line" = "$made $id" ]; then sum=$made; fi
-fi
-if [ -z "$sum" ] && [ -n "${4:-}" ] && command -v openssl >/dev/null 2>&1; then
+sum=''
+if [ -n "${4:-}" ] && command -v openssl >/dev/null 2>&1; then
   sum=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) || sum=
   sum=${sum%% *}
   # Anything but 64 hex digits: openssl did not hash it.
@@ -44,6 +35,5 @@ if [ "$sum" != "$2" ]; then
 fi
 if [ -n "${5:-}" ]; then
   [ -d "${5%/*}" ] || mkdir -p -- "${5%/*}"
-  [ -n "$id" ] || id=$(stat -c '%i %s %y' -- "$1")
-  echo "$sum $id" > "$5"
+  echo "$sum $(stat -c '%i %s %y' -- "$1")" > "$5"
 fi
