@@ -76,8 +76,8 @@ const rawWindow = 7 << 3
 // rawFrame writes one zstd frame of raw (uncompressed) blocks: the magic
 // number, a frame header without content size, checksum or dictionary,
 // then blocks of at most rawBlockMax bytes, the last one flagged. Its
-// integrity rests on the archive's SHA-256, as the stored gzip members'
-// did.
+// integrity rests on the SHA-256 of each file unpacked from it, or of the
+// archive when it is uploaded as a file.
 type rawFrame struct {
 	w       io.Writer
 	buf     []byte

@@ -13,7 +13,7 @@ import (
 
 // TestDeployZstdOverSSH deploys, over a real sshd, a release with 9 MiB
 // to send (an image): every host has zstd, so the archive is zstd, its
-// image stored in raw blocks, unpacked while uploaded, verified and
+// image stored in raw blocks, unpacked as it arrives, verified and
 // served whole. The small change after it goes as gzip, the image reused.
 func TestDeployZstdOverSSH(t *testing.T) {
 	testenv.RequireTool(t, "zstd", "apt-get install -y zstd")

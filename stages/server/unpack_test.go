@@ -337,7 +337,7 @@ func TestStageReleaseTrustsAVerifiedArchive(t *testing.T) {
 	})
 }
 
-// TestStageReleaseZstd: a zstd archive is unpacked while uploaded and at
+// TestStageReleaseZstd: a zstd archive is unpacked on arrival and at
 // staging alike.
 func TestStageReleaseZstd(t *testing.T) {
 	testenv.RequireTool(t, "zstd", "apt-get install zstd")

@@ -4,7 +4,9 @@
 # or a ".." component, or is a symlink whose target leaves the release or
 # whose line does not split into one name and one target at " -> "; it
 # exits 1 when it printed any. GNU tar refuses most of these by itself: this
-# is a second fence, the archive's SHA-256 being the real guarantee.
+# is a second fence, the tree's check against the manifest being the real
+# guarantee. Staging also counts on it refusing hard links: only its own
+# links from the live release give a file of the release more than one.
 function bad(why, name) { print "unsafe archive entry " name ": " why; n++ }
 {
   t = substr($0, 1, 1); rest = $0

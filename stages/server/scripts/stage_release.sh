@@ -19,10 +19,9 @@
 # upload the archive.
 #
 # Once verified, the release's SUMS is touched: its mtime says when every
-# file of the release last matched. A file hard-linked from PREV (same
-# path, same inode) that is not newer than PREV_SUMS has not been written
-# since PREV was verified, so it is checked for being there but not hashed
-# again. So is a file extracted from ARCHIVE when verify_archive.sh found
+# file of the release last matched. A file hard-linked from PREV that is
+# not newer than PREV_SUMS has not been written since PREV was verified,
+# so it is checked for being there but not hashed again. So is a file extracted from ARCHIVE when verify_archive.sh found
 # it has ARCHIVE_SHA256 and left UNPACKED/verified saying so, and ARCHIVE
 # was not written since: the client packed each file only once it matched
 # its manifest entry, so the archive's SHA-256 vouches for every file in
@@ -70,7 +69,7 @@ if [ -z "$streamed" ] && [ ! -f "$archive" ]; then
   exit "$exit_not_unpacked"
 fi
 if [ -n "$streamed" ]; then
-  # Unpacked while it was uploaded: check what was extracted before
+  # Unpacked as it arrived: check what was extracted before
   # linking anything into it.
   awk "$check_archive_awk" "$unpacked/listing" >&2 || exit "$exit_unsafe"
   link_previous
@@ -105,15 +104,13 @@ if [ "$trc" -ne 0 ]; then
 fi
 : > "$tmp/trusted"
 if [ -n "$prev" ] && [ -n "$prev_sums" ] && [ -f "$prev_sums" ]; then
-  # Names with a newline or a backslash would not list as one line each:
-  # such files are hashed.
+  # A file with more than one link was linked here from PREV: tar gives
+  # each file it extracts one link and the time of extraction, and the
+  # listing refuses an archive's hard-link entries. Names with a newline
+  # or a backslash would not list as one line each: such files are hashed.
   nl='
 '
-  (cd "$prev" && find . -type f ! -newer "$prev_sums" ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') > "$tmp/prev-files"
-  (cd "$st" && find . -type f -links +1 ! -path "*$nl*" ! -path '*\\*' -printf '%i %P\n') > "$tmp/linked"
-  # The lines (inode and path) both lists have, joined in one pass.
-  LC_ALL=C awk 'FNR == NR { prev[$0] = 1; next } $0 in prev { sub(/^[0-9]+ /, ""); print }' \
-    "$tmp/prev-files" "$tmp/linked" > "$tmp/trusted"
+  (cd "$st" && find . -type f -links +1 ! -newer "$prev_sums" ! -path "*$nl*" ! -path '*\\*' -printf '%P\n') > "$tmp/trusted"
 fi
 mark=
 if [ -n "$archive_sha" ] && [ -f "$unpacked/verified" ]; then read -r mark < "$unpacked/verified" || :; fi
