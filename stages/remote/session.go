@@ -441,8 +441,9 @@ func (s *SSH) Feed(ctx context.Context, cmd Command, r io.Reader, progress func(
 // persistent shell when there is one, the data following the request at
 // once; should that shell turn out to have ended, the data read so far is
 // sent again on a session of its own (see streaming.end). desc names the
-// script, doing what it was fed for, in errors. With counted, the script
-// prints the bytes it received, which end checks.
+// script in its exit error, and doing the whole operation in every error
+// returned. With counted, the script prints the bytes it received, which
+// end checks.
 func (s *SSH) stream(ctx context.Context, r io.Reader, script, desc, doing string, progress func(n int), counted bool) *streaming {
 	u := &streaming{s: s, desc: desc, doing: doing, script: script, counted: counted,
 		stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}

@@ -150,7 +150,7 @@ const preparedFor = 30 * time.Second
 
 // finish checks the archive shipped to h and writes the release's lists
 // and manifest there, then runs then's commands, in one round trip. With
-// land set (see feed), h unpacked the archive as it arrived: the batch
+// land set (see send), h unpacked the archive as it arrived: the batch
 // waits for that first, and should then's staging find the unpacking
 // incomplete or the tree not matching, the archive is uploaded, checked
 // whole and staged again from the file (resend), whose SHA-256 tells a
@@ -214,7 +214,11 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 		}
 	}
 	h.Shipped = true
-	h.Log.Infof("shipped %s: %s sent, %d files reused, sha256 verified", m.Release, ui.Bytes(h.BytesSent), len(p.Reuse))
+	checked := "sha256 verified"
+	if land != nil {
+		checked = "unpacked as it arrived" // staging says how every file compared
+	}
+	h.Log.Infof("shipped %s: %s sent, %d files reused, %s", m.Release, ui.Bytes(h.BytesSent), len(p.Reuse), checked)
 	return nil
 }
 
