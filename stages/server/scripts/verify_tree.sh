@@ -98,20 +98,24 @@ if [ "$rc" -ne 0 ] && [ ! -s "$tmp/report" ]; then
   echo "sha256sum could not check the list $sums" >&2
   exit 2
 fi
-# Every file and symlink there must be listed (in the sums, or before
-# " -> " in the links), extra regular files below EXTRA_OK aside.
-find . -mindepth 1 \( -type f -o -type l \) -printf '%P\n' | awk -v kind=plain "$filter_awk" > "$tmp/have"
+# One walk of the tree: every file and symlink there must be listed (in
+# the sums, or before " -> " in the links), extra regular files below
+# EXTRA_OK aside; nothing else but directories may be there; and every
+# listed symlink must be there, pointing where the list says. Symlinks
+# list as "l PATH -> TARGET", anything else as its type letter and path.
+find . -mindepth 1 ! -type d \( -type l -printf 'l %P -> %l\n' -o -printf '%y %P\n' \) |
+  awk -v kind=typed "$filter_awk" > "$tmp/have"
 LC_ALL=C awk -v ok="$extra_ok" '
   FILENAME == ARGV[1] { want[substr($0, 67)] = 1; next }
-  FILENAME == ARGV[2] { i = index($0, " -> "); want[i ? substr($0, 1, i - 1) : $0] = 1; next }
-  !($0 in want) && (ok == "" || index($0, ok "/") != 1) { print "extra " $0 }' \
-  "$tmp/sums" "$tmp/links" "$tmp/have" | LC_ALL=C sort >> "$tmp/report"
-find . -mindepth 1 ! -type f ! -type l ! -type d -printf 'extra %P\n' >> "$tmp/report"
-# Every listed symlink must be there, pointing where the list says.
-find . -mindepth 1 -type l -printf '%P -> %l\n' | awk -v kind=links "$filter_awk" > "$tmp/havelinks"
-LC_ALL=C awk '
-  FILENAME == ARGV[1] { have[$0] = 1; next }
-  !($0 in have) { i = index($0, " -> "); print "badlink " (i ? substr($0, 1, i - 1) : $0) }' \
-  "$tmp/havelinks" "$tmp/links" | LC_ALL=C sort >> "$tmp/report"
+  FILENAME == ARGV[2] { links[$0] = 1; i = index($0, " -> "); want[i ? substr($0, 1, i - 1) : $0] = 1; next }
+  {
+    t = substr($0, 1, 1); p = substr($0, 3)
+    if (t == "l") { have[p] = 1; p = substr(p, 1, index(p, " -> ") - 1) }
+    if (t != "f" && t != "l") print "extra " p
+    else if (!(p in want) && (ok == "" || index(p, ok "/") != 1)) print "extra " p
+  }
+  END {
+    for (l in links) if (!(l in have)) { i = index(l, " -> "); print "badlink " (i ? substr(l, 1, i - 1) : l) }
+  }' "$tmp/sums" "$tmp/links" "$tmp/have" | LC_ALL=C sort -k1,1r -k2 >> "$tmp/report"
 cat "$tmp/report"
 [ ! -s "$tmp/report" ]
