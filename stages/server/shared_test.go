@@ -3,7 +3,9 @@ package server
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -107,5 +109,45 @@ func TestRunInAndEnv(t *testing.T) {
 	}
 	if _, err := FormatEnv(map[string]string{"1BAD": "x"}); err == nil {
 		t.Error("bad name accepted")
+	}
+}
+
+// TestVerifyReportsWhatTheWalkFinds: the one walk of a verified release
+// reports as extra an unlisted file, an unlisted symlink and an entry that
+// is neither a file nor a symlink, and as a bad link a listed symlink that
+// points elsewhere; what lies behind a shared link is not walked.
+func TestVerifyReportsWhatTheWalkFinds(t *testing.T) {
+	l := newRoot(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "app.txt"), "app")
+	if err := os.Symlink("app.txt", filepath.Join(src, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	ship(t, l, id1, src, nil, tree(t, src))
+	mustRun(t, mustCmd(StageRelease(l, StageSpec{ID: id1})).Cmd, nil)
+	shared := []string{"data"}
+	mustRun(t, mustCmd(LinkShared(l, id1, shared)), nil)
+	writeFile(t, filepath.Join(l.SharedDir(), "data/db.sqlite"), "rows")
+	spec := VerifySpec{Shared: shared}
+	mustRun(t, mustCmd(VerifyRelease(l, id1, spec)).Cmd, nil)
+
+	dir := l.ReleaseDir(id1)
+	writeFile(t, filepath.Join(dir, "extra dir/x.txt"), "x")
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("app.txt", filepath.Join(dir, "stray")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "latest")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t, mustCmd(VerifyRelease(l, id1, spec)).Cmd)
+	want := TreeReport{Extra: []string{"extra dir/x.txt", "pipe", "stray"}, BadLinks: []string{"latest"}}
+	if got := ParseTreeReport(res.Stdout); ExitCode(err) != ExitTreeMismatch || !reflect.DeepEqual(got, want) {
+		t.Errorf("exit %v, report %+v; want %+v", err, got, want)
 	}
 }
