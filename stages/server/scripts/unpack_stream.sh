@@ -1,11 +1,11 @@
 # shellcheck shell=sh
 # unpack_stream.sh STAGING OUT COMPRESSION
 #
-# Fed the archive on stdin while it is uploaded: unpacks it into STAGING
-# as it arrives, with the listing stage_release.sh checks, so that staging
-# finds the files in place instead of extracting them after the upload.
+# Fed the archive on stdin as it is sent (remote.Feed), of which it keeps
+# no copy: unpacks it into STAGING as it arrives, with the listing
+# stage_release.sh checks, so that staging finds the files in place.
 # Staging is not live: nothing links to it or switches to it until
-# stage_release.sh has checked the listing for unsafe entries, the
+# stage_release.sh has checked the listing for unsafe entries and hashed
 # every file. OUT receives the listing, the decompressor's and tar's
 # messages ("errors") and, last, "rc", 0 when both succeeded; without rc 0
 # stage_release.sh extracts the uploaded archive instead, or, when the
@@ -15,7 +15,7 @@
 umask 022
 st=$1 out=$2 compression=$3
 rm -rf -- "$st" "$out"
-# The decompressor reads the upload itself: given -z or
+# The decompressor reads the stream itself: given -z or
 # --use-compress-program, GNU tar would fork a process of its own to copy
 # a piped archive into it, which costs a host a tenth of its CPU for the
 # upload. A failing decompressor leaves a mark, since the pipeline's
