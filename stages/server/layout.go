@@ -117,8 +117,9 @@ func (l Layout) IncomingPath(id string) string {
 	return l.join(".stagecoach", "incoming", id+".archive")
 }
 
-// UnpackedDir is where unpacking release id's archive while it is
-// uploaded leaves its listing and outcome for StageRelease.
+// UnpackedDir is where unpacking release id's archive as it arrives
+// (UnpackStream) leaves its listing, messages and outcome for
+// StageRelease.
 func (l Layout) UnpackedDir(id string) string {
 	return l.join(".stagecoach", "incoming", id+".unpacked")
 }
