@@ -174,10 +174,13 @@ func finish(ctx context.Context, h *fleet.Host, p *run.Packaged, land *landing, 
 	if err != nil {
 		return err
 	}
-	verify := server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size, h.Layout.VerifiedMark(m.Release))
-	first := verify.Cmd
+	var verify server.Op[struct{}]
+	var first remote.Command
 	if land != nil {
 		first = land.wait
+	} else {
+		verify = server.VerifyArchive(h.Layout.IncomingPath(m.Release), m.Archive.SHA256, m.Archive.Size, h.Layout.VerifiedMark(m.Release))
+		first = verify.Cmd
 	}
 	cmds := []remote.Command{first, meta}
 	var receive func([]remote.Result, []error) error

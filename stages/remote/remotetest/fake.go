@@ -507,26 +507,16 @@ func (c *conn) Upload(ctx context.Context, r io.Reader, path string, progress fu
 	return c.failure(call, &remote.ExitError{Target: c.Target(), Desc: "receive upload", Code: a.code, Stderr: a.stderr})
 }
 
-// Feed runs cmd with r on its input as Run does, then returns: the wait
-// it returns does nothing, and fed returns how cmd went.
+// Feed reads r to its end, reporting progress, then runs cmd with it on
+// its input as Run does: the wait it returns does nothing, and fed returns
+// how cmd went.
 func (c *conn) Feed(ctx context.Context, cmd remote.Command, r io.Reader, progress func(n int)) (remote.Command, func() error, error) {
-	cmd.Stdin = &progressReader{r: r, progress: progress}
-	_, err := c.Run(ctx, cmd)
-	return remote.Script("wait for "+cmd.Desc, ":"), func() error { return err }, nil
-}
-
-// progressReader reports what is read through it.
-type progressReader struct {
-	r        io.Reader
-	progress func(int)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 && p.progress != nil {
-		p.progress(n)
+	data, err := readAll(ctx, r, progress)
+	if err == nil {
+		cmd.Stdin = bytes.NewReader(data)
+		_, err = c.Run(ctx, cmd)
 	}
-	return n, err
+	return remote.Script("wait for "+cmd.Desc, ":"), func() error { return err }, nil
 }
 
 func (c *conn) ReadFile(ctx context.Context, path string) (b []byte, err error) {
