@@ -112,7 +112,7 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 // A lock held by another deploy is broken at once, with a warning, when
 // its holder is provably dead (see holderDead); a stale one only when
 // breakStale is set. Once per call: a lock retaken after this run broke
-// one is not broken again. Else, for up to f.LockWait, the lock is polled
+// one, or found changed by a break, is not broken again. Else, for up to f.LockWait, the lock is polled
 // until it is free or breakable.
 func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bool, first func(server.Op[struct{}]) error) error {
 	m := thisMachine()
@@ -128,9 +128,10 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 	}
 	ttl := f.Lease.TTL
 	var (
-		broke    string
-		deadline time.Time // of the wait, set at the first refusal
-		waiting  bool      // the wait was logged
+		broke        string
+		breakRefused bool      // a break found the lock changed
+		deadline     time.Time // of the wait, set at the first refusal
+		waiting      bool      // the wait was logged
 	)
 	for attempt := 0; ; attempt++ {
 		if attempt == 0 && first != nil {
@@ -147,33 +148,22 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 			return err
 		}
 		held := locked.Held
-		if broke == "" && held.Info.Token == "" && held.Stale(ttl) {
-			// No info: an older take, which made the lock and then
-			// wrote into it, was killed part-way. No live deploy leaves
-			// a lock so for longer than an instant (today's takes put
-			// it in place whole), so once past the lease it is dead.
-			if _, err := h.Run(ctx, server.BreakLock(h.Layout, "", ttl)); err != nil {
-				return fmt.Errorf("break deploy lock left without a holder: %w", err)
-			}
-			broke = "a deploy killed while taking the lock"
-			h.Log.Warnf("broke a deploy lock without holder info (%s old): a deploy of an older Stagecoach was killed while taking it", held.Age.Round(time.Second))
-			continue
-		}
-		if broke == "" {
-			if holderDead(held.Info) {
-				if _, err := h.Run(ctx, server.BreakDeadLock(h.Layout, held.Info.Token)); err != nil {
-					return fmt.Errorf("break dead deploy lock: %w", err)
+		if broke == "" && !breakRefused {
+			if brk, ok := breaking(h.Layout, held, ttl, breakStale); ok {
+				_, err := server.Run(ctx, h, brk.op)
+				var changed *server.LockBreakRefusedError
+				switch {
+				case errors.As(err, &changed):
+					// Released, renewed or taken by another deploy since
+					// it was read: taken or waited for as any lock is.
+					breakRefused = true
+					h.Log.Infof("%v", changed)
+					continue
+				case err != nil:
+					return err
 				}
-				broke = describeHolder(held.Info) + ", process gone"
-				h.Log.Warnf("broke the deploy lock of %s: that deploy is dead, its process is gone from this machine", describeHolder(held.Info))
-				continue
-			}
-			if breakStale && held.Stale(ttl) {
-				if _, err := h.Run(ctx, server.BreakLock(h.Layout, held.Info.Token, ttl)); err != nil {
-					return fmt.Errorf("break stale lock: %w", err)
-				}
-				broke = describeHolder(held.Info)
-				h.Log.Warnf("broke stale deploy lock of %s", broke)
+				broke = brk.what
+				h.Log.Warnf("%s", brk.warning)
 				continue
 			}
 		}
@@ -201,6 +191,36 @@ func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bo
 	h.lease = &lease{token: info.Token, stop: stop, done: make(chan struct{}), broke: broke}
 	go f.heartbeat(hbCtx, h, h.lease)
 	return nil
+}
+
+// lockBreak is how a held lock is broken.
+type lockBreak struct {
+	op      server.Op[struct{}]
+	what    string // whose lock, for the lease's record
+	warning string
+}
+
+// breaking says whether and how a lock held by another is broken at once:
+// one without holder info once stale, a dead holder's whatever its age, a
+// stale one when breakStale is set.
+func breaking(l server.Layout, held *server.LockHeld, ttl time.Duration, breakStale bool) (lockBreak, bool) {
+	switch {
+	case held.Info.Token == "" && held.Stale(ttl):
+		// No info: an older take, which made the lock and then wrote
+		// into it, was killed part-way. No live deploy leaves a lock so
+		// for longer than an instant (today's takes put it in place
+		// whole), so once past the lease it is dead.
+		return lockBreak{server.BreakLock(l, "", ttl), "a deploy killed while taking the lock",
+			fmt.Sprintf("broke a deploy lock without holder info (%s old): a deploy of an older Stagecoach was killed while taking it", held.Age.Round(time.Second))}, true
+	case holderDead(held.Info):
+		who := describeHolder(held.Info)
+		return lockBreak{server.BreakDeadLock(l, held.Info.Token), who + ", process gone",
+			"broke the deploy lock of " + who + ": that deploy is dead, its process is gone from this machine"}, true
+	case breakStale && held.Stale(ttl):
+		who := describeHolder(held.Info)
+		return lockBreak{server.BreakLock(l, held.Info.Token, ttl), who, "broke stale deploy lock of " + who}, true
+	}
+	return lockBreak{}, false
 }
 
 // dropUnanswered releases the lock this run may hold on h after taking it

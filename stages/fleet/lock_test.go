@@ -178,10 +178,10 @@ func TestLockFailures(t *testing.T) {
 		}, "deploy lock is held and its owner is unreadable: lock info is unreadable", exitcode.Failed},
 		{"holder report empty", func(f *remotetest.Fake) { f.On("take deploy lock").Exit(server.ExitLockHeld, "") },
 			"owner is unreadable: lock holder report is empty", exitcode.Failed},
-		{"break refused", func(f *remotetest.Fake) {
+		{"break refused, holder unreadable", func(f *remotetest.Fake) {
 			f.On("take deploy lock").Exit(server.ExitLockHeld, "").Stdout(heldReport(alice, time.Hour))
 			f.On("break stale deploy lock").Exit(server.ExitLockRefused, "")
-		}, "break stale lock: ", exitcode.Failed},
+		}, "breaking the deploy lock was refused and its owner is unreadable: lock holder report is empty", exitcode.Failed},
 		// Broken, the lock was taken again before this run could: it
 		// does not break locks in a loop.
 		{"retaken after the break", func(f *remotetest.Fake) {

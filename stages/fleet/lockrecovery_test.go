@@ -199,21 +199,32 @@ func TestDeadHolderAutoBreak(t *testing.T) {
 }
 
 // TestDeadHolderBreakRefused: a dead holder's lock that changed hands
-// before the break is not broken.
+// before the break is not broken: the deploy goes on as against any lock
+// held, here one alive and fresh, and does not break again.
 func TestDeadHolderBreakRefused(t *testing.T) {
 	me := thisMachine(t)
 	me.PID, me.Token = deadPID(t), "deadtoken"
+	live := me
+	live.PID, live.Token = livePID(t), "livetoken"
 	f := newFleet(1)
+	f.Lease.TTL = time.Minute
 	root := t.TempDir()
 	plantLock(t, root, me, 0)
 	h := f.open(t, "deploy@web1", root)
-	f.dialer.Host(h.Name).On("break dead deploy lock").Exit(server.ExitLockRefused, "")
+	fake := f.dialer.Host(h.Name)
+	fake.On("break dead deploy lock").Then(func() {
+		os.RemoveAll(filepath.Join(root, ".stagecoach", "lock"))
+		plantLock(t, root, live, 0)
+	}).Pass()
 	err := f.Lock(context.Background(), h, "deploy", false)
-	if err == nil || !strings.Contains(err.Error(), "break dead deploy lock: ") || h.Locked() {
-		t.Fatalf("Lock = %v, Locked %v; want the refused break reported", err, h.Locked())
+	if exitcode.Of(err) != exitcode.Locked || !strings.Contains(err.Error(), "becomes breakable in") || h.Locked() {
+		t.Fatalf("Lock = %v (exit %d), Locked %v; want the live lock refused", err, exitcode.Of(err), h.Locked())
 	}
-	if lockToken(t, root) != "deadtoken" {
-		t.Error("the lock changed")
+	if want := "the deploy lock changed before it could be broken: deploy locked by " + me.Holder + " (pid " + strconv.Itoa(live.PID) + ")"; !strings.Contains(f.log.String(), want) {
+		t.Errorf("log %q lacks %q", f.log, want)
+	}
+	if lockToken(t, root) != "livetoken" || fake.Count("break dead deploy lock") != 1 || strings.Contains(f.log.String(), "WARN") {
+		t.Errorf("token %q after %d breaks, log %q: want the live lock kept, one break, no warning", lockToken(t, root), fake.Count("break dead deploy lock"), f.log)
 	}
 }
 

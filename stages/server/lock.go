@@ -168,23 +168,33 @@ func Unlock(l Layout, token string) remote.Command {
 // BreakLock removes a stale lock, but only if it still holds staleToken and
 // its heartbeat, by the server's clock, is older than ttl. The lock is first
 // renamed aside (one atomic step) and checked there, so a lock another
-// deploy took in the meantime is put back rather than deleted. On refusal it
-// prints the current holder like Lock does and exits ExitLockRefused. An
-// empty staleToken breaks a lock without info.json: one that an older
-// Stagecoach, which made the lock and then wrote into it, left when it was
-// killed part-way.
-func BreakLock(l Layout, staleToken string, ttl time.Duration) remote.Command {
+// deploy took in the meantime is put back rather than deleted. A refusal
+// (the lock is fresh again or holds another token) is a
+// *LockBreakRefusedError naming the lock's holder now. An empty staleToken
+// breaks a lock without info.json: one that an older Stagecoach, which
+// made the lock and then wrote into it, left when it was killed part-way.
+func BreakLock(l Layout, staleToken string, ttl time.Duration) Op[struct{}] {
 	return breakLock(l, "break stale deploy lock", staleToken, strconv.FormatInt(int64(ttl/time.Second), 10))
 }
 
 // BreakDeadLock removes the lock of a holder known to be dead (its process
 // is gone from the machine it recorded), whatever its heartbeat's age, but
 // only if it still holds deadToken; otherwise it refuses as BreakLock does.
-func BreakDeadLock(l Layout, deadToken string) remote.Command {
+func BreakDeadLock(l Layout, deadToken string) Op[struct{}] {
 	return breakLock(l, "break dead deploy lock", deadToken, "-1")
 }
 
-func breakLock(l Layout, desc, token, ttlSeconds string) remote.Command {
-	aside := l.LockDir() + ".breaking-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	return lockScript.cmd(desc, "break", l.LockDir(), token, ttlSeconds, aside, strconv.Itoa(ExitLockRefused))
+func breakLock(l Layout, desc, token, ttlSeconds string) Op[struct{}] {
+	o := action(lockScript.cmd(desc, "break", l.LockDir(), token, ttlSeconds, strconv.Itoa(ExitLockRefused)))
+	o.failed = func(res remote.Result, code int, _ error) error {
+		if code != ExitLockRefused {
+			return nil
+		}
+		held, err := ParseLockHeld(res.Stdout)
+		if err != nil {
+			return fmt.Errorf("breaking the deploy lock was refused and its owner is unreadable: %v", err)
+		}
+		return &LockBreakRefusedError{Held: held}
+	}
+	return o
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -87,7 +88,7 @@ func TestLockScripts(t *testing.T) {
 	}
 
 	// A fresh lock is not broken, even with the right token.
-	if _, err := run(t, BreakLock(l, "tok-alice", time.Minute)); ExitCode(err) != ExitLockRefused {
+	if _, err := run(t, BreakLock(l, "tok-alice", time.Minute).Cmd); ExitCode(err) != ExitLockRefused {
 		t.Errorf("break fresh lock: %v", err)
 	}
 	// Make it stale: heartbeat an hour ago by the server's clock.
@@ -95,7 +96,7 @@ func TestLockScripts(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(l.LockDir(), "info.json"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	res, err = run(t, BreakLock(l, "some-other-token", time.Minute))
+	res, err = run(t, BreakLock(l, "some-other-token", time.Minute).Cmd)
 	if ExitCode(err) != ExitLockRefused {
 		t.Errorf("break with a token the lock does not hold: %v", err)
 	}
@@ -106,7 +107,7 @@ func TestLockScripts(t *testing.T) {
 	if _, err := run(t, Unlock(l, bob.Token)); ExitCode(err) != ExitLockLost {
 		t.Errorf("unlock someone else's lock: %v", err)
 	}
-	mustRun(t, BreakLock(l, "tok-alice", time.Minute), nil)
+	mustRun(t, BreakLock(l, "tok-alice", time.Minute).Cmd, nil)
 	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
 		t.Fatalf("lock still there after break: %v", err)
 	}
@@ -139,19 +140,21 @@ func TestBreakDeadLock(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(l.LockDir(), "info.json")); err != nil || !strings.Contains(string(data), `"boot_id":"b0-07"`) {
 		t.Errorf("info.json %s (%v) lacks the boot id", data, err)
 	}
-	res, err := run(t, BreakDeadLock(l, "tok-other"))
-	if ExitCode(err) != ExitLockRefused {
-		t.Fatalf("break with a token the lock does not hold: %v", err)
+	other := BreakDeadLock(l, "tok-other")
+	_, err = other.Decode(run(t, other.Cmd))
+	var refused *LockBreakRefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("break with a token the lock does not hold: %v, want a refusal", err)
 	}
-	if h, err := ParseLockHeld(res.Stdout); err != nil || h.Info.Token != "tok-dead" {
-		t.Errorf("refusal report %+v %v", h, err)
+	if refused.Held.Info.Token != "tok-dead" || !strings.Contains(err.Error(), "changed before it could be broken: deploy locked by alice@laptop (pid 123)") {
+		t.Errorf("refusal %+v: %v", refused.Held, err)
 	}
 	// Fresh: its heartbeat is an instant old.
-	mustRun(t, BreakDeadLock(l, "tok-dead"), nil)
+	mustRun(t, BreakDeadLock(l, "tok-dead").Cmd, nil)
 	if _, err := os.Stat(l.LockDir()); !os.IsNotExist(err) {
 		t.Fatalf("lock still there after break: %v", err)
 	}
-	mustRun(t, BreakDeadLock(l, "tok-dead"), nil) // nothing left to break
+	mustRun(t, BreakDeadLock(l, "tok-dead").Cmd, nil) // nothing left to break
 }
 
 func TestLockRace(t *testing.T) {
@@ -244,6 +247,69 @@ func TestLockTakeKilledLeavesNoLock(t *testing.T) {
 	}
 }
 
+// TestLockReleaseKilled: a release killed at any point of its work leaves
+// the whole lock, which its holder's token still breaks, or none; the next
+// take removes what the killed one left. Regression: a release killed
+// during its rm -rf left a lock with info.json but no token, which no
+// break accepted.
+func TestLockReleaseKilled(t *testing.T) {
+	for _, at := range []string{"mv", "rm"} {
+		t.Run("killed at "+at, func(t *testing.T) {
+			l := newRoot(t)
+			cmd, err := cmdOf(Lock(l, LockInfo{Holder: "alice@laptop", Token: "tok-killed"}))
+			mustRun(t, cmd, err)
+			// A stand-in for the command that, when it is the release's,
+			// removes the token (all that an rm -rf may get to) and kills
+			// the release's whole process group.
+			bin := t.TempDir()
+			real, err := exec.LookPath(at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(bin, at), "#!/bin/sh\ncase \"$*\" in *lock*) for a; do :; done; /bin/rm -f \"$a/token\"; kill -9 0;; esac\nexec "+real+" \"$@\"\n")
+			if err := os.Chmod(filepath.Join(bin, at), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			c := exec.Command("/bin/sh", "-c", Unlock(l, "tok-killed").Script)
+			c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := c.Run(); err == nil {
+				t.Fatal("the release was not killed")
+			}
+			if _, err := os.Lstat(l.LockDir()); err == nil {
+				mustRun(t, BreakDeadLock(l, "tok-killed").Cmd, nil)
+			}
+			cmd, _ = cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-next"}))
+			mustRun(t, cmd, nil)
+			entries, _ := os.ReadDir(l.MetaDir())
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "lock.") {
+					t.Errorf("the next take left %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestBreakLockLeftWithoutToken: a lock an older release left with its
+// info but not its token (killed during its rm -rf) is broken with the
+// token its info names, and with no other.
+func TestBreakLockLeftWithoutToken(t *testing.T) {
+	l := newRoot(t)
+	cmd, err := cmdOf(Lock(l, LockInfo{Holder: "alice@laptop", PID: 123, Token: "tok-old"}))
+	mustRun(t, cmd, err)
+	if err := os.Remove(filepath.Join(l.LockDir(), "token")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, BreakDeadLock(l, "tok-other").Cmd); ExitCode(err) != ExitLockRefused {
+		t.Fatalf("break with a token the info does not name: %v", err)
+	}
+	mustRun(t, BreakDeadLock(l, "tok-old").Cmd, nil)
+	if _, err := os.Lstat(l.LockDir()); !os.IsNotExist(err) {
+		t.Fatalf("lock still there after break: %v", err)
+	}
+}
+
 // TestLockWithoutInfo: a lock an older take left without info (killed
 // after its mkdir) is reported held, with its directory's age as its
 // heartbeat, and is broken by BreakLock with an empty token once stale,
@@ -271,10 +337,10 @@ func TestLockWithoutInfo(t *testing.T) {
 			if err != nil || held.Info.Token != "" || !held.Stale(time.Minute) {
 				t.Fatalf("held %+v %v", held, err)
 			}
-			mustRun(t, BreakLock(l, "", time.Minute), nil)
+			mustRun(t, BreakLock(l, "", time.Minute).Cmd, nil)
 			mustRun(t, cmd, nil)
 			// A lock with info is not one to break without its token.
-			if _, err := run(t, BreakLock(l, "", -time.Second)); ExitCode(err) != ExitLockRefused {
+			if _, err := run(t, BreakLock(l, "", -time.Second).Cmd); ExitCode(err) != ExitLockRefused {
 				t.Errorf("break of a whole lock with an empty token: %v", err)
 			}
 		})

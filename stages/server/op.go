@@ -126,3 +126,13 @@ type LockHeldError struct {
 }
 
 func (e *LockHeldError) Error() string { return e.Held.Describe(0) }
+
+// LockBreakRefusedError is a break of the deploy lock that found it changed
+// since it was read: released, fresh again, or taken by another deploy.
+type LockBreakRefusedError struct {
+	Held *LockHeld // the lock as the break found it
+}
+
+func (e *LockBreakRefusedError) Error() string {
+	return "the deploy lock changed before it could be broken: " + e.Held.Describe(0)
+}

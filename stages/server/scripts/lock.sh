@@ -5,7 +5,7 @@
 #   lock.sh take LOCK_DIR TOKEN INFO_JSON EXIT_HELD
 #   lock.sh heartbeat LOCK_DIR TOKEN EXIT_LOST
 #   lock.sh release LOCK_DIR TOKEN EXIT_LOST
-#   lock.sh break LOCK_DIR TOKEN TTL_SECONDS ASIDE EXIT_REFUSED
+#   lock.sh break LOCK_DIR TOKEN TTL_SECONDS EXIT_REFUSED
 #
 # break with TTL_SECONDS -1 breaks the lock whatever its heartbeat's age:
 # its holder is known to be dead. break with an empty TOKEN breaks a lock
@@ -58,12 +58,13 @@ take)
   token=$1 info=$2 held=$3
   meta=${d%/*} name=${d##*/}
   mkdir -p "$meta"
-  # A take killed part-way leaves only its own temporary directory,
-  # named by its shell's PID: removed here once that process is gone.
-  for t in "$meta/$name".taking-*; do
+  # A take, release or break killed part-way leaves only a directory
+  # beside the lock, named by its shell's PID: removed here once that
+  # process is gone. (A break's, while its shell runs, may be a lock it
+  # is about to put back.)
+  for t in "$meta/$name".taking-* "$meta/$name".released-* "$meta/$name".breaking-*; do
     [ -d "$t" ] || continue
-    pid=${t##*.taking-}
-    alive "$pid" || rm -rf "$t"
+    alive "${t##*-}" || rm -rf "$t"
   done
   if [ -d "$d" ]; then
     report
@@ -104,14 +105,18 @@ heartbeat)
   ;;
 release)
   if holds "$1"; then
-    rm -rf "$d"
+    # Renamed aside before it is removed: a release killed part-way
+    # leaves the whole lock or a directory the next take removes, never a
+    # lock that lost its token but not its info.
+    gone=$d.released-$$
+    mv -T "$d" "$gone" && rm -rf "$gone"
   else
     echo "deploy lock not held by this deploy; left alone" >&2
     exit "$2"
   fi
   ;;
 break)
-  token=$1 ttl=$2 aside=$3 refused=$4
+  token=$1 ttl=$2 refused=$3 aside=$d.breaking-$$
   refuse() {
     report
     exit "$refused"
@@ -121,12 +126,16 @@ break)
     exit 0
   fi
   # is DIR the lock asked for: holding token, or, for an empty one,
-  # without info?
+  # without info? A lock with info but no token file is one an older
+  # release, which removed the lock in place, left when it was killed
+  # part-way: its info names its token.
   is() {
     if [ -z "$token" ]; then
       [ ! -e "$1/info.json" ]
-    else
+    elif [ -e "$1/token" ]; then
       [ "$(cat "$1/token" 2>/dev/null)" = "$token" ]
+    else
+      grep -qF "\"token\":\"$token\"" "$1/info.json" 2>/dev/null
     fi
   }
   is "$d" || refuse
