@@ -268,3 +268,25 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestExitCodesAreDistinct: each script's own exit code means one thing,
+// so an answer is never decoded as another operation's failure.
+func TestExitCodesAreDistinct(t *testing.T) {
+	codes := map[string]int{
+		"ExitLockHeld": ExitLockHeld, "ExitLockLost": ExitLockLost, "ExitLockRefused": ExitLockRefused,
+		"ExitArchiveMismatch": ExitArchiveMismatch, "ExitToolsMissing": ExitToolsMissing,
+		"ExitTreeMismatch": ExitTreeMismatch, "ExitUnsafeArchive": ExitUnsafeArchive, "ExitNotUnpacked": ExitNotUnpacked,
+		"ExitAdoptRefused": ExitAdoptRefused, "ExitPortTaken": ExitPortTaken, "ExitNginxTest": ExitNginxTest,
+		"ExitCleanupUnexpected": ExitCleanupUnexpected, "ExitSwitchFailed": ExitSwitchFailed,
+	}
+	seen := map[int]string{}
+	for name, code := range codes {
+		if code < 64 || code > 113 {
+			t.Errorf("%s = %d: outside 64-113, where no shell or tool puts its own codes", name, code)
+		}
+		if other, ok := seen[code]; ok {
+			t.Errorf("%s and %s are both %d", name, other, code)
+		}
+		seen[code] = name
+	}
+}

@@ -10,7 +10,7 @@ import (
 
 // ExitSwitchFailed is Switch's exit code when current does not point where
 // it should after the rename.
-const ExitSwitchFailed = 82
+const ExitSwitchFailed = 87
 
 var (
 	switchScript      = load("switch.sh")
