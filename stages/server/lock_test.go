@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stagecoach/stagecoach/stages/remote"
 )
 
 func TestParseLockHeld(t *testing.T) {
@@ -202,28 +204,14 @@ func TestLockTakeKilledLeavesNoLock(t *testing.T) {
 	for _, at := range []string{"mkdir", "mv"} {
 		t.Run("killed at "+at, func(t *testing.T) {
 			l := newRoot(t)
-			// A stand-in for the command that does its work, when it is
-			// the take's, then kills the take's whole process group, as
-			// kill -9 of a session does.
-			bin := t.TempDir()
-			real, err := exec.LookPath(at)
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(bin, at), "#!/bin/sh\ncase \"$*\" in *.taking-*) "+real+" \"$@\"; kill -9 0;; esac\nexec "+real+" \"$@\"\n")
-			if err := os.Chmod(filepath.Join(bin, at), 0o755); err != nil {
-				t.Fatal(err)
-			}
 			cmd, err := cmdOf(Lock(l, LockInfo{Holder: "alice@laptop", Token: "tok-killed"}))
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := exec.Command("/bin/sh", "-c", cmd.Script)
-			c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if err := c.Run(); err == nil {
-				t.Fatal("the take was not killed")
-			}
+			// A stand-in for the command that does its work, when it is
+			// the take's, then kills the take's whole process group, as
+			// kill -9 of a session does.
+			runKilled(t, cmd, at, `case "$*" in *.taking-*) "$real" "$@"; kill -9 0;; esac`)
 			if _, err := os.Lstat(l.LockDir()); at == "mkdir" && !os.IsNotExist(err) {
 				t.Fatalf("a take killed before its rename left a lock: %v", err)
 			}
@@ -235,14 +223,7 @@ func TestLockTakeKilledLeavesNoLock(t *testing.T) {
 				}
 				mustRun(t, Unlock(l, "tok-killed"), nil)
 			}
-			cmd, _ = cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-next"}))
-			mustRun(t, cmd, nil)
-			entries, _ := os.ReadDir(l.MetaDir())
-			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), "lock.") {
-					t.Errorf("the next take left %s", e.Name())
-				}
-			}
+			takeCleansUp(t, l)
 		})
 	}
 }
@@ -261,33 +242,47 @@ func TestLockReleaseKilled(t *testing.T) {
 			// A stand-in for the command that, when it is the release's,
 			// removes the token (all that an rm -rf may get to) and kills
 			// the release's whole process group.
-			bin := t.TempDir()
-			real, err := exec.LookPath(at)
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(bin, at), "#!/bin/sh\ncase \"$*\" in *lock*) for a; do :; done; /bin/rm -f \"$a/token\"; kill -9 0;; esac\nexec "+real+" \"$@\"\n")
-			if err := os.Chmod(filepath.Join(bin, at), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			c := exec.Command("/bin/sh", "-c", Unlock(l, "tok-killed").Script)
-			c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
-			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			if err := c.Run(); err == nil {
-				t.Fatal("the release was not killed")
-			}
+			runKilled(t, Unlock(l, "tok-killed"), at, `case "$*" in *lock*) for a; do :; done; /bin/rm -f "$a/token"; kill -9 0;; esac`)
 			if _, err := os.Lstat(l.LockDir()); err == nil {
 				mustRun(t, BreakDeadLock(l, "tok-killed").Cmd, nil)
 			}
-			cmd, _ = cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-next"}))
-			mustRun(t, cmd, nil)
-			entries, _ := os.ReadDir(l.MetaDir())
-			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), "lock.") {
-					t.Errorf("the next take left %s", e.Name())
-				}
-			}
+			takeCleansUp(t, l)
 		})
+	}
+}
+
+// runKilled runs cmd with the command named at replaced by a script that
+// runs the shell code first (where $real names the real command), then
+// the real command. cmd must be killed.
+func runKilled(t *testing.T, cmd remote.Command, at, first string) {
+	t.Helper()
+	bin := t.TempDir()
+	real, err := exec.LookPath(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(bin, at), "#!/bin/sh\nreal="+real+"\n"+first+"\nexec \"$real\" \"$@\"\n")
+	if err := os.Chmod(filepath.Join(bin, at), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("/bin/sh", "-c", cmd.Script)
+	c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Run(); err == nil {
+		t.Fatalf("%s was not killed", cmd.Desc)
+	}
+}
+
+// takeCleansUp takes the lock on l and checks that nothing is left beside it.
+func takeCleansUp(t *testing.T, l Layout) {
+	t.Helper()
+	cmd, err := cmdOf(Lock(l, LockInfo{Holder: "bob@ci", Token: "tok-next"}))
+	mustRun(t, cmd, err)
+	entries, _ := os.ReadDir(l.MetaDir())
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "lock.") {
+			t.Errorf("the next take left %s", e.Name())
+		}
 	}
 }
 
