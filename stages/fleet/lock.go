@@ -112,8 +112,8 @@ func (f *Fleet) Hold(ctx context.Context, h *Host, command string, breakStale bo
 // A lock held by another deploy is broken at once, with a warning, when
 // its holder is provably dead (see holderDead); a stale one only when
 // breakStale is set. Once per call: a lock retaken after this run broke
-// one, or found changed by a break, is not broken again. Else, for up to f.LockWait, the lock is polled
-// until it is free or breakable.
+// one, or found changed by a break, is not broken again. Else, for up to
+// f.LockWait, the lock is polled until it is free or breakable.
 func (f *Fleet) lock(ctx context.Context, h *Host, command string, breakStale bool, first func(server.Op[struct{}]) error) error {
 	m := thisMachine()
 	pid := f.PID
