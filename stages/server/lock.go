@@ -102,17 +102,24 @@ func Lock(l Layout, info LockInfo) (Op[struct{}], error) {
 		return Op[struct{}]{}, fmt.Errorf("lock: %w", err)
 	}
 	o := action(lockScript.public("take deploy lock", "take", l.LockDir(), info.Token, string(js), strconv.Itoa(ExitLockHeld)))
-	o.failed = func(res remote.Result, code int, _ error) error {
-		if code != ExitLockHeld {
+	o.failed = decodeHolder(ExitLockHeld, "deploy lock is held", func(held *LockHeld) error { return &LockHeldError{Held: held} })
+	return o, nil
+}
+
+// decodeHolder decodes the exit code of a lock script that printed the
+// lock's holder (see report in lock.sh) into the typed error of that
+// holder; refusal says what happened, for when the report is unreadable.
+func decodeHolder(code int, refusal string, typed func(*LockHeld) error) func(remote.Result, int, error) error {
+	return func(res remote.Result, got int, _ error) error {
+		if got != code {
 			return nil
 		}
 		held, err := ParseLockHeld(res.Stdout)
 		if err != nil {
-			return fmt.Errorf("deploy lock is held and its owner is unreadable: %v", err)
+			return fmt.Errorf("%s and its owner is unreadable: %v", refusal, err)
 		}
-		return &LockHeldError{Held: held}
+		return typed(held)
 	}
-	return o, nil
 }
 
 // ParseLockHeld reads what Lock printed when it exited ExitLockHeld (or
@@ -186,15 +193,6 @@ func BreakDeadLock(l Layout, deadToken string) Op[struct{}] {
 
 func breakLock(l Layout, desc, token, ttlSeconds string) Op[struct{}] {
 	o := action(lockScript.cmd(desc, "break", l.LockDir(), token, ttlSeconds, strconv.Itoa(ExitLockRefused)))
-	o.failed = func(res remote.Result, code int, _ error) error {
-		if code != ExitLockRefused {
-			return nil
-		}
-		held, err := ParseLockHeld(res.Stdout)
-		if err != nil {
-			return fmt.Errorf("breaking the deploy lock was refused and its owner is unreadable: %v", err)
-		}
-		return &LockBreakRefusedError{Held: held}
-	}
+	o.failed = decodeHolder(ExitLockRefused, "breaking the deploy lock was refused", func(held *LockHeld) error { return &LockBreakRefusedError{Held: held} })
 	return o
 }
