@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,10 @@ type lease struct {
 	// mu orders the heartbeat's reads of the host's Runner after a
 	// Reconnect's replacing it.
 	mu sync.Mutex
+	// releasing is set while a batch that ends with the lock's release
+	// runs (UnlockAfter), and after one whose answer never came: a
+	// heartbeat that fails then may only have come after the release.
+	releasing atomic.Bool
 }
 
 // Locked reports whether this run holds h's deploy lock.
@@ -314,7 +319,11 @@ func (f *Fleet) heartbeat(ctx context.Context, h *Host, l *lease) {
 			} else {
 				_, err = r.Run(ctx, server.Heartbeat(h.Layout, l.token))
 			}
-			if err != nil && ctx.Err() == nil {
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case l.releasing.Load():
+				h.Log.Debugf("deploy lock heartbeat failed while the lock is released: %v", err)
+			default:
 				h.Log.Warnf("deploy lock heartbeat failed: %v", err)
 			}
 		}
@@ -379,20 +388,27 @@ func (f *Fleet) unlock(h *Host) {
 // UnlockAfter runs cmds on h, then releases the deploy lock this run holds
 // there, in one round trip (see RunBatch); it returns the results of cmds.
 // The lock goes only once every one of cmds succeeded: else it stays held,
-// for Unlock to release. The heartbeat stops first, so that none needs a
-// shell of its own while the batch runs, nor finds the lock gone after it.
+// for Unlock to release. The heartbeat goes on while the batch runs, since
+// cmds may take long (a release's activation: a migration, a restart), and
+// stops once the lock is gone.
 func (f *Fleet) UnlockAfter(ctx context.Context, h *Host, cmds ...remote.Command) ([]remote.Result, []error) {
-	if h.lease == nil {
+	l := h.lease
+	if l == nil {
 		return h.RunBatch(ctx, cmds...)
 	}
-	h.lease.stop()
-	<-h.lease.done
-	results, errs := h.RunBatch(ctx, append(cmds, server.Unlock(h.Layout, h.lease.token))...)
+	l.releasing.Store(true)
+	results, errs := h.RunBatch(ctx, append(cmds, server.Unlock(h.Layout, l.token))...)
 	n := len(cmds)
 	var exit *remote.ExitError
-	if err := errs[n]; err == nil || errors.As(err, &exit) && exit.Code == server.ExitLockLost {
+	switch err := errs[n]; {
+	case err == nil || errors.As(err, &exit) && exit.Code == server.ExitLockLost:
+		l.stop()
+		<-l.done
 		h.lease = nil
-	} else if !errors.Is(err, remote.ErrSkipped) {
+	case errors.Is(err, remote.ErrSkipped):
+		l.releasing.Store(false) // held still, and kept alive
+	default:
+		// Released or not, no one can tell: Unlock tries again.
 		h.Log.Debugf("release deploy lock: %v; trying again", err)
 	}
 	return results[:n], errs[:n]

@@ -351,6 +351,67 @@ func TestUnlock(t *testing.T) {
 	}
 }
 
+// TestUnlockAfter: the batch ending with the release keeps the lease
+// alive while it runs (it may activate a release: a migration, a restart),
+// releases the lock only when all of it succeeded, and keeps renewing a
+// lock it did not release. A heartbeat that found the lock released by
+// the batch is no warning.
+func TestUnlockAfter(t *testing.T) {
+	slow := remote.Command{Desc: "slow step", Script: "true"}
+	for _, tc := range []struct {
+		name     string
+		fails    bool
+		released bool
+	}{
+		{name: "succeeds", released: true},
+		{name: "a command fails", fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(1)
+			h, root, c := heartbeating(t, f)
+			fake := f.dialer.Host(h.Name)
+			// The batch outlasts several heartbeats, which go on meanwhile.
+			fake.On("slow step").Then(func() { waitBeats(t, c, 3) }).Pass()
+			cmds := []remote.Command{slow}
+			if tc.fails {
+				cmds = append(cmds, remote.Command{Desc: "failing step", Script: "exit 3"})
+			}
+			_, errs := f.UnlockAfter(context.Background(), h, cmds...)
+			if failed := remote.FirstError(errs) != nil; failed != tc.fails {
+				t.Fatalf("errors %v, want failed %v", errs, tc.fails)
+			}
+			if released := lockToken(t, root) == "" && !h.Locked(); released != tc.released {
+				t.Fatalf("lock released %v, Locked %v; want released %v", lockToken(t, root) == "", h.Locked(), tc.released)
+			}
+			if tc.released {
+				// Beats in flight at the release find it gone, quietly.
+				time.Sleep(20 * time.Millisecond)
+				if strings.Contains(f.log.String(), "WARN "+h.Name+": deploy lock heartbeat failed") {
+					t.Errorf("log %q warns of a heartbeat after the release", f.log)
+				}
+				return
+			}
+			// Held still: renewed, then released by Unlock.
+			info := filepath.Join(root, ".stagecoach", "lock", "info.json")
+			old := time.Now().Add(-time.Hour)
+			if err := os.Chtimes(info, old, old); err != nil {
+				t.Fatal(err)
+			}
+			waitNewBeat(t, c)
+			if st, err := os.Stat(info); err != nil || time.Since(st.ModTime()) > time.Minute {
+				t.Errorf("the lock kept after the failed batch was not renewed (%v)", err)
+			}
+			f.Unlock([]*fleet.Host{h})
+			if lockToken(t, root) != "" || h.Locked() {
+				t.Error("Unlock left the lock")
+			}
+			if strings.Contains(f.log.String(), "deploy lock heartbeat failed") {
+				t.Errorf("log %q: a heartbeat failed", f.log)
+			}
+		})
+	}
+}
+
 // TestHeartbeatGoesOnOverANewConnection: a deploy that reconnects while it
 // holds the lock (to record its outcome) keeps renewing the lease, over the
 // new connection.
