@@ -23,7 +23,7 @@ func (Step) String() string { return "cleanup" }
 // Run cleans up every host.
 func (Step) Run(ctx context.Context, rc *run.Context) error {
 	return rc.Each(ctx, "clean up", func(ctx context.Context, h *fleet.Host) error {
-		clean, err := server.Cleanup(h.Layout, Spec(rc, h))
+		clean, err := server.Cleanup(h.Layout, Spec(rc, h, h.State))
 		if err != nil {
 			return err
 		}
@@ -38,16 +38,16 @@ func (Step) Run(ctx context.Context, rc *run.Context) error {
 	})
 }
 
-// Spec is what cleaning up h removes: all but the environment's newest
-// keep_releases releases, never the live one nor the previous one (the
-// rollback target), and every upload but that of a release this run
-// shipped and has yet to stage.
-func Spec(rc *run.Context, h *fleet.Host) server.CleanupSpec {
+// Spec is what cleaning up h, whose deploy state is s, removes: all but
+// the environment's newest keep_releases releases, never the live one nor
+// the previous one (the rollback target), and every upload but that of a
+// release this run shipped and has yet to stage.
+func Spec(rc *run.Context, h *fleet.Host, s *server.State) server.CleanupSpec {
 	protect := []string{}
-	if h.State.Current != "" {
-		protect = append(protect, h.State.Current)
+	if s.Current != "" {
+		protect = append(protect, s.Current)
 	}
-	if prev, ok := h.State.Previous(); ok {
+	if prev, ok := s.Previous(); ok {
 		protect = append(protect, prev.ID)
 	}
 	// The archive of a release shipped by this run but not yet staged
@@ -68,12 +68,13 @@ func Spec(rc *run.Context, h *fleet.Host) server.CleanupSpec {
 	}
 }
 
-// Expect is what Cleanup with spec should remove from h as far as its
-// state knows the releases there (see server.CleanupSpec.Expect): the
-// state lists every release a deploy staged.
-func Expect(h *fleet.Host, spec server.CleanupSpec) []string {
-	ids := make([]string, 0, len(h.State.Releases))
-	for _, r := range h.State.Releases {
+// Expect is what Cleanup with spec should remove from a host as far as
+// its deploy state s knows the releases there (see
+// server.CleanupSpec.Expect): the state lists every release a deploy
+// staged.
+func Expect(s *server.State, spec server.CleanupSpec) []string {
+	ids := make([]string, 0, len(s.Releases))
+	for _, r := range s.Releases {
 		ids = append(ids, r.ID)
 	}
 	return append([]string{}, server.PlanCleanup(ids, spec.Keep, spec.Protect)...)

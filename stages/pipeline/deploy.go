@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/stagecoach/stagecoach/stages/build"
 	"github.com/stagecoach/stagecoach/stages/checkout"
-	"github.com/stagecoach/stagecoach/stages/cleanup"
 	"github.com/stagecoach/stagecoach/stages/config"
 	"github.com/stagecoach/stagecoach/stages/detect"
 	"github.com/stagecoach/stagecoach/stages/exitcode"
@@ -119,7 +117,12 @@ func (r *Run) warmShells() {
 // a deploy, and of a retry of the hosts a deploy left behind.
 func (r *Run) rollOut(ctx context.Context) error {
 	ro := r.newRollout()
-	if err := r.timed(ctx, "swap", ro.swap); err != nil {
+	ro.concludes = r.concludesInSwap()
+	err := r.timed(ctx, "swap", ro.swap)
+	if ro.concluded {
+		return r.concludedInSwap(ctx, ro, err)
+	}
+	if err != nil {
 		return ro.fail(ctx, "swap", err)
 	}
 	if err := r.timed(ctx, "health", ro.health); err != nil {
@@ -129,6 +132,20 @@ func (r *Run) rollOut(ctx context.Context) error {
 		return ro.partial(ctx, server.ResultPartial, errors.Join(ro.causes...))
 	}
 	r.conclude(ctx, server.ResultSuccess, true)
+	return r.finish(nil, server.ResultSuccess)
+}
+
+// concludedInSwap ends a deploy that the swap's round trip concluded (see
+// concludesInSwap): the release is live, recorded, cleaned up after and
+// unlocked, so an interrupt (err) that came after changes nothing. The
+// cleanup's line in the report has no time of its own: it ran in the
+// swap's.
+func (r *Run) concludedInSwap(ctx context.Context, ro *rollout, err error) error {
+	if err != nil {
+		r.Log.Warnf("%v, but only once %s was live and the deploy concluded", err, r.Plan.Release)
+	}
+	_ = r.timed(ctx, "health", ro.health) // no checks to run: says so
+	r.Report.Stage("cleanup", 0, ro.cleanupErr)
 	return r.finish(nil, server.ResultSuccess)
 }
 
@@ -208,9 +225,11 @@ func (r *Run) record(ctx context.Context, result, stage string, cause error) {
 	results := r.hostResults(result)
 	// Every host at once: a fleet's hosts each wait a round trip for it.
 	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
-		if !r.noteDeploy(h, results[h], result, stage, cause) {
+		s := r.noted(h, results[h], result, h.Phase(), stage, cause)
+		if s == nil {
 			return nil
 		}
+		h.State = s
 		r.saveState(ctx, h)
 		return nil // a failure to record is a warning, never the deploy's outcome
 	})
@@ -226,12 +245,17 @@ func (r *Run) hostResults(result string) map[*fleet.Host]string {
 	return results
 }
 
-// noteDeploy adds the deploy, whose result on h is own and the fleet's
-// result, to h's state in memory; it reports whether there is a state to
-// save.
-func (r *Run) noteDeploy(h *fleet.Host, own, result, stage string, cause error) bool {
+// noted is h's state with the deploy added, whose result on h is own and
+// the fleet's result, h having reached phase; nil when h has no state or
+// the deploy could not be added (a warning). h.State is left as it was.
+func (r *Run) noted(h *fleet.Host, own, result, phase, stage string, cause error) *server.State {
 	if h.State == nil {
-		return false
+		return nil
+	}
+	s, err := h.State.Clone()
+	if err != nil {
+		h.Log.Warnf("record deploy: %v", err)
+		return nil
 	}
 	// The host's own error says best what happened to it; the others
 	// get the deploy's.
@@ -240,21 +264,21 @@ func (r *Run) noteDeploy(h *fleet.Host, own, result, stage string, cause error) 
 		why = e
 	}
 	d := server.Deploy{ID: r.Plan.Release, Revision: r.Plan.Revision, User: fleet.WhoAmI(), Host: fleet.MachineName(),
-		Started: r.Started, Duration: time.Since(r.Started), Result: own, Fleet: result, Phase: h.Phase(),
+		Started: r.Started, Duration: time.Since(r.Started), Result: own, Fleet: result, Phase: phase,
 		Stage: stage, Error: r.Log.Redact(run.ErrString(why)), BytesSent: h.BytesSent, BrokeLock: h.BrokeLock()}
 	if h.Staged && r.Packaged != nil {
-		h.State.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
+		s.AddRelease(server.Release{ID: r.Plan.Release, Revision: r.Plan.Revision,
 			ArchiveSHA256: r.Packaged.Manifest.Archive.SHA256, Created: time.Now().UTC(), Status: server.StatusFailed,
-			Reused: swap.ReusedOrigins(h.State, h.LiveManifest, r.Packaged.Manifest)})
+			Reused: swap.ReusedOrigins(s, h.LiveManifest, r.Packaged.Manifest)})
 	}
 	if result == server.ResultNoChange {
 		d.ID = h.Live
 	}
-	if err := h.State.RecordDeploy(d); err != nil {
+	if err := s.RecordDeploy(d); err != nil {
 		h.Log.Warnf("record deploy: %v", err)
-		return false
+		return nil
 	}
-	return true
+	return s
 }
 
 // saveState writes h's state, over a new connection when the one it had
@@ -270,109 +294,6 @@ func (r *Run) saveState(ctx context.Context, h *fleet.Host) {
 	}
 	if err != nil {
 		h.Log.Warnf("%v", err)
-	}
-}
-
-// conclude ends a deploy whose outcome is result (success or no change)
-// on every host in one round trip each: the state's record of it, with a
-// successful deploy's cleanup (clean) before it, and the release of the
-// deploy lock. The state is written for the releases the cleanup is
-// expected to remove (cleanup.Expect); should it remove others, the
-// state is written again for what it did, and the lock released after.
-// A nested hold keeps the lock for its outer holder; plugins at the
-// cleanup's hook points run it as a stage of its own. A failed cleanup is
-// a warning: the release is live and healthy.
-func (r *Run) conclude(ctx context.Context, result string, clean bool) {
-	if clean && (r.hasPlugins("before-cleanup") || r.hasPlugins("after-cleanup") || r.holds > 1) {
-		r.record(ctx, result, "", nil)
-		if err := r.step(ctx, cleanup.Step{}); err != nil {
-			r.Log.Warnf("%v", err)
-		}
-		return
-	}
-	if r.holds > 1 {
-		r.record(ctx, result, "", nil)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	results := r.hostResults(result)
-	var errs []error
-	var mu sync.Mutex
-	r.Each(ctx, "", func(ctx context.Context, h *fleet.Host) error {
-		if err := r.concludeHost(ctx, h, results[h], result, clean); err != nil {
-			h.Log.Warnf("%v", err)
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("clean up %s: %w", h.Name, err))
-			mu.Unlock()
-		}
-		return nil
-	})
-	if clean {
-		r.Report.Stage("cleanup", time.Since(start), errors.Join(errs...))
-	}
-}
-
-// concludeHost is conclude on h; it returns the cleanup's failure.
-func (r *Run) concludeHost(ctx context.Context, h *fleet.Host, own, result string, clean bool) error {
-	if !r.noteDeploy(h, own, result, "", nil) {
-		return nil
-	}
-	var cmds []remote.Command
-	var clean0 server.Op[server.CleanupReport]
-	state := h.State
-	if clean {
-		spec := cleanup.Spec(r.Context, h)
-		spec.Expect = cleanup.Expect(h, spec)
-		op, err := server.Cleanup(h.Layout, spec)
-		if err != nil {
-			r.saveState(ctx, h)
-			return err
-		}
-		clean0 = op
-		// The state as it will be once the cleanup removed what it is
-		// expected to, written right after it.
-		if state, err = h.State.Clone(); err != nil {
-			r.saveState(ctx, h)
-			return err
-		}
-		for _, id := range spec.Expect {
-			state.RemoveRelease(id)
-		}
-		cmds = append(cmds, op.Cmd)
-	}
-	data, err := state.Marshal()
-	if err != nil {
-		return err
-	}
-	cmds = append(cmds, server.WriteState(h.Layout, data))
-	res, errs := r.Fleet.UnlockAfter(ctx, h, cmds...)
-	if !clean {
-		if errs[0] != nil {
-			r.saveState(ctx, h) // over a new connection if need be; Unlock follows
-		}
-		return nil
-	}
-	rep, cleanErr := clean0.Decode(res[0], errs[0])
-	var unexpected *server.CleanupUnexpectedError
-	switch {
-	case cleanErr == nil && errs[1] == nil:
-		h.State = state
-		cleanup.Note(r.Context, h, rep)
-		return nil
-	case errors.As(cleanErr, &unexpected):
-		cleanup.Note(r.Context, h, unexpected.Report)
-		r.saveState(ctx, h)
-		return nil
-	case cleanErr == nil:
-		// Cleaned up, but the state was not written.
-		cleanup.Note(r.Context, h, rep)
-		r.saveState(ctx, h)
-		return nil
-	default:
-		r.saveState(ctx, h)
-		return cleanErr
 	}
 }
 

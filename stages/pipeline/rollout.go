@@ -59,6 +59,12 @@ type rollout struct {
 	// wentBack counts the hosts put back so far, so that a rollout that
 	// ends with no host on the new release says it rolled back.
 	wentBack int
+
+	// concludes: the activation's round trip concludes the deploy too
+	// (see concludesInSwap); concluded once it did, cleanupErr the
+	// failure of its cleanup.
+	concludes, concluded bool
+	cleanupErr           error
 }
 
 // stopped is the end of a rollout that switches no more hosts but keeps
@@ -157,7 +163,11 @@ func (ro *rollout) activate(ctx context.Context, i int) []error {
 		rc.Log.Infof("%s: activating %s on %s", ro.name(i), rc.Plan.Release, names(hosts))
 	}
 	ro.each(ctx, hosts, errs, func(ctx context.Context, h *fleet.Host) error {
-		if err := swap.Activate(ctx, rc, h, ro.migrateEach); err != nil {
+		activate := func() error { return swap.Activate(ctx, rc, h, ro.migrateEach) }
+		if ro.concludes {
+			activate = func() error { return ro.activateAndConclude(ctx, h) }
+		}
+		if err := activate(); err != nil {
 			return fmt.Errorf("activate %s on %s: %w", rc.Plan.Release, h.Name, err)
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stagecoach/stagecoach/stages/pipeline"
 	"github.com/stagecoach/stagecoach/stages/pipeline/pipelinetest"
+	"github.com/stagecoach/stagecoach/stages/remote"
 	"github.com/stagecoach/stagecoach/stages/remote/remotetest"
 	"github.com/stagecoach/stagecoach/stages/run/runtest"
 	"github.com/stagecoach/stagecoach/stages/swap"
@@ -308,4 +309,51 @@ func maps(ms ...map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// ActivateThen runs its followup in the activation's round trip, and only
+// when every step of the activation succeeded.
+func TestActivateThen(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fake   func(f *remotetest.Fake)
+		ran    bool
+		failed bool
+	}{
+		{name: "after the activation", ran: true},
+		{name: "not after a failed switch", fake: func(f *remotetest.Fake) { f.On("switch current").Exit(1, "mv: failed") }, failed: true},
+		{name: "not after a failed restart", fake: func(f *remotetest.Fake) { f.On("restart").Times(1).Exit(1, "unit failed") }, failed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			act := stagedOver(t, 1, false, siteOnly)
+			if tc.fake != nil {
+				tc.fake(act.e.Fake(0))
+			}
+			h := act.r.Hosts[0]
+			marker := filepath.Join(t.TempDir(), "followed")
+			batches := 0
+			then := swap.Followup{
+				Cmds: []remote.Command{{Desc: "follow up", Script: "touch " + marker}},
+				Batch: func(ctx context.Context, cmds ...remote.Command) ([]remote.Result, []error) {
+					batches++
+					return h.RunBatch(ctx, cmds...)
+				},
+			}
+			_, errs, err := swap.ActivateThen(context.Background(), act.r.Context, h, false, then)
+			if (err != nil) != tc.failed {
+				t.Fatalf("error %v, want failed %v", err, tc.failed)
+			}
+			if batches != 1 {
+				t.Errorf("%d batches, want 1", batches)
+			}
+			if runtest.Exists(t, marker) != tc.ran || (tc.ran && (len(errs) != 1 || errs[0] != nil)) {
+				t.Errorf("followup ran %v (%v), want %v", runtest.Exists(t, marker), errs, tc.ran)
+			}
+			batch, _ := act.e.BatchWith(0, act.marks[0], "stop")
+			if ran := slices.Contains(batch, "follow up"); ran != tc.ran {
+				t.Errorf("the activation's batch %q", batch)
+			}
+		})
+	}
 }

@@ -13,7 +13,7 @@ import (
 // the idle slot (slots.Activate), which switches current with the router.
 func activateSlots(ctx context.Context, rc *run.Context, h *fleet.Host, steps []activationStep) error {
 	if len(steps) > 0 {
-		if err := runActivation(ctx, rc, h, steps); err != nil {
+		if _, _, err := runActivation(ctx, rc, h, steps, nil, h.RunBatch); err != nil {
 			return err
 		}
 	}

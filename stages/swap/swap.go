@@ -181,30 +181,63 @@ func Discard(ctx context.Context, rc *run.Context) {
 // router switches with current instead (slots.Activate): nothing stops
 // before the new release passed its health checks.
 func Activate(ctx context.Context, rc *run.Context, h *fleet.Host, migrate bool) error {
-	steps, err := activation(rc, h, migrate)
-	if err != nil {
-		return err
-	}
-	if slots.Enabled(rc) {
-		return activateSlots(ctx, rc, h, steps)
-	}
-	return runActivation(ctx, rc, h, steps)
+	_, _, err := ActivateThen(ctx, rc, h, migrate, Followup{})
+	return err
 }
 
-// runActivation runs steps in one round trip, undoing what a failed one
-// left half done.
-func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []activationStep) error {
+// Followup is what a caller runs on a host in an activation's round trip,
+// after the activation's commands and only if every one of them
+// succeeded: Cmds, with the activation's ahead of them, run by Batch
+// (Host.RunBatch when nil). A deploy to one host concludes there.
+type Followup struct {
+	Cmds  []remote.Command
+	Batch func(ctx context.Context, cmds ...remote.Command) ([]remote.Result, []error)
+}
+
+// ActivateThen is Activate with then in the activation's round trip; it
+// returns the results of then's commands, which ran when it returns no
+// error and else did not, or, when the answer never came, maybe did. With
+// services.slots, then has a round trip of its own once the router
+// switched.
+func ActivateThen(ctx context.Context, rc *run.Context, h *fleet.Host, migrate bool, then Followup) ([]remote.Result, []error, error) {
+	steps, err := activation(rc, h, migrate)
+	if err != nil {
+		return nil, nil, err
+	}
+	batch := then.Batch
+	if batch == nil {
+		batch = h.RunBatch
+	}
+	if slots.Enabled(rc) {
+		if err := activateSlots(ctx, rc, h, steps); err != nil {
+			return nil, nil, err
+		}
+		if len(then.Cmds) == 0 {
+			return nil, nil, nil
+		}
+		results, errs := batch(ctx, then.Cmds...)
+		return results, errs, nil
+	}
+	return runActivation(ctx, rc, h, steps, then.Cmds, batch)
+}
+
+// runActivation runs steps, then the commands of then, in one round trip
+// by batch, undoing what a failed step left half done; it returns the
+// results of then.
+func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []activationStep, then []remote.Command,
+	batch func(context.Context, ...remote.Command) ([]remote.Result, []error)) ([]remote.Result, []error, error) {
 	id := rc.Plan.Release
-	cmds := make([]remote.Command, len(steps))
+	cmds := make([]remote.Command, len(steps), len(steps)+len(then))
 	for i, st := range steps {
 		cmds[i] = st.cmd
 		if st.script != "" {
 			h.Log.Debugf("%s runs: %s", st.cmd.Desc, st.script)
 		}
 	}
-	results, errs := h.RunBatch(ctx, cmds...)
-	if err := remote.FirstError(errs); unanswered(err) {
-		return activationUnanswered(ctx, rc, h, steps, err)
+	results, errs := batch(ctx, append(cmds, then...)...)
+	n := len(steps)
+	if err := remote.FirstError(errs[:n]); unanswered(err) {
+		return nil, nil, activationUnanswered(ctx, rc, h, steps, err)
 	}
 	for i, st := range steps {
 		err := errs[i]
@@ -215,7 +248,7 @@ func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []
 			h.ShowOutput(st.cmd.Desc, results[i])
 		}
 		if err != nil {
-			return activationFailed(ctx, rc, h, st.kind, fleet.WithOutput(err, results[i]))
+			return nil, nil, activationFailed(ctx, rc, h, st.kind, fleet.WithOutput(err, results[i]))
 		}
 		switch st.kind {
 		case migrateStep:
@@ -225,7 +258,7 @@ func runActivation(ctx context.Context, rc *run.Context, h *fleet.Host, steps []
 			h.Log.Infof("current -> releases/%s", id)
 		}
 	}
-	return nil
+	return results[n:], errs[n:], nil
 }
 
 // MigrateOnce backs up the database and applies the pending migrations on

@@ -36,6 +36,7 @@ type Call struct {
 	Stdin  []byte // a run's input or an upload's data, read to its end (or until ctx ends)
 	Path   string // the file of an upload or a read
 	Conn   int    // the connection that carried it: 1 is the Fake's own, Connect opens 2, 3, ...
+	Batch  int    // the batch that carried it, 1 for the Fake's first; 0: a call of its own
 	Err    error  // what the call returned: nil on success and while it runs
 }
 
@@ -48,10 +49,11 @@ type Fake struct {
 	Name  string        // what Target returns; "fake" when empty
 	Inner remote.Runner // runs the calls no rule answers; nil: they succeed
 
-	mu    sync.Mutex
-	rules []*Rule
-	calls []Call
-	conns []*conn // conns[0] is the Fake's own, made on first use
+	mu      sync.Mutex
+	rules   []*Rule
+	calls   []Call
+	conns   []*conn // conns[0] is the Fake's own, made on first use
+	batches int
 }
 
 var (
@@ -326,8 +328,16 @@ func (c *conn) Stats() remote.Stats {
 }
 
 func (c *conn) RunBatch(ctx context.Context, cmds []remote.Command) ([]remote.Result, []error) {
+	c.f.mu.Lock()
+	c.f.batches++
+	ctx = context.WithValue(ctx, batchKey{}, c.f.batches)
+	c.f.mu.Unlock()
 	return remote.RunInTurn(ctx, c, cmds)
 }
+
+// batchKey is the context key of the number of the batch a call is part
+// of (see Call.Batch).
+type batchKey struct{}
 
 func (c *conn) Close() error {
 	c.f.mu.Lock()
@@ -361,6 +371,7 @@ func (c *conn) begin(ctx context.Context, call Call) (n int, act action, inner r
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	call.Conn = c.id
+	call.Batch, _ = ctx.Value(batchKey{}).(int)
 	f.calls = append(f.calls, call)
 	n = len(f.calls) - 1
 	switch {

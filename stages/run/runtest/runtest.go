@@ -264,12 +264,41 @@ func (e *Env) CallsSince(i, mark int) []string {
 		if d == "read deploy state" {
 			continue
 		}
-		d, _, _ = strings.Cut(d, ":")
-		d, _, _ = strings.Cut(d, "[")
-		d, _, _ = strings.Cut(d, " /")
-		out = append(out, d)
+		out = append(out, shortDesc(d))
 	}
 	return out
+}
+
+// BatchWith is the batch that carried host i's first call after its first
+// mark calls whose Desc has desc, each command as CallsSince tells it (those that did not run
+// since one before them failed are left out), and the mark of the calls
+// after it (see CallsSince); nil and every call when no batch has one.
+func (e *Env) BatchWith(i, mark int, desc string) (batch []string, after int) {
+	calls := e.Fake(i).Calls()
+	n := 0
+	for _, c := range calls[mark:] {
+		if c.Batch > 0 && strings.Contains(c.Desc, desc) {
+			n = c.Batch
+			break
+		}
+	}
+	if n == 0 {
+		return nil, len(calls)
+	}
+	for j, c := range calls {
+		if c.Batch == n {
+			batch, after = append(batch, shortDesc(c.Desc)), j+1
+		}
+	}
+	return batch, after
+}
+
+// shortDesc is a command's Desc up to its arguments (see CallsSince).
+func shortDesc(d string) string {
+	d, _, _ = strings.Cut(d, ":")
+	d, _, _ = strings.Cut(d, "[")
+	d, _, _ = strings.Cut(d, " /")
+	return d
 }
 
 // CheckCalls fails unless host i was asked for exactly want after its
