@@ -197,7 +197,11 @@ func (ro *rollout) activateAndConclude(ctx context.Context, h *fleet.Host) error
 		return err
 	}
 	ro.concluded = true
-	ro.cleanupErr = r.concluded(context.WithoutCancel(ctx), h, c, res, errs)
+	// What is left to write is written even after an interrupt, as the
+	// record of any deploy is (see record).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	ro.cleanupErr = r.concluded(wctx, h, c, res, errs)
 	if ro.cleanupErr != nil {
 		h.Log.Warnf("%v", ro.cleanupErr)
 		ro.cleanupErr = fmt.Errorf("clean up %s: %w", h.Name, ro.cleanupErr)
