@@ -269,10 +269,11 @@ func (e *Env) CallsSince(i, mark int) []string {
 	return out
 }
 
-// BatchWith is the batch that carried host i's first call after its first
-// mark calls whose Desc has desc, each command as CallsSince tells it (those that did not run
-// since one before them failed are left out), and the mark of the calls
-// after it (see CallsSince); nil and every call when no batch has one.
+// BatchWith is the batch that carried host i's first call after its
+// first mark calls whose Desc has desc, each command as CallsSince tells
+// it (those that did not run, since one before them failed, are left
+// out), and the mark of the calls after it (see CallsSince); nil and the
+// number of calls when no batch has one.
 func (e *Env) BatchWith(i, mark int, desc string) (batch []string, after int) {
 	calls := e.Fake(i).Calls()
 	n := 0
