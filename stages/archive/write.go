@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -160,6 +159,10 @@ func (m *members) Close() error {
 
 const copyBuf = 256 << 10
 
+// handoffDepth is how many chunks of the output may wait for their
+// writer (see handoff).
+const handoffDepth = 4
+
 // Write streams a deterministic compressed tar of the sources' files to w:
 // entries sorted by path, each directory before its content, owner 0:0
 // without names, every time Epoch, modes normalised (0755 directories and
@@ -200,8 +203,16 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 
 	sum := sha256.New()
 	count := &counter{}
-	buf := bufio.NewWriterSize(io.MultiWriter(w, sum, count), copyBuf)
-	zw, err := newCompressor(buf)
+	// The output is hashed and written while the next files are read and
+	// compressed.
+	out := newHandoff(io.MultiWriter(w, sum, count), copyBuf, handoffDepth)
+	closed := false
+	defer func() {
+		if !closed {
+			out.Abort()
+		}
+	}()
+	zw, err := newCompressor(out)
 	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
@@ -291,7 +302,8 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 	if err := zw.Close(); err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
-	if err := buf.Flush(); err != nil {
+	closed = true
+	if err := out.Close(); err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
 	info.SHA256 = hex.EncodeToString(sum.Sum(nil))
