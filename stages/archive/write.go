@@ -171,10 +171,12 @@ const handoffDepth = 4
 // (gzip: headers with no name or time; zstd: raw blocks). The same files
 // give the same bytes whatever their owners, mtimes or the umask. Memory
 // does not grow with the size of the files: each is copied through in
-// turn, and the output is hashed as it is written. Every file is hashed as
+// turn, and the output is hashed as it is written, on a goroutine of its
+// own (see handoff), while the next files are read. Every file is hashed as
 // it is read and must still have the size of its entry and, when it has
 // one, its SHA-256; a file with none yet (List leaves them so) gets the
-// one read, filled into its entry in sources.
+// one read, filled into its entry in sources. w is written by that
+// goroutine alone, and never after Write returned.
 func Write(ctx context.Context, w io.Writer, sources []Source, c Compression) (ArchiveInfo, error) {
 	newCompressor := gzipMembers
 	if c == Zstd {
