@@ -164,9 +164,11 @@ func (r *Run) concluded(ctx context.Context, h *fleet.Host, c *hostConclusion, r
 // deploy as well, sparing one: one host, so no other host's failure can
 // roll it back once its lock is gone; nothing to run between its switch
 // and its cleanup (health checks, slots, plugins at the hook points
-// after the swap); the lock held by this run alone.
+// after the swap); the lock held by this run alone; no migration in the
+// activation, whose time, however long, the recorded deploy would leave
+// out, being written before it.
 func (r *Run) concludesInSwap() bool {
-	if len(r.Hosts) != 1 || r.holds != 1 || !r.Hosts[0].Locked() ||
+	if len(r.Hosts) != 1 || r.holds != 1 || !r.Hosts[0].Locked() || swap.MigrateEach(r.Context) ||
 		len(health.Checks(r.Context)) > 0 || slots.Enabled(r.Context) {
 		return false
 	}
