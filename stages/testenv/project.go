@@ -44,6 +44,8 @@ type ProjectOptions struct {
 	// Health, when set, replaces the items of the environment's health
 	// list (the backend's /healthz), e.g. `      - http: "http://..."\n`.
 	Health string
+	// NoHealth leaves the environment without health checks.
+	NoHealth bool
 	// Port is the backend's port on every host; default one free on
 	// 127.0.0.1.
 	Port int
@@ -200,7 +202,7 @@ func (p *Project) config(opts ProjectOptions) string {
 `, p.Port)
 	}
 	health := opts.Health
-	if health == "" {
+	if health == "" && !opts.NoHealth {
 		health = fmt.Sprintf("      - http: \"http://{host}:%d/healthz\"\n        body: '\"status\":\"ok\"'\n        timeout: 2s\n", p.Port)
 	}
 	return fmt.Sprintf(`app: %s
