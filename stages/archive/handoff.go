@@ -21,6 +21,7 @@ type handoff struct {
 	done    chan struct{}
 	err     error       // w's failure; read once failed is closed
 	dropped atomic.Bool // Abort: write no more
+	closed  bool        // Close or Abort ran
 }
 
 func newHandoff(w io.Writer, size, depth int) *handoff {
@@ -70,6 +71,10 @@ func (h *handoff) Write(p []byte) (int, error) {
 // Close hands the last chunk over, waits until w has written every chunk,
 // and returns w's failure. Write must not be called after it.
 func (h *handoff) Close() error {
+	if h.closed {
+		return nil
+	}
+	h.closed = true
 	if len(h.cur) > 0 {
 		h.queue <- h.cur
 		h.cur = nil
@@ -85,8 +90,13 @@ func (h *handoff) Close() error {
 }
 
 // Abort ends the goroutine without writing what it was not given yet
-// written, for a writer that failed on its own.
+// written, for a writer that failed on its own; after Close it does
+// nothing.
 func (h *handoff) Abort() {
+	if h.closed {
+		return
+	}
+	h.closed = true
 	h.dropped.Store(true)
 	close(h.queue)
 	<-h.done

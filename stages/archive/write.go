@@ -208,12 +208,7 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 	// The output is hashed and written while the next files are read and
 	// compressed.
 	out := newHandoff(io.MultiWriter(w, sum, count), copyBuf, handoffDepth)
-	closed := false
-	defer func() {
-		if !closed {
-			out.Abort()
-		}
-	}()
+	defer out.Abort() // on a failure; once closed, nothing
 	zw, err := newCompressor(out)
 	if err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
@@ -304,7 +299,6 @@ func write(ctx context.Context, w io.Writer, sources []Source, newCompressor cod
 	if err := zw.Close(); err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}
-	closed = true
 	if err := out.Close(); err != nil {
 		return ArchiveInfo{}, fmt.Errorf("write archive: %w", err)
 	}

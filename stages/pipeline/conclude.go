@@ -56,19 +56,25 @@ func (r *Run) conclude(ctx context.Context, result string, clean bool) {
 	}
 }
 
-// concludeHost is conclude on h; it returns the cleanup's failure, which
-// it logs as a warning.
+// concludeHost is conclude on h; it returns the cleanup's failure (see
+// cleanupFailed).
 func (r *Run) concludeHost(ctx context.Context, h *fleet.Host, own, result string, clean bool) error {
 	c, err := r.conclusion(h, own, result, h.Phase(), clean)
 	if c != nil {
 		res, errs := r.Fleet.UnlockAfter(ctx, h, c.cmds...)
 		err = errors.Join(err, r.concluded(ctx, h, c, res, errs))
 	}
-	if err != nil {
-		h.Log.Warnf("%v", err)
-		return fmt.Errorf("clean up %s: %w", h.Name, err)
+	return cleanupFailed(h, err)
+}
+
+// cleanupFailed warns of the failure err of cleaning up h, a warning
+// since the release is live, and returns it as the cleanup stage's.
+func cleanupFailed(h *fleet.Host, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	h.Log.Warnf("%v", err)
+	return fmt.Errorf("clean up %s: %w", h.Name, err)
 }
 
 // hostConclusion is h's end of a deploy, prepared before it runs: the
@@ -203,10 +209,6 @@ func (ro *rollout) activateAndConclude(ctx context.Context, h *fleet.Host) error
 	// record of any deploy is (see record).
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	ro.cleanupErr = r.concluded(wctx, h, c, res, errs)
-	if ro.cleanupErr != nil {
-		h.Log.Warnf("%v", ro.cleanupErr)
-		ro.cleanupErr = fmt.Errorf("clean up %s: %w", h.Name, ro.cleanupErr)
-	}
+	ro.cleanupErr = cleanupFailed(h, r.concluded(wctx, h, c, res, errs))
 	return nil
 }
